@@ -1,0 +1,97 @@
+"""Stage II generator G: a U-Net with HDC encoder blocks (paper Sec. 3.2, Fig. 2).
+
+Input: the occluded face x and the VAE's structure image g concatenated (6 channels).
+Output: the de-occluded face y_hat = G(x, g) in [-1, 1] (tanh).
+
+    encoder block i (i = 1..3): down-sampling module (3x3 stride-2 conv unit)
+                                -> HDC module (1x1 || 3x3 dilated at rates 1, 2, 5)
+                                -> residual module (BN-swish-conv3x3-BN-swish-conv1x1 + skip)
+        widths C, 2C, 4C at H/2, H/4, H/8
+    decoder block j (j = 1..3): up-sampling unit (nearest x2 + 3x3 conv unit) -> 3x3 conv unit;
+        block 1 takes encoder block 3, blocks 2 and 3 take
+        concat(previous decoder output, symmetric encoder block output)
+    output: 3x3 conv -> tanh
+
+Receptive fields (theoretical, in input pixels; the paper says "about a quarter, a half
+and the whole image" at 128x128). With the default rates (1, 2, 5):
+
+    block 1: 3 (down) + 2*5*2 (HDC at stride 2) + 2*2 (residual 3x3)      =  27 px (0.21 H)
+    block 2: 27 + 2*2 + 2*5*4 + 2*4                                         =  79 px (0.62 H)
+    block 3: 79 + 2*4 + 2*5*8 + 2*8                                         = 183 px (> H)
+
+The residual module's second conv is 1x1 for this reason: with two 3x3 convs the
+second block would see 91 px (0.71 H), more than "about half". tests/test_models.py
+measures these numbers by back-propagating from one output unit of each block.
+``hdc=False`` (the "w/o HDC" ablation) replaces each HDC module by a plain 3x3 conv
+unit of the same width, keeping the depth.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
+from .hdc import HDCModule
+
+__all__ = ["UNetGenerator"]
+
+
+class EncoderBlock(nn.Sequential):
+    """Down-sampling module -> HDC module (or a 3x3 conv unit) -> residual module."""
+
+    def __init__(self, in_channels: int, out_channels: int, hdc: bool, rates: tuple[int, ...]):
+        super().__init__(
+            DownSample(in_channels, out_channels),
+            HDCModule(out_channels, out_channels, rates) if hdc
+            else ConvUnit(out_channels, out_channels, kernel_size=3),
+            ResidualBlock(out_channels, kernel_sizes=(3, 1)),
+        )
+
+
+class DecoderBlock(nn.Sequential):
+    """Up-sampling unit -> 3x3 conv unit."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__(UpSample(in_channels, out_channels),
+                         ConvUnit(out_channels, out_channels, kernel_size=3))
+
+
+class UNetGenerator(nn.Module):
+    def __init__(self, in_channels: int = 6, out_channels: int = 3, base_channels: int = 64,
+                 hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5)):
+        super().__init__()
+        c = base_channels
+        self.in_channels = in_channels
+        self.encoders = nn.ModuleList([
+            EncoderBlock(in_channels, c, hdc, hdc_rates),
+            EncoderBlock(c, 2 * c, hdc, hdc_rates),
+            EncoderBlock(2 * c, 4 * c, hdc, hdc_rates),
+        ])
+        self.decoders = nn.ModuleList([
+            DecoderBlock(4 * c, 2 * c),          # H/8 -> H/4
+            DecoderBlock(2 * c + 2 * c, c),      # cat(dec1, enc2), H/4 -> H/2
+            DecoderBlock(c + c, c),              # cat(dec2, enc1), H/2 -> H
+        ])
+        self.out = nn.Conv2d(c, out_channels, kernel_size=3, padding=1)
+
+    def encode(self, x: torch.Tensor, g: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The three encoder block outputs (H/2, H/4, H/8). ``g=None``: x already has 6 channels."""
+        h = x if g is None else torch.cat([x, g], dim=1)
+        if h.shape[1] != self.in_channels:
+            raise ValueError(f"generator expects {self.in_channels} input channels "
+                             f"(x and g concatenated), got {h.shape[1]}")
+        if h.shape[-1] % 8 or h.shape[-2] % 8:
+            raise ValueError(f"image height and width must be divisible by 8, got {tuple(h.shape[-2:])}")
+        features = []
+        for block in self.encoders:
+            h = block(h)
+            features.append(h)
+        return features
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+        e1, e2, e3 = self.encode(x, g)
+        d = self.decoders[0](e3)
+        d = self.decoders[1](torch.cat([d, e2], dim=1))
+        d = self.decoders[2](torch.cat([d, e1], dim=1))
+        return torch.tanh(self.out(d))

@@ -1,0 +1,177 @@
+"""Common interface of the frozen face-recognition networks, and checkpoint loading.
+
+Every embedder takes images as the rest of fsggan holds them - float (B, 3, H, W),
+RGB in [-1, 1], any size - and does its own colour conversion, resizing and
+normalisation before the network, so that each network sees exactly what its
+published weights were trained on. The output is an L2-normalised feature (B, dim).
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, unreadable or does not fit the network.
+
+    The message names the file, the expected format and where the official
+    weights are published.
+    """
+
+
+class FaceEmbedder(nn.Module):
+    """A frozen face-recognition network: [-1, 1] RGB images -> L2-normalised features.
+
+    Subclasses set ``self.net`` (the bare network, whose ``forward`` returns raw
+    features) and ``self.dim``, and implement :meth:`preprocess`.
+
+    The module is frozen (no parameter requires grad) and always in eval mode:
+    ``train()`` is a no-op for it, so a parent's ``model.train()`` never switches its
+    BatchNorm / dropout layers. Gradients still flow to the input image, which is what
+    an identity loss needs.
+    """
+
+    dim: int
+
+    def __init__(self, net: nn.Module, dim: int):
+        super().__init__()
+        self.net = net
+        self.dim = dim
+        self.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> FaceEmbedder:
+        """Keep eval mode whatever ``mode`` is (BatchNorm statistics stay frozen)."""
+        return super().train(False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        """Map [-1, 1] RGB (B, 3, H, W) to the network's own input convention."""
+        raise NotImplementedError
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw (unnormalised) features of an already preprocessed batch."""
+        return self.net(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected RGB images (B, 3, H, W) in [-1, 1], got shape {tuple(x.shape)}")
+        feats = self.features(self.preprocess(x))
+        return F.normalize(feats.float(), dim=1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Same as calling the module: (B, 3, H, W) in [-1, 1] -> (B, dim), unit norm."""
+        return self(x)
+
+
+# --------------------------------------------------------------------- image helpers
+
+def rgb_to_gray01(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] RGB (B, 3, H, W) -> gray (B, 1, H, W) in [0, 1], ITU-R BT.601 luma
+    (0.299 R + 0.587 G + 0.114 B, as PIL's ``convert('L')``)."""
+    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    return ((x + 1.0) * 0.5 * w).sum(dim=1, keepdim=True)
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize to ``size`` = (H, W); antialiased when shrinking; no-op if equal."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def center_crop_aspect(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Crop the largest centred window with aspect ``height:width`` (no resizing)."""
+    h, w = x.shape[-2:]
+    if h * width > w * height:  # too tall: crop rows
+        new_h, new_w = round(w * height / width), w
+    else:  # too wide (or exact): crop columns
+        new_h, new_w = h, round(h * width / height)
+    top, left = (h - new_h) // 2, (w - new_w) // 2
+    return x[..., top : top + new_h, left : left + new_w]
+
+
+# ---------------------------------------------------------------- checkpoint loading
+
+def read_state_dict(
+    path: str | Path,
+    *,
+    expected: str,
+    source: str,
+    wrapper_keys: tuple[str, ...] = ("state_dict",),
+    weights_only: bool = True,
+) -> dict[str, torch.Tensor]:
+    """Read a checkpoint file and return its state dict with any ``module.`` prefix removed.
+
+    ``expected`` describes the format and ``source`` where to get official weights;
+    both go into the :class:`WeightsError` raised when anything is wrong. A dict
+    holding one of ``wrapper_keys`` is unwrapped; otherwise the file must itself be a
+    state dict. ``weights_only=False`` allows arbitrary pickles: only for files you trust.
+    """
+    path = Path(path)
+
+    def fail(problem: str) -> WeightsError:
+        return WeightsError(f"{path}: {problem}. Expected {expected}. Official weights: {source}")
+
+    if not path.is_file():
+        raise fail("no such file")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=weights_only)
+    except pickle.UnpicklingError as exc:
+        hint = " (if you trust this file, load it with weights_only=False)" if weights_only else ""
+        raise fail(f"cannot be unpickled safely: {str(exc).splitlines()[0]}{hint}") from exc
+    except Exception as exc:  # not a torch file at all (text, truncated, ...)
+        raise fail(f"is not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+
+    if isinstance(obj, Mapping):
+        for key in wrapper_keys:
+            if isinstance(obj.get(key), Mapping):
+                obj = obj[key]
+                break
+    if not isinstance(obj, Mapping) or not obj:
+        raise fail(f"holds a {type(obj).__name__}, not a state dict")
+    bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        top = ", ".join(repr(k) for k in list(obj)[:5])
+        raise fail(f"is a dict but not a state dict of tensors (top-level keys: {top})")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return dict(obj)
+
+
+def load_checked(
+    net: nn.Module, state: Mapping[str, torch.Tensor], *, path: str | Path, expected: str, source: str
+) -> None:
+    """``net.load_state_dict(state, strict=True)``, but first compare keys and shapes and
+    raise a :class:`WeightsError` that lists a few offending keys. Missing
+    ``num_batches_tracked`` buffers (absent from some older checkpoints; unused in
+    eval mode) are filled from the network."""
+    own = net.state_dict()
+    state = dict(state)
+    for k, v in own.items():
+        if k.endswith("num_batches_tracked") and k not in state:
+            state[k] = v
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} (network: {tuple(v.shape)})"
+        for k, v in own.items()
+        if k in state and state[k].shape != v.shape
+    ]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatch", wrong)):
+        if keys:
+            more = f", ... ({len(keys)} in all)" if len(keys) > 5 else ""
+            problems.append(f"{label}: " + ", ".join(keys[:5]) + more)
+    if problems:
+        raise WeightsError(
+            f"{path}: does not fit {type(net).__name__} - " + "; ".join(problems)
+            + f". Expected {expected}. Official weights: {source}"
+        )
+    net.load_state_dict(state, strict=True)
