@@ -1,6 +1,6 @@
 """Building blocks shared by the FSG-GAN networks.
 
-The paper (Sec. 3.1-3.2) builds every network from BatchNorm + swish convolution
+The paper builds every network from BatchNorm + swish convolution
 units, borrowed from NVAE (Vahdat & Kautz, 2020, "residual cells"): a down-sampling
 module, a residual module and an up-sampling unit. All units here keep the spatial
 size unless they say otherwise ("same" padding, dilation-aware).

@@ -1,4 +1,4 @@
-"""Stage II generator G: a U-Net with HDC encoder blocks (paper Sec. 3.2, Fig. 2).
+"""Stage II generator G: a U-Net with HDC encoder blocks (paper, Stage II).
 
 Input: the occluded face x and the VAE's structure image g concatenated (6 channels).
 Output: the de-occluded face y_hat = G(x, g) in [-1, 1] (tanh).

@@ -1,4 +1,4 @@
-"""Hybrid dilated convolution (HDC) module of the FSG-GAN generator (paper Sec. 3.2).
+"""Hybrid dilated convolution (HDC) module of the FSG-GAN generator (paper, Stage II).
 
 A 1x1 convolution runs in parallel with 3x3 convolutions dilated at ``rates``
 (paper: 1, 2, 5; co-prime rates avoid the "gridding" holes of a single large

@@ -1,4 +1,4 @@
-"""Stage I variational auto-encoder V (paper Sec. 3.1, Eq. 1-4).
+"""Stage I variational auto-encoder V (paper, Stage I; loss Eq. 4).
 
 V maps an occluded face x to a blurry but complete facial structure g = V(x). The
 decoder outputs a Gaussian over the clean face: a mean image (tanh, in [-1, 1]) and a
@@ -16,7 +16,7 @@ Layout (C = base_channels, H = image_size, which must be divisible by 16):
              -> 3x3 conv -> mean (tanh) [+ log-sigma]
 
 The three encoder feature levels are what the multi-receptive-field discriminator
-reuses as its feature extractor (paper Sec. 3.3); ``VAEEncoder.body`` computes them
+reuses as its feature extractor (paper's multi-receptive-field D); ``VAEEncoder.body`` computes them
 alone.
 
 Choice of sigma (``sigma=``):

@@ -8,7 +8,6 @@ published weights were trained on. The output is an L2-normalised feature (B, di
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -123,11 +122,15 @@ def read_state_dict(
         raise fail("no such file")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=weights_only)
-    except pickle.UnpicklingError as exc:
-        hint = " (if you trust this file, load it with weights_only=False)" if weights_only else ""
-        raise fail(f"cannot be unpickled safely: {str(exc).splitlines()[0]}{hint}") from exc
-    except Exception as exc:  # not a torch file at all (text, truncated, ...)
-        raise fail(f"is not a readable PyTorch checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from exc
+    except Exception as exc:  # text file, truncated file, disallowed pickled objects, ...
+        text = str(exc)
+        if "Unsupported global" in text:  # a real pickle holding non-tensor objects
+            detail = text[text.index("Unsupported global"):].split(" was not")[0]
+            raise fail(f"holds objects that cannot be unpickled safely ({detail}); "
+                       "if you trust this file, pass weights_only=False") from exc
+        text = text.split("WeightsUnpickler error:")[-1].split("Check the documentation")[0].strip()
+        first = text.splitlines()[0] if text else ""
+        raise fail(f"is not a readable PyTorch checkpoint ({type(exc).__name__}: {first})") from exc
 
     if isinstance(obj, Mapping):
         for key in wrapper_keys:

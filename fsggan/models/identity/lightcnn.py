@@ -147,6 +147,10 @@ NETWORKS = {"lightcnn9": LightCNN9, "lightcnn29": LightCNN29, "lightcnn29v2": Li
 class LightCNNEmbedder(FaceEmbedder):
     """Frozen LightCNN feature (256-d): [-1, 1] RGB -> gray [0, 1] (BT.601) -> 128x128.
 
+    That is the authors' test-time input: 128x128 gray faces read with PIL ``'L'`` and
+    ``ToTensor`` (no mean subtraction); training used random 128x128 crops of 144x144
+    faces, and the forward pass itself does not crop.
+
     ``weights``: the authors' checkpoint (e.g. ``LightCNN_29Layers_V2_checkpoint.pth.tar``),
     or a bare state dict with or without ``module.``; ``None`` keeps random weights.
     The number of classes of ``fc2`` is read from the checkpoint, so fine-tuned

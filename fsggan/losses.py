@@ -1,0 +1,89 @@
+"""FSG-GAN losses (paper Eq. 4, 7, 8, 11), as pure functions on tensors.
+
+Reductions: ``vae_loss`` sums over pixels / latent dimensions and averages over the
+batch ("per image", the usual ELBO convention); every other loss is a plain mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+from .models.vae import VAEOutput
+
+__all__ = ["LossWeights", "vae_loss", "gaussian_nll", "kl_standard_normal", "pixel_loss",
+           "identity_loss", "generator_adversarial_loss", "discriminator_loss",
+           "total_variation"]
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+@dataclass
+class LossWeights:
+    """Weights of the generator loss, Eq. 8 (paper: 100 * L1 + 50 * identity + 1 * adversarial).
+
+    ``tv`` weights an optional total-variation term (not in the paper; the official code
+    uses 0.5); 0 disables it.
+    """
+
+    pixel: float = 100.0
+    identity: float = 50.0
+    adversarial: float = 1.0
+    tv: float = 0.0
+
+
+def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """-log N(target; mean, sigma^2), summed over all but the batch dim, mean over batch.
+
+    Includes the constant 0.5 * log(2 pi) per element; uses exp(-log_sigma) rather than a
+    division so a small sigma cannot divide by zero.
+    """
+    z = (target - mean) * torch.exp(-log_sigma)
+    nll = log_sigma + 0.5 * z.square() + _HALF_LOG_2PI
+    return nll.flatten(1).sum(1).mean()
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) summed over latent dims, mean over batch."""
+    kl = 0.5 * (mu.square() + torch.exp(logvar) - 1.0 - logvar)
+    return kl.flatten(1).sum(1).mean()
+
+
+def vae_loss(out: VAEOutput, target: torch.Tensor, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Stage I loss, Eq. 4: NLL of the clean face under the decoder's Gaussian + KL.
+
+    Returns {"nll", "kl", "total"} (scalars, per image); computed in float32.
+    """
+    nll = gaussian_nll(target.float(), out.mean.float(), out.log_sigma.float())
+    kl = kl_standard_normal(out.mu.float(), out.logvar.float())
+    return {"nll": nll, "kl": kl, "total": nll + kl_weight * kl}
+
+
+def pixel_loss(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """L1 reconstruction term of Eq. 8: mean |y - G(x, g)|."""
+    return F.l1_loss(pred, target)
+
+
+def identity_loss(feat_target: torch.Tensor, feat_pred: torch.Tensor) -> torch.Tensor:
+    """Identity-preserving term of Eq. 8: mean over the batch of 1 - cos(F(y), F(G(x, g)))."""
+    return (1.0 - F.cosine_similarity(feat_target.float(), feat_pred.float(), dim=1, eps=1e-8)).mean()
+
+
+def generator_adversarial_loss(log_prob_fake: torch.Tensor) -> torch.Tensor:
+    """Adversarial term of Eq. 7-8: mean(-log D(G(x, g))) (non-saturating form)."""
+    return -log_prob_fake.mean()
+
+
+def discriminator_loss(log_prob_real: torch.Tensor, log_one_minus_prob_fake: torch.Tensor) -> torch.Tensor:
+    """Eq. 11: mean(-log D(y) - log(1 - D(G(x, g))))."""
+    return (-log_prob_real - log_one_minus_prob_fake).mean()
+
+
+def total_variation(img: torch.Tensor) -> torch.Tensor:
+    """Anisotropic L1 total variation: mean |vertical diff| + mean |horizontal diff|."""
+    dy = (img[..., 1:, :] - img[..., :-1, :]).abs().mean()
+    dx = (img[..., :, 1:] - img[..., :, :-1]).abs().mean()
+    return dx + dy

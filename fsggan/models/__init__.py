@@ -1,0 +1,13 @@
+"""FSG-GAN networks (paper's method section): Stage I VAE, HDC U-Net generator, discriminators."""
+
+from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
+from .discriminator import TRUNK_MODES, DiscOutput, MultiRFDiscriminator, PatchDiscriminator
+from .generator import UNetGenerator
+from .hdc import HDCModule
+from .vae import VAE, VAEDecoder, VAEEncoder, VAEOutput
+
+__all__ = [
+    "ConvUnit", "DownSample", "ResidualBlock", "UpSample", "HDCModule",
+    "VAE", "VAEEncoder", "VAEDecoder", "VAEOutput", "UNetGenerator",
+    "MultiRFDiscriminator", "PatchDiscriminator", "DiscOutput", "TRUNK_MODES",
+]

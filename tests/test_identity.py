@@ -1,0 +1,258 @@
+"""Identity networks: official checkpoint formats, the FaceEmbedder interface, real weights on LFW."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from fsggan.models.identity import (
+    EMBEDDER_NAMES, ArcFaceEmbedder, FaceEmbedder, IResNet, LightCNN9, LightCNN29, LightCNN29v2,
+    MobileFaceNet, WeightsError, build_embedder, iresnet100,
+)
+from fsggan.models.identity.base import center_crop_aspect
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+LIGHTCNN_KEYS = DATA / "reference" / "lightcnn_official_keys.json"
+MOBILEFACENET = DATA / "weights" / "mobilefacenet_casia_068.ckpt"
+LIGHTCNN = {"lightcnn9": ("LightCNN-9", LightCNN9), "lightcnn29": ("LightCNN-29", LightCNN29),
+            "lightcnn29v2": ("LightCNN-29v2", LightCNN29v2)}
+DIMS = {"lightcnn9": 256, "lightcnn29": 256, "lightcnn29v2": 256, "mobilefacenet": 128,
+        "arcface_r50": 512, "arcface_r100": 512}
+
+
+def images(b=2, h=64, w=64, seed=0):
+    return torch.rand(b, 3, h, w, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+def randomize_bn_stats(net: nn.Module, seed=0):
+    """Give BatchNorm buffers non-default values so a round trip checks them too."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+
+
+# ------------------------------------------------------------------ LightCNN
+
+@pytest.mark.parametrize("name", list(LIGHTCNN))
+def test_lightcnn_keys_and_shapes_equal_official(name):
+    if not LIGHTCNN_KEYS.is_file():
+        pytest.skip(f"reference key list not found at {LIGHTCNN_KEYS}")
+    ref_name, cls = LIGHTCNN[name]
+    official = json.loads(LIGHTCNN_KEYS.read_text())[ref_name]
+    ours = {"module." + k: list(v.shape) for k, v in cls().state_dict().items()}
+    assert ours == official
+
+
+@pytest.mark.parametrize("name", list(LIGHTCNN))
+def test_lightcnn_loads_official_format(name, tmp_path):
+    src = build_embedder(name)
+    path = tmp_path / f"{name}.pth.tar"
+    sd = {"module." + k: v for k, v in src.net.state_dict().items()}
+    torch.save({"epoch": 80, "arch": name, "state_dict": sd, "prec1": torch.tensor(98.0)}, path)
+    dst = build_embedder(name, path)
+    x = images(1, 128, 128)
+    torch.testing.assert_close(dst(x), src(x), rtol=0, atol=1e-6)
+    assert dst(x).shape == (1, 256)
+
+
+def test_lightcnn_accepts_bare_state_dict_and_other_class_count(tmp_path):
+    src = LightCNN9(num_classes=10)
+    torch.save(src.state_dict(), tmp_path / "bare.pth")
+    dst = build_embedder("lightcnn9", tmp_path / "bare.pth")
+    assert dst.net.fc2.out_features == 10
+    x = images(1) * 0.5
+    assert torch.equal(dst.net(dst.preprocess(x)), src(dst.preprocess(x)))
+
+
+def test_lightcnn_input_is_gray_01_at_128():
+    emb = build_embedder("lightcnn9")
+    x = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 40, 30)  # pure red
+    g = emb.preprocess(x)
+    assert g.shape == (1, 1, 128, 128)
+    torch.testing.assert_close(g, torch.full_like(g, 0.299))
+    assert emb.preprocess(torch.ones(1, 3, 128, 128)).min() == pytest.approx(1.0)
+    assert emb.preprocess(-torch.ones(1, 3, 128, 128)).max() == pytest.approx(0.0)
+
+
+# ------------------------------------------------------------------ ArcFace iResNet
+
+def test_arcface_r50_strict_round_trip(tmp_path):
+    src = ArcFaceEmbedder(50)
+    randomize_bn_stats(src.net)
+    sd = src.net.state_dict()
+    for key in ("conv1.weight", "bn1.running_var", "prelu.weight", "layer1.0.bn1.weight", "layer1.0.bn3.bias",
+                "layer1.0.downsample.0.weight", "layer1.0.downsample.1.running_mean", "layer3.13.conv2.weight",
+                "bn2.weight", "fc.weight", "features.weight", "features.running_var"):
+        assert key in sd, key
+    assert sd["fc.weight"].shape == (512, 512 * 7 * 7)
+    torch.save(sd, tmp_path / "backbone.pth")  # arcface_torch saves backbone.state_dict() as is
+    dst = build_embedder("arcface_r50", tmp_path / "backbone.pth")  # load_state_dict(strict=True) inside
+    x = images(1, 112, 112)
+    torch.testing.assert_close(dst(x), src(x), rtol=0, atol=1e-6)
+
+
+def test_arcface_r100_shapes():
+    with torch.device("meta"):  # no memory, no init time
+        net = iresnet100()
+    assert [len(getattr(net, f"layer{i}")) for i in range(1, 5)] == [3, 13, 30, 3]
+    sd = net.state_dict()
+    assert "layer3.29.bn3.running_var" in sd and "layer4.0.downsample.0.weight" in sd
+    assert sd["fc.weight"].shape == (512, 25088) and isinstance(net.features, nn.BatchNorm1d)
+    assert isinstance(net, IResNet)
+
+
+# ------------------------------------------------------------------ wrong files
+
+def test_weights_errors_name_the_file(tmp_path):
+    text = tmp_path / "notes.pth"
+    text.write_text("not a checkpoint\n")
+    wrong_keys = tmp_path / "wrong_keys.pth"
+    torch.save({"state_dict": {"module.foo.weight": torch.zeros(3)}}, wrong_keys)
+    a_list = tmp_path / "a_list.pth"
+    torch.save([torch.zeros(1)], a_list)
+    cases = [("lightcnn29v2", tmp_path / "missing.pth.tar", "no such file"),
+             ("arcface_r50", text, "not a readable PyTorch checkpoint"),
+             ("lightcnn9", wrong_keys, "foo.weight"),
+             ("mobilefacenet", a_list, "not a state dict")]
+    for name, path, problem in cases:
+        with pytest.raises(WeightsError) as info:
+            build_embedder(name, path)
+        msg = str(info.value)
+        assert str(path) in msg and problem in msg and "Official weights" in msg, msg
+        assert isinstance(info.value, RuntimeError)
+    with pytest.raises(WeightsError, match=r"'state_dict' whose keys start with 'module\.'.*AlfredXiangWu/LightCNN"):
+        build_embedder("lightcnn29", wrong_keys)
+    with pytest.raises(WeightsError, match="arcface_torch"):
+        build_embedder("arcface_r50", wrong_keys)
+
+
+def test_shape_mismatch_lists_the_key(tmp_path):
+    sd = MobileFaceNet().state_dict()
+    sd["linear1.conv.weight"] = torch.zeros(64, 512, 1, 1)
+    path = tmp_path / "mfn.ckpt"
+    torch.save({"epoch": 1, "net_state_dict": sd}, path)
+    with pytest.raises(WeightsError, match=r"shape mismatch: linear1\.conv\.weight \(64, 512, 1, 1\)") as info:
+        build_embedder("mobilefacenet", path)
+    assert "Xiaoccer/MobileFaceNet_Pytorch" in str(info.value)
+
+
+def test_unknown_name():
+    with pytest.raises(ValueError, match="lightcnn29v2"):
+        build_embedder("vggface")
+
+
+# ------------------------------------------------------------------ interface
+
+@pytest.mark.parametrize("name", [n for n in EMBEDDER_NAMES if n != "arcface_r100"])
+def test_embedder_interface(name):
+    emb = build_embedder(name)
+    assert isinstance(emb, FaceEmbedder) and emb.dim == DIMS[name]
+    assert not any(p.requires_grad for p in emb.parameters())
+
+    parent = nn.Sequential(nn.Conv2d(3, 3, 1), emb)
+    parent.train()
+    emb.train(True)
+    assert not any(m.training for m in emb.modules())
+    assert parent[0].training
+
+    b = 2 if name in ("lightcnn9", "mobilefacenet") else 1  # keep the big nets cheap on CPU
+    x = images(b, 72, 60).requires_grad_(True)
+    f = emb(x)
+    assert f.shape == (b, emb.dim) and f.dtype == torch.float32
+    torch.testing.assert_close(f.norm(dim=1), torch.ones(b))
+    f[:, 0].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    assert torch.equal(emb.embed(x), f)
+
+
+def test_all_names_build():
+    assert set(EMBEDDER_NAMES) == set(DIMS)
+    with torch.device("meta"):
+        assert build_embedder("arcface_r100").dim == 512
+
+
+def test_mobilefacenet_crop_and_flip():
+    assert center_crop_aspect(torch.zeros(1, 3, 128, 128), 112, 96).shape[-2:] == (128, 110)
+    assert center_crop_aspect(torch.zeros(1, 3, 100, 200), 112, 96).shape[-2:] == (100, 86)
+    emb = build_embedder("mobilefacenet", flip=True)
+    assert emb.dim == 256
+    x = images(1, 128, 128)
+    x = torch.cat([x[..., :64], x[..., :64].flip(-1)], dim=-1)  # mirror-symmetric face
+    f = emb(x)
+    assert f.shape == (1, 256)
+    torch.testing.assert_close(f[:, :128], f[:, 128:], atol=1e-5, rtol=0)
+    assert build_embedder("mobilefacenet", aspect="resize").preprocess(x).shape == (1, 3, 112, 96)
+
+
+# ------------------------------------------------------------------ real weights
+
+def _lfw_people(root: Path, people: int, per_person: int):
+    folders = sorted(p for p in root.iterdir() if p.is_dir())
+    chosen = [f for f in folders if len(list(f.glob("*.jpg"))) >= per_person]
+    step = max(1, len(chosen) // people)
+    return [sorted(f.glob("*.jpg"))[:per_person] for f in chosen[::step][:people]]
+
+
+def _load_center(path: Path, crop: int) -> torch.Tensor:
+    from PIL import Image
+
+    img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 127.5 - 1.0
+    t = torch.from_numpy(img).permute(2, 0, 1)
+    top, left = (t.shape[1] - crop) // 2, (t.shape[2] - crop) // 2
+    return t[:, top : top + crop, left : left + crop]
+
+
+def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
+    return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
+
+
+def test_mobilefacenet_real_weights_verify_lfw():
+    """Real CASIA MobileFaceNet on unaligned LFW centre crops: same-person pairs are far
+    more similar than different-person pairs. Measured (12 people x 3 images, 120 px
+    centre crop): genuine ~0.49, impostor ~0.05, AUC ~0.98; the bounds leave margin."""
+    lfw = DATA / "lfw"
+    if not MOBILEFACENET.is_file():
+        pytest.skip(f"real MobileFaceNet weights not found at {MOBILEFACENET}")
+    if not lfw.is_dir():
+        pytest.skip(f"LFW images not found at {lfw}")
+    groups = _lfw_people(lfw, people=12, per_person=3)
+    if len(groups) < 12:
+        pytest.skip(f"need 12 LFW people with >= 3 images under {lfw}, found {len(groups)}")
+
+    emb = build_embedder("mobilefacenet", MOBILEFACENET)
+    x = torch.stack([_load_center(p, 120) for g in groups for p in g])
+    ids = np.repeat(np.arange(len(groups)), 3)
+    with torch.no_grad():
+        f = emb(x)
+    sim = (f @ f.T).numpy()
+    iu = np.triu_indices(len(ids), 1)
+    same = ids[iu[0]] == ids[iu[1]]
+    genuine, impostor = sim[iu][same], sim[iu][~same]
+    auc = _auc(genuine, impostor)
+    print(f"\nMobileFaceNet on LFW ({len(groups)} people x 3, {same.sum()} genuine / {(~same).sum()} impostor pairs): "
+          f"genuine {genuine.mean():.3f}, impostor {impostor.mean():.3f}, "
+          f"gap {genuine.mean() - impostor.mean():.3f}, ROC AUC {auc:.3f}")
+    assert genuine.mean() - impostor.mean() > 0.25
+    assert auc > 0.9
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["lightcnn29v2", "mobilefacenet", "arcface_r50"])
+def test_embedder_bf16_autocast_cuda(name):
+    emb = build_embedder(name).cuda()
+    x = images(2, 128, 128).cuda().requires_grad_(True)
+    with torch.no_grad():
+        ref = emb(x)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        f = emb(x)
+    assert f.dtype == torch.float32 and torch.isfinite(f).all()
+    torch.testing.assert_close(f.norm(dim=1), torch.ones(2, device="cuda"))
+    # bf16 features point where the fp32 ones do (loose bound: random weights, not calibrated on a GPU)
+    assert (f * ref).sum(dim=1).min() > 0.95
+    f.sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
