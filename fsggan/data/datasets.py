@@ -1,0 +1,170 @@
+"""torch Datasets: faces occluded on the fly (training) and prepared sets on disk (evaluation).
+
+OccludedFaces    clean faces, new occlusions every epoch (`set_epoch`), reproducible from
+                 (seed, epoch, index); items {"occluded", "clean", "mask", "index"}.
+                 With `occlude=False` items are {"clean", "landmarks", "index"} so that the
+                 training loop can occlude whole batches on the GPU with
+                 `dataset.synthesizer(clean, landmarks, [item_rng(seed, epoch, i) ...])`
+                 - the same result as in the workers, image for image.
+PreparedSet      a folder written by `fsggan-prepare-data`: items {"occluded", "clean",
+                 "mask", "name"}; `.protocol` holds protocol.json (or None).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .faces import DEFAULT_CROPS, DatasetError, FaceCrop, FaceRecord, load_face
+from .images import ImageError, read_rgb, to_tensor
+from .landmarks import template_landmarks
+from .occluders import OccluderLibrary
+from .synthesis import OcclusionSynthesizer, Placement, item_rng
+
+__all__ = ["OccludedFaces", "PreparedSet"]
+
+
+class OccludedFaces(Dataset):
+    """Faces from `records`, cropped to `image_size` and occluded on the fly.
+
+    records:        FaceRecords (e.g. `split_identities(...).train`).
+    occluders:      OccluderLibrary (the "seen" pool for training).
+    image_size:     output size (square).
+    kind:           "lfw", "celeba" or "folder": picks the default crop and landmark template.
+    crop:           FaceCrop overriding the default crop of `kind`.
+    seed:           base seed; item i of epoch e uses `item_rng(seed, e, i)`.
+    placement:      Placement ranges; canvas_size / supersample / num_occluders: see
+                    OcclusionSynthesizer.
+    occlude:        False: return clean faces and landmarks only (occlude batches on the GPU).
+    skip_bad:       True: an unreadable image is replaced by the next readable one (with a
+                    warning); False: raise ImageError naming the file.
+    min_source_size: smaller source images are bad images.
+    Records without landmarks use the mean template of `kind` (a warning says how many).
+    """
+
+    def __init__(
+        self,
+        records: Sequence[FaceRecord],
+        occluders: OccluderLibrary | None,
+        image_size: int = 128,
+        *,
+        kind: str = "folder",
+        crop: FaceCrop | None = None,
+        seed: int = 0,
+        placement: Placement | None = None,
+        canvas_size: int = 128,
+        supersample: int = 2,
+        num_occluders: tuple[int, int] = (1, 1),
+        occlude: bool = True,
+        skip_bad: bool = False,
+        min_source_size: int = 32,
+    ):
+        if not records:
+            raise DatasetError("OccludedFaces: no records")
+        self.records = list(records)
+        self.image_size = int(image_size)
+        self.crop = crop or DEFAULT_CROPS.get(kind, DEFAULT_CROPS["folder"])
+        self.template = template_landmarks(kind, crop=crop, image_size=self.image_size).astype(np.float32)
+        self.seed = int(seed)
+        self.epoch = 0
+        self.occlude = occlude
+        self.skip_bad = skip_bad
+        self.min_source_size = min_source_size
+        self.synthesizer = None
+        if occlude or occluders is not None:
+            if occluders is None:
+                raise ValueError("OccludedFaces(occlude=True) needs an occluder library")
+            self.synthesizer = OcclusionSynthesizer(
+                occluders,
+                image_size=self.image_size,
+                canvas_size=canvas_size,
+                supersample=supersample,
+                num_occluders=num_occluders,
+                placement=placement,
+            )
+        missing = sum(r.landmarks is None for r in self.records)
+        if missing:
+            warnings.warn(
+                f"OccludedFaces: {missing} of {len(self.records)} records have no landmarks; "
+                f"using the mean '{kind}' landmark template for them"
+            )
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the occlusions of `epoch` (call before each epoch; works with workers
+        because the DataLoader re-pickles the dataset each epoch unless persistent_workers)."""
+        self.epoch = int(epoch)
+
+    def load(self, index: int) -> tuple[torch.Tensor, np.ndarray]:
+        """Clean face (3, S, S) in [-1, 1] and its landmarks (5, 2) in face pixels."""
+        rec = self.records[index]
+        face, lm, _ = load_face(rec, crop=self.crop, image_size=self.image_size, min_size=self.min_source_size)
+        return to_tensor(face), (self.template if lm is None else lm)
+
+    def __getitem__(self, index: int) -> dict:
+        n = len(self.records)
+        for k in range(n if self.skip_bad else 1):
+            i = (index + k) % n
+            try:
+                clean, lm = self.load(i)
+                break
+            except ImageError as e:
+                if not self.skip_bad:
+                    raise
+                warnings.warn(f"skipping unreadable image: {e}")
+        else:
+            raise DatasetError("OccludedFaces: no readable image at all")
+        if not self.occlude:
+            return {"clean": clean, "landmarks": torch.from_numpy(np.asarray(lm, np.float32)), "index": index}
+        res = self.synthesizer(clean[None], [lm], [item_rng(self.seed, self.epoch, index)])
+        return {"occluded": res.occluded[0], "clean": clean, "mask": res.mask[0], "index": index}
+
+
+class PreparedSet(Dataset):
+    """A prepared evaluation set folder (`occluded/`, `clean/`, `mask/`, `manifest.json`).
+
+    Items: {"occluded": (3,H,W) [-1,1], "clean": (3,H,W) [-1,1], "mask": (1,H,W) {0,1},
+    "name": file name}. `names` lists file names in manifest order; `manifest` is the
+    parsed manifest.json; `protocol` the parsed protocol.json or None.
+    """
+
+    def __init__(self, folder: str | Path):
+        self.folder = Path(folder)
+        mf = self.folder / "manifest.json"
+        if not mf.is_file():
+            raise DatasetError(
+                f"{self.folder} is not a prepared set (no manifest.json); create it with "
+                "fsggan-prepare-data --config configs/data/<name>.yaml"
+            )
+        self.manifest = json.loads(mf.read_text())
+        self.names = [e["name"] for e in self.manifest["images"]]
+        for sub in ("occluded", "clean", "mask"):
+            if not (self.folder / sub).is_dir():
+                raise DatasetError(f"{self.folder / sub} is missing; re-run fsggan-prepare-data")
+        pf = self.folder / "protocol.json"
+        self.protocol = json.loads(pf.read_text()) if pf.is_file() else None
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def _read(self, sub: str, name: str) -> np.ndarray:
+        img, _ = read_rgb(self.folder / sub / name)
+        return img
+
+    def __getitem__(self, index: int) -> dict:
+        name = self.names[index]
+        mask = self._read("mask", name)[..., :1]
+        return {
+            "occluded": to_tensor(self._read("occluded", name)),
+            "clean": to_tensor(self._read("clean", name)),
+            "mask": torch.from_numpy((mask > 127).astype(np.float32)).permute(2, 0, 1),
+            "name": name,
+        }

@@ -1,0 +1,193 @@
+"""Safe image reading and writing.
+
+Everything that opens a file goes through `read_rgb` / `read_rgba`, so a bad file never
+ends in a traceback from deep inside PIL: it raises `ImageError`, whose message names the
+file, says what is wrong and what to do. Callers that prefer to skip bad files catch
+`ImageError` and count `error.reason` (a short key such as ``"corrupt"``) in their summary.
+
+Conversions that are made on purpose (documented, never silent-but-wrong):
+- grayscale (L, 1, I;16, I) -> RGB by repeating the channel; 16/32-bit values are scaled
+  by their bit depth, not clipped at 255;
+- palette (P) -> RGB(A) through the palette;
+- CMYK / YCbCr / LAB -> RGB with PIL's converter;
+- RGBA / LA face images are composited over white (a transparent background would
+  otherwise become black).
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+import torch
+
+__all__ = [
+    "ImageError",
+    "read_rgb",
+    "read_rgba",
+    "crop_resize",
+    "save_png",
+    "to_tensor",
+    "to_uint8",
+    "IMAGE_SUFFIXES",
+]
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+
+# Never decode a truncated file silently into a half-grey image.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+
+class ImageError(ValueError):
+    """An image file cannot be used. `path` is the file, `reason` a short key for summaries."""
+
+    def __init__(self, path: str | Path, reason: str, message: str):
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(f"{path}: {message}")
+
+
+def _open(path: Path) -> Image.Image:
+    """Open and fully decode `path`, translating every PIL failure into ImageError."""
+    if not path.exists():
+        raise ImageError(path, "missing", "file does not exist (check the dataset root and label files)")
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ImageError(path, "unreadable", f"cannot read the file ({e.strerror or e}); check permissions") from None
+    if not data:
+        raise ImageError(path, "empty", "file is empty (0 bytes); re-download it or delete it")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data))
+            im.load()
+    except UnidentifiedImageError:
+        if data[:3] == b"\xff\xd8\xff" or data[:8] == b"\x89PNG\r\n\x1a\n":
+            raise ImageError(path, "corrupt", "corrupt image (valid header, unreadable data); re-download the file or delete it") from None
+        raise ImageError(path, "not_an_image", "not a readable image format; delete or replace the file") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(path, "too_large", "image is implausibly large for a face (decompression-bomb guard); resize it") from None
+    except (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError) as e:
+        raise ImageError(
+            path, "corrupt", f"corrupt or truncated image ({e}); re-download the file or delete it"
+        ) from None
+    return im
+
+
+def _gray_to_uint8(arr: np.ndarray, mode: str, path: Path) -> np.ndarray:
+    """8-bit, 1-bit and 16-bit grayscale -> uint8 (16-bit values are scaled, not clipped)."""
+    if arr.dtype == np.uint8:
+        return arr
+    if arr.dtype == bool:
+        return arr.astype(np.uint8) * 255
+    if mode.startswith("I") and arr.size and 0 <= arr.min() and arr.max() <= 65535:
+        # 16-bit data (PIL opens 16-bit PNG/TIFF as I;16 or I): 0..65535 -> 0..255
+        return np.round(arr.astype(np.float64) / 257.0).astype(np.uint8)
+    raise ImageError(path, "unsupported_mode", f"pixel format {mode} ({arr.dtype}) is not supported; save it as 8-bit RGB")
+
+
+def read_rgb(path: str | Path, *, min_size: int = 1, background: int = 255) -> tuple[np.ndarray, str]:
+    """Read any image as RGB uint8 (H, W, 3).
+
+    Returns `(array, note)` where `note` names a conversion that was made ("" when the
+    file was already 8-bit RGB; e.g. "grayscale", "cmyk", "16bit", "alpha").
+    Raises `ImageError` for missing, empty, corrupt, truncated, unsupported or too small
+    (shorter side < `min_size`) files.
+    """
+    path = Path(path)
+    im = _open(path)
+    mode, note = im.mode, ""
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode, note = im.mode, "palette"
+    if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+        rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
+        a = rgba[..., 3:4] / 255.0
+        rgb = rgba[..., :3] * a + background * (1.0 - a)
+        arr = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
+        note = "alpha" if (a < 1).any() else (note or "")
+    elif mode == "RGB":
+        arr = np.asarray(im, dtype=np.uint8)
+    elif mode in ("L", "1") or mode.startswith("I"):
+        arr = _gray_to_uint8(np.asarray(im), mode, path)
+        arr = np.repeat(arr[..., None], 3, axis=2)
+        note = "16bit" if mode.startswith("I") else "grayscale"
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        note = mode.lower()
+    else:  # "F" (float) and other exotic modes have no unambiguous 8-bit meaning
+        raise ImageError(path, "unsupported_mode", f"pixel format {mode} is not supported; save it as 8-bit RGB (JPEG or PNG)")
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ImageError(path, "unsupported_mode", f"unexpected pixel layout {arr.shape}; save it as 8-bit RGB")
+    h, w = arr.shape[:2]
+    if min(h, w) < min_size:
+        raise ImageError(
+            path, "too_small", f"image is {w}x{h}, smaller than the {min_size} px needed to crop a face; "
+            "delete it or lower dataset.min_source_size"
+        )
+    return np.ascontiguousarray(arr), note
+
+
+def read_rgba(path: str | Path) -> np.ndarray:
+    """Read an occluder cut-out as RGBA uint8 (H, W, 4).
+
+    Raises `ImageError` (reason "no_alpha") when the file has no alpha channel or its
+    alpha is fully opaque, since such a file would paste a rectangle over the face.
+    """
+    path = Path(path)
+    im = _open(path)
+    if im.mode == "P" and "transparency" in im.info:
+        im = im.convert("RGBA")
+    if im.mode not in ("RGBA", "LA", "RGBa", "La", "PA"):
+        raise ImageError(
+            path, "no_alpha", f"occluder has no alpha channel (mode {im.mode}); save it as an RGBA PNG "
+            "with a transparent background"
+        )
+    arr = np.asarray(im.convert("RGBA"), dtype=np.uint8)
+    alpha = arr[..., 3]
+    if alpha.min() == 255:
+        raise ImageError(
+            path, "no_alpha", "occluder alpha channel is fully opaque (no transparent background); "
+            "cut the object out or make the background transparent"
+        )
+    if alpha.max() < 128:
+        raise ImageError(path, "empty_alpha", "occluder is (almost) fully transparent; nothing to paste")
+    return np.ascontiguousarray(arr)
+
+
+def crop_resize(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+    """Crop `box` (left, top, right, bottom; source pixels, may be fractional) and resize to size x size.
+
+    Parts of the box outside the image are filled by edge replication (PIL's box resampling
+    clamps), so the result is always defined.
+    """
+    im = Image.fromarray(image)
+    out = im.resize((size, size), resample=Image.Resampling.BICUBIC, box=tuple(float(v) for v in box))
+    return np.asarray(out, dtype=np.uint8)
+
+
+def save_png(path: str | Path, array: np.ndarray) -> None:
+    """Write uint8 (H, W), (H, W, 1) or (H, W, 3) as PNG, byte-identical for identical input."""
+    arr = np.asarray(array)
+    if arr.ndim == 3 and arr.shape[2] == 1:
+        arr = arr[..., 0]
+    if arr.dtype != np.uint8:
+        raise TypeError(f"save_png expects uint8, got {arr.dtype}")
+    Image.fromarray(arr).save(path, format="PNG", optimize=False, compress_level=6)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, C) -> float (C, H, W) in [-1, 1]."""
+    t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
+    return t.div_(127.5).sub_(1.0)
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """float (C, H, W) or (B, C, H, W) in [-1, 1] -> uint8 (H, W, C) / (B, H, W, C)."""
+    t = tensor.detach().float().cpu().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return t.permute(*range(t.dim() - 3), -2, -1, -3).numpy()
