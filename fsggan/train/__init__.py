@@ -1,0 +1,27 @@
+"""Training, Algorithm 1 of the paper, as two resumable, multi-GPU commands.
+
+* Stage I  ``fsggan-train-vae`` -> :func:`fsggan.train.vae.train_vae` (one step: ``vae_step``)
+* Stage II ``fsggan-train-gan`` -> :func:`fsggan.train.gan.train_gan` (``g_step``, ``d_step``)
+
+Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.train.vae --config configs/vae.yaml``
+(and likewise ``fsggan.train.gan``).
+
+Configs are dataclasses (:mod:`fsggan.train.config`) filled from ``configs/*.yaml``;
+shared machinery (run directory, checkpoints, seeding, DDP, logging, guards) lives in
+:mod:`fsggan.train.common`. The stage modules are imported lazily, so that
+``python -m fsggan.train.vae`` (what torchrun runs) does not import itself twice.
+"""
+
+from .config import TrainGANConfig, TrainVAEConfig
+
+__all__ = ["TrainVAEConfig", "TrainGANConfig", "train_vae", "vae_step", "train_gan", "g_step", "d_step"]
+
+_LAZY = {"train_vae": "vae", "vae_step": "vae", "train_gan": "gan", "g_step": "gan", "d_step": "gan"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,251 @@
+"""Stage II of Algorithm 1: with V frozen, alternate generator and discriminator updates.
+
+    fsggan-train-gan --config configs/gan.yaml [--set gan.vae_checkpoint=runs/vae/checkpoints/best.pt]
+    fsggan-train-gan --resume runs/gan                      # continue exactly
+    torchrun --nproc_per_node 4 -m fsggan.train.gan --config configs/gan.yaml   # multi-GPU
+
+Generator loss (paper Eq. 8), with F the frozen identity network:
+
+    L_G = 100 * |y - G(x, g)|_1 + 50 * (1 - cos(F(y), F(G(x, g)))) + 1 * (-log D(G(x, g)))  [+ tv * TV]
+
+Discriminator loss (Eq. 11): L_D = -log D(y) - log(1 - D(G(x, g))).
+
+Each iteration (BasicSR order) runs :func:`g_step` - D's parameters do not require grad,
+but the adversarial gradient flows through D into G - then :func:`d_step` on the same
+G(x, g), detached. g = V(x) is computed without gradient: V is frozen (eval mode,
+requires_grad False). D's feature extractor is V's encoder (``discriminator.trunk_mode``):
+
+* frozen (default): V's encoder weights as they are; D trains its three heads only.
+* tied: the SAME Parameters as V's encoder, and D's optimiser updates them. V's encoder
+  therefore changes during Stage II, so g = V(x) drifts away from what Stage I
+  trained; G learns on the drifting g. The Stage II checkpoint stores V ("vae") as it is
+  at that step, which is what G must be used with.
+* copy: a copy of V's encoder, trained by D alone; V does not change.
+
+``gan.d_arch: patch`` replaces D by a PatchGAN critic (the "regular D" ablation).
+Checkpoints hold models {"generator", "discriminator", "vae"}; config["vae"] are V's
+constructor arguments, copied from the Stage I checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from dataclasses import asdict
+
+import torch
+from torch import nn
+
+from fsggan.losses import (LossWeights, discriminator_loss, generator_adversarial_loss, identity_loss,
+                           pixel_loss, total_variation)
+from fsggan.models import VAE, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
+
+from .common import (Env, Housekeeping, ShardedBatchSampler, StopSignal, TrainingError, autocast, build_datasets,
+                     check_finite, describe, epoch_batches, load_all, load_checkpoint, make_loader, make_scaler,
+                     occlude_batch, prepare_run_dir, restore_checkpoint, run_main, seed_everything, setup_env,
+                     teardown_env, to_device, wrap_model)
+from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, MultiRFKwargs, OptimConfig,
+                     PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
+
+__all__ = ["train_gan", "g_step", "d_step", "build_identity_net", "main"]
+
+
+def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
+           x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, weights: LossWeights,
+           identity_net: nn.Module | None = None, amp=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """One generator update (Eq. 8). Returns ({term: detached scalar}, G(x, g)).
+
+    D is held fixed - its parameters stop requiring grad for the step - but it stays in
+    the graph, so -log D(G(x, g)) sends its gradient to G. Pass D itself, not its DDP
+    wrapper (DDP would wait for D gradients that this step never makes).
+    """
+    disc.requires_grad_(False)
+    with amp or contextlib.nullcontext():
+        fake = gen(x, g)
+        terms = {"pixel": pixel_loss(y, fake)}
+        if identity_net is not None and weights.identity:
+            with torch.no_grad():
+                feat_real = identity_net(y)
+            terms["identity"] = identity_loss(feat_real, identity_net(fake))
+        if weights.adversarial:
+            terms["adversarial"] = generator_adversarial_loss(disc(fake).log_prob)
+        if weights.tv:
+            terms["tv"] = total_variation(fake)
+        total = sum(getattr(weights, k) * v.float() for k, v in terms.items())
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(total).backward()
+    scaler.step(opt)
+    scaler.update()
+    disc.requires_grad_(True)
+    terms["total"] = total
+    return {k: v.detach() for k, v in terms.items()}, fake
+
+
+def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
+           real: torch.Tensor, fake: torch.Tensor, amp=None) -> dict[str, torch.Tensor]:
+    """One discriminator update (Eq. 11) on clean faces and detached G outputs.
+
+    Returns {"loss", "real", "fake", "real_d{i}", "fake_d{i}", "real_w{i}", "fake_w{i}"}:
+    batch means of D's output, of each head's d_i and of its softmax weight w_i.
+    """
+    with amp or contextlib.nullcontext():
+        out_real = disc(real)
+        out_fake = disc(fake.detach())
+        loss = discriminator_loss(out_real.log_prob, out_fake.log_one_minus_prob)
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(opt)
+    scaler.update()
+    terms = {"loss": loss, "real": out_real.prob.mean(), "fake": out_fake.prob.mean()}
+    for name, out in (("real", out_real), ("fake", out_fake)):
+        for i, (d, w) in enumerate(zip(out.head_probs.mean(0), out.weights.mean(0)), start=1):
+            terms[f"{name}_d{i}"] = d
+            terms[f"{name}_w{i}"] = w
+    return {k: v.detach() for k, v in terms.items()}
+
+
+def build_identity_net(loss: GANLossConfig, env: Env) -> nn.Module | None:
+    """The frozen face-recognition network F of the identity loss, or None when
+    ``loss.identity`` is 0. A missing weights file stops the run here (WeightsError names
+    the file and where to download the official weights)."""
+    if not loss.identity:
+        return None
+    from fsggan.models.identity import build_embedder
+
+    # An unset path is reported like a missing file, so the message says where to get it.
+    weights = loss.identity_weights or "<loss.identity_weights is not set>"
+    return build_embedder(loss.identity_net, weights).to(env.device)
+
+
+def train_gan(
+    *,
+    gan: GANConfig,                          # vae_checkpoint (Stage I), d_arch: multi_rf | patch
+    vae: VAEKwargs,                          # replaced by the Stage I checkpoint's VAE arguments
+    generator: GeneratorKwargs,              # UNetGenerator constructor arguments
+    discriminator: MultiRFKwargs,            # MultiRFDiscriminator arguments (trunk_mode, head_channels, lam)
+    patch_discriminator: PatchKwargs,        # PatchDiscriminator arguments (d_arch: patch)
+    data: DataConfig,                        # faces, identity splits, occluders, workers, validation set
+    loss: GANLossConfig,                     # Eq. 8 weights; identity network and its weights file
+    optim: OptimConfig,                      # Adam for G and D (lr_d: D's own learning rate)
+    train: TrainConfig,                      # steps, global batch, device, amp, periods
+    resume: str | None = None,               # Stage II checkpoint to continue from, exactly
+) -> dict:
+    """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
+    # Processes, device, seeds
+    env = setup_env(train.device)
+    try:
+        seed_everything(train.seed, env.rank)
+        ckpt = load_checkpoint(resume) if resume else None
+
+        # V from Stage I (or, when resuming, V as this run left it), frozen
+        source = ckpt if ckpt is not None else _load_stage1(gan.vae_checkpoint)
+        if vae != VAEKwargs() and asdict(vae) != source["config"]["vae"]:
+            warnings.warn("the vae section is ignored in Stage II: V is rebuilt from the Stage I checkpoint",
+                          stacklevel=2)
+        vae = VAEKwargs(**source["config"]["vae"])
+        v_net = VAE(**asdict(vae))
+        v_net.load_state_dict(source["models"]["vae"])
+        v_net.eval().requires_grad_(False).to(env.device)
+        if train.channels_last:
+            v_net.to(memory_format=torch.channels_last)
+        cfg = TrainGANConfig(gan=gan, vae=vae, generator=generator, discriminator=discriminator,
+                             patch_discriminator=patch_discriminator, data=data, loss=loss, optim=optim, train=train)
+        identity_net = build_identity_net(loss, env)
+        run_dir = prepare_run_dir(cfg, env, resuming=ckpt is not None)
+
+        # Data: training shards, fixed validation set
+        train_set, val_set, data_config = build_datasets(
+            data, image_size=vae.image_size, seed=train.seed, run_dir=run_dir if env.is_main else None,
+            stored=ckpt.get("data_config") if ckpt is not None else None)
+        sampler = ShardedBatchSampler(len(train_set), train.batch_size, train.seed, env.rank, env.world_size)
+        loader = make_loader(train_set, sampler, data, env)
+        val = load_all(val_set, data.num_workers) if env.is_main else None
+
+        # G and D (D's feature extractor is V's encoder: one line, trunk_mode says how)
+        gen = UNetGenerator(**asdict(generator))
+        if gan.d_arch == "multi_rf":
+            disc = MultiRFDiscriminator(trunk=v_net.encoder, **asdict(discriminator))
+        else:
+            disc = PatchDiscriminator(**asdict(patch_discriminator))
+        wrap = dict(channels_last=train.channels_last, sync_bn=train.sync_bn, compile=train.compile)
+        gen_net, disc_net = wrap_model(gen, env, **wrap), wrap_model(disc, env, **wrap)
+        betas, wd = optim.betas, optim.weight_decay
+        opt_g = torch.optim.Adam(gen.parameters(), lr=optim.lr, betas=betas, weight_decay=wd)
+        opt_d = torch.optim.Adam(disc.parameters(), lr=optim.lr_d or optim.lr, betas=betas, weight_decay=wd)
+        scaler_g, scaler_d = make_scaler(env, train.amp), make_scaler(env, train.amp)
+        weights = LossWeights(pixel=loss.pixel, identity=loss.identity, adversarial=loss.adversarial, tv=loss.tv)
+        models = {"vae": v_net, "generator": gen, "discriminator": disc}
+        optimizers, scalers = {"generator": opt_g, "discriminator": opt_d}, {"generator": scaler_g,
+                                                                            "discriminator": scaler_d}
+
+        # Resume
+        step, pos, best = 0, (0, 0), {}
+        if ckpt is not None:
+            step, pos, best = restore_checkpoint(ckpt, models=models, optimizers=optimizers, scalers=scalers,
+                                                 env=env)
+        del ckpt, source
+        describe(run_dir, env, len(train_set), len(val_set),
+                 {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()})
+
+        @torch.no_grad()
+        def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
+            gen.eval()
+            with autocast(env, train.amp):
+                g = v_net(x)
+                out = gen(x, g)
+            gen.train()
+            return {"structure": g.float().clamp(-1, 1), "output": out.float().clamp(-1, 1)}
+
+        house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, models=models, optimizers=optimizers,
+                             scalers=scalers, predict=predict, val=val, best_key=f"val/output_{train.best_metric}",
+                             best=best, step=step, data_config=data_config)
+
+        # Training loop
+        batches = epoch_batches(loader, sampler, train_set, *pos)
+        gen.train()
+        disc.train()
+        interrupted = False
+        with StopSignal(verbose=env.is_main) as stop, house:
+            while step < train.steps:
+                epoch, index, batch = next(batches)
+                b = to_device(batch, env, train.channels_last)
+                if data.occlude_on == "device":
+                    b = occlude_batch(train_set, b, epoch)
+                x, y = b["occluded"], b["clean"]
+                with torch.no_grad(), autocast(env, train.amp):
+                    g = v_net(x)
+                g_terms, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, weights=weights,
+                                       identity_net=identity_net, amp=autocast(env, train.amp))
+                d_terms = d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, amp=autocast(env, train.amp))
+                values = check_finite({**{f"g/{k}": v for k, v in g_terms.items()},
+                                       **{f"d/{k}": v for k, v in d_terms.items()}}, step + 1, run_dir)
+                step, pos = step + 1, (epoch, index + 1)
+                if house(step, pos, values, stop.requested):
+                    interrupted = step < train.steps
+                    break
+        return {"step": step, "run_dir": str(run_dir), "best": house.best, "val": house.last_val,
+                "interrupted": interrupted}
+    finally:
+        teardown_env(env)
+
+
+def _load_stage1(path: str) -> dict:
+    try:
+        ckpt = load_checkpoint(path)
+    except TrainingError:
+        raise TrainingError(f"gan.vae_checkpoint: no Stage I checkpoint at {path}; train V first "
+                            f"(fsggan-train-vae --config configs/vae.yaml) or set "
+                            f"--set gan.vae_checkpoint=PATH") from None
+    if "vae" not in ckpt["models"]:
+        raise TrainingError(f"gan.vae_checkpoint: {path} holds no VAE (models: {', '.join(ckpt['models'])})")
+    return ckpt
+
+
+def main(argv=None) -> int:
+    """``fsggan-train-gan``: parse the command line and call :func:`train_gan`."""
+    return run_main(argv, TrainGANConfig, train_gan, prog="fsggan-train-gan", doc=__doc__,
+                    default_config="configs/gan.yaml")
+
+
+if __name__ == "__main__":  # torchrun -m fsggan.train.gan ...
+    raise SystemExit(main())
