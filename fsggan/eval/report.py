@@ -1,0 +1,232 @@
+"""Results files and paper-shaped tables.
+
+A results folder (``fsggan-eval --out DIR``) holds
+
+* ``results.json``: everything (see :func:`fsggan.eval.evaluate.evaluate_sets`); infinite
+  PSNR values are written as the string ``"inf"`` and NaN as ``null``;
+* ``results.md``: Table 2 shape (rows = methods, per set PSNR, PSNR on [-1, 1] and
+  SSIM, mean +/- std) and Table 3 shape (rows = query kinds, per set rank-1/5/10 in %);
+* ``quality.csv`` and ``recognition.csv``: one line per (set, row, metric);
+* ``per_image_<set>.csv`` with ``--per-image``.
+
+``fsggan-eval --compare A B ...`` reads several folders and builds the same tables with
+one row per run (Table 4, ablations).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from .metrics import json_number
+
+OCCLUDED = "Occluded input"
+CLEAN = "Clean (upper bound)"
+
+
+# ---------------------------------------------------------------- JSON
+
+def to_json(obj):
+    """Recursively replace non-finite floats by JSON-safe values (``"inf"``, ``null``)."""
+    if isinstance(obj, dict):
+        return {str(k): to_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json(v) for v in obj]
+    if isinstance(obj, float):
+        return json_number(obj)
+    return obj
+
+
+def load_results(folder: str | Path) -> dict:
+    """Read ``results.json`` from a results folder (or the file itself)."""
+    path = Path(folder)
+    if path.is_dir():
+        path = path / "results.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no results.json (write one with fsggan-eval --out DIR)")
+    with open(path) as f:
+        return json.load(f)
+
+
+# ---------------------------------------------------------------- tables
+
+def _num(x) -> float:
+    if x is None:
+        return math.nan
+    return float(x)
+
+
+def _cell(summary: dict | None, digits: int, scale: float = 1.0) -> str:
+    if not summary:
+        return "-"
+    mean, std = _num(summary.get("mean")), _num(summary.get("std"))
+    if math.isnan(mean):
+        text = "n/a"
+    else:
+        text = f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+    if summary.get("n_inf"):
+        text += f" ({summary['n_inf']} inf)"
+    return text
+
+
+def _rows(runs: Sequence[dict], labels: Sequence[str] | None, section: str) -> tuple[list[str], list[tuple[str, dict]]]:
+    """Set names (first-seen order) and (label, {set: row data}) rows for ``section``
+    ("quality" or "recognition"): the baseline rows once, then each run's method."""
+    set_names: list[str] = []
+    for r in runs:
+        for s, data in r["sets"].items():
+            if data.get(section) and s not in set_names:
+                set_names.append(s)
+    base_first = {OCCLUDED: {}}
+    base_last = {CLEAN: {}} if section == "recognition" else {}
+    methods: list[tuple[str, dict]] = []
+    names = [r.get("method") for r in runs]
+    for i, r in enumerate(runs):
+        for s, data in r["sets"].items():
+            table = data.get(section) or {}
+            for base in (base_first, base_last):
+                for key in base:
+                    if key in table and s not in base[key]:
+                        base[key][s] = table[key]
+        method = r.get("method")
+        if not method:
+            continue
+        label = method
+        if labels and (names.count(method) > 1 or method in (OCCLUDED, CLEAN)):
+            label = f"{method} ({labels[i]})"
+        methods.append((label, {s: (data.get(section) or {}).get(method) for s, data in r["sets"].items()}))
+    rows = [(k, v) for k, v in base_first.items()] + methods + [(k, v) for k, v in base_last.items() if v]
+    return set_names, rows
+
+
+def quality_table(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
+    """Markdown table in the shape of the paper's Table 2 (mean ± std per set)."""
+    sets, rows = _rows(runs, labels, "quality")
+    if not sets:
+        return ""
+    head = ["Method"] + [f"{s} {m}" for s in sets for m in ("PSNR (dB)", "PSNR[-1,1] (dB)", "SSIM")]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, per_set in rows:
+        cells = [label]
+        for s in sets:
+            q = per_set.get(s) or {}
+            cells += [_cell(q.get("psnr"), 2), _cell(q.get("psnr_pm1"), 2), _cell(q.get("ssim"), 4)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def recognition_table(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
+    """Markdown table in the shape of the paper's Table 3 (rank-k accuracy in %, mean ± std
+    over the protocol's repeats)."""
+    sets, rows = _rows(runs, labels, "recognition")
+    if not sets:
+        return ""
+    ks = list(runs[0].get("ks", (1, 5, 10)))
+    head = ["Queries"] + [f"{s} rank-{k} (%)" for s in sets for k in ks]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for label, per_set in rows:
+        cells = [label]
+        for s in sets:
+            r = per_set.get(s) or {}
+            cells += [_cell(r.get(f"rank{k}"), 1, 100.0) for k in ks]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
+    """Both tables with captions and notes, as Markdown."""
+    parts = ["## Image quality (Table 2)", "", quality_table(runs, labels), "",
+             "PSNR: standard, on [0, 1] images. PSNR[-1,1]: the FSG-GAN authors' convention "
+             "(10 log10(1/MSE) on [-1, 1] images = PSNR - 6.02 dB), to compare with the paper. "
+             "Mean ± std over the images; identical images (infinite PSNR) are left out of the PSNR "
+             "mean and counted."]
+    rec = recognition_table(runs, labels)
+    if rec:
+        names = sorted({(r.get("recognizer") or {}).get("name", "?") for r in runs if r.get("recognizer")})
+        parts += ["", "## Identification (Table 3)", "", rec, "",
+                  f"Recognizer: {', '.join(names)}. Gallery: one clean image per identity; "
+                  "rank-k accuracy in %, mean ± std over the protocol's repeats."]
+    notes = [skipped_summary(r) for r in runs]
+    notes = [n for n in notes if n]
+    if notes:
+        parts += ["", "## Skipped predictions", ""] + notes
+    return "\n".join(parts) + "\n"
+
+
+def skipped_summary(results: dict) -> str:
+    """One line per set with missing or unreadable predictions (empty when none)."""
+    lines = []
+    for s, data in results["sets"].items():
+        miss, bad = data.get("missing") or [], data.get("unreadable") or []
+        if miss or bad:
+            names = list(miss[:10]) + [u["name"] for u in bad[:10]]
+            lines.append(f"- {results.get('method')} on {s}: {len(miss)} missing, {len(bad)} unreadable "
+                         f"prediction(s) left out of {data['num_images']}: {', '.join(names)}"
+                         + (" ..." if len(miss) > 10 or len(bad) > 10 else ""))
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- files
+
+def _quality_rows(results: dict, label: str | None = None) -> list[dict]:
+    out = []
+    for s, data in results["sets"].items():
+        for row, metrics in (data.get("quality") or {}).items():
+            for m, summ in metrics.items():
+                out.append({**({"run": label} if label else {}), "set": s, "method": row, "metric": m,
+                            "mean": summ["mean"], "std": summ["std"], "n": summ["n"], "n_inf": summ["n_inf"]})
+    return out
+
+
+def _recognition_rows(results: dict, label: str | None = None) -> list[dict]:
+    out = []
+    for s, data in results["sets"].items():
+        for row, rec in (data.get("recognition") or {}).items():
+            for key, val in rec.items():
+                if key.startswith("rank"):
+                    out.append({**({"run": label} if label else {}), "set": s, "queries": row, "metric": key,
+                                "mean": val["mean"], "std": val["std"], "repeats": len(val["values"]),
+                                "n_queries": rec["n_queries"], "n_missing": rec["n_missing"]})
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: json_number(v) for k, v in r.items()})
+
+
+def write_results(results: dict, out: str | Path) -> Path:
+    """Write results.json, results.md, quality.csv, recognition.csv (+ per-image CSVs)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    per_image = {s: d.pop("per_image") for s, d in results["sets"].items() if "per_image" in d}
+    with open(out / "results.json", "w") as f:
+        json.dump(to_json(results), f, indent=2, allow_nan=False)
+    (out / "results.md").write_text(markdown([results]))
+    _write_csv(out / "quality.csv", _quality_rows(results))
+    _write_csv(out / "recognition.csv", _recognition_rows(results))
+    for s, rows in per_image.items():
+        _write_csv(out / f"per_image_{s}.csv", rows)
+        results["sets"][s]["per_image"] = rows
+    return out
+
+
+def write_comparison(runs: Sequence[dict], out: str | Path, labels: Sequence[str]) -> Path:
+    """Write comparison.md / comparison.json / comparison_quality.csv / comparison_recognition.csv."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "comparison.md").write_text(markdown(runs, labels))
+    with open(out / "comparison.json", "w") as f:
+        json.dump(to_json({"runs": dict(zip(labels, runs))}), f, indent=2, allow_nan=False)
+    _write_csv(out / "comparison_quality.csv", [r for run, lab in zip(runs, labels) for r in _quality_rows(run, lab)])
+    _write_csv(out / "comparison_recognition.csv",
+               [r for run, lab in zip(runs, labels) for r in _recognition_rows(run, lab)])
+    return out

@@ -1,0 +1,265 @@
+"""Evaluation: metrics against scikit-image, rank-k on a toy gallery, fsggan-eval on a tiny
+prepared set written here (no weights needed), results files, --compare."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from fsggan.eval import evaluate, metrics, recognition, report
+from fsggan.eval.evaluate import CLEAN, OCCLUDED, MissingPredictionsError, evaluate_set
+from fsggan.eval.evaluate import main as eval_main
+from fsggan.models.identity import FaceEmbedder
+
+SIZE = 32
+
+
+# ---------------------------------------------------------------- fixtures
+
+def make_prepared_set(root, n_ids=6, per_id=3, repeats=2, seed=0):
+    """A tiny prepared set: identity = a fixed random 4x4 colour pattern (upsampled) plus
+    per-image noise; occluded = a random block pattern over the top three quarters."""
+    rng = np.random.default_rng(seed)
+    for sub in ("clean", "occluded", "mask"):
+        (root / sub).mkdir(parents=True)
+    images, by_id = [], {}
+    for i in range(n_ids):
+        ident = f"person_{i}"
+        base = rng.uniform(0, 255, (4, 4, 3))
+        base = np.kron(base, np.ones((SIZE // 4, SIZE // 4, 1)))
+        for j in range(per_id):
+            name = f"{ident}_{j:04d}.png"
+            clean = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+            occ, mask = clean.copy(), np.zeros((SIZE, SIZE), np.uint8)
+            blocks = np.kron(rng.uniform(0, 255, (3, 4, 3)), np.ones((SIZE // 4, SIZE // 4, 1)))
+            occ[: 3 * SIZE // 4], mask[: 3 * SIZE // 4] = blocks.astype(np.uint8), 255  # a random "object"
+            Image.fromarray(clean).save(root / "clean" / name)
+            Image.fromarray(occ).save(root / "occluded" / name)
+            Image.fromarray(mask).save(root / "mask" / name)
+            images.append({"name": name, "source": f"src/{name}", "identity": ident, "occluder": "square",
+                           "placement": [8, 4], "seed": seed})
+            by_id.setdefault(ident, []).append(name)
+    (root / "manifest.json").write_text(json.dumps({"images": images}))
+    reps = []
+    for r in range(repeats):
+        gallery, queries = {}, {}
+        for ident, names in by_id.items():
+            g = names[r % per_id]
+            gallery[ident] = g
+            queries[ident] = [n for n in names if n != g]
+        reps.append({"seed": r, "gallery": gallery, "queries": queries})
+    (root / "protocol.json").write_text(json.dumps({"version": 1, "num_identities": n_ids,
+                                                    "queries_per_identity": per_id - 1, "repeats": reps}))
+    return root
+
+
+class PoolEmbedder(FaceEmbedder):
+    """A weight-free 'recognizer': the 4x4 average-pooled image, flattened (48-d)."""
+
+    def __init__(self):
+        super().__init__(torch.nn.Flatten(), dim=48)
+
+    def preprocess(self, x):
+        return F.adaptive_avg_pool2d(x, 4)
+
+
+@pytest.fixture
+def prepared(tmp_path):
+    return make_prepared_set(tmp_path / "set1-toy")
+
+
+def copy_as_predictions(set_dir, dest, sub="clean"):
+    dest.mkdir(parents=True)
+    for p in sorted((set_dir / sub).iterdir()):
+        shutil.copy(p, dest / p.name)
+    return dest
+
+
+# ---------------------------------------------------------------- metrics
+
+def test_metrics_equal_scikit_image():
+    rng = np.random.default_rng(1)
+    a = rng.integers(0, 256, (40, 36, 3), dtype=np.uint8)
+    b = np.clip(a.astype(int) + rng.integers(-30, 30, a.shape), 0, 255).astype(np.uint8)
+    af, bf = a / 255.0, b / 255.0
+    want_psnr = peak_signal_noise_ratio(af, bf, data_range=1.0)
+    want_ssim = structural_similarity(af, bf, channel_axis=-1, data_range=1.0, gaussian_weights=True,
+                                      sigma=1.5, use_sample_covariance=False)
+    assert metrics.psnr(b, a) == pytest.approx(want_psnr, abs=1e-10)
+    assert metrics.ssim(b, a) == pytest.approx(want_ssim, abs=1e-10)
+    assert metrics.psnr_pm1(b, a) == pytest.approx(want_psnr - 20 * math.log10(2), abs=1e-10)
+    # tensors in [-1, 1] give the same numbers as the uint8 arrays they hold
+    ta = torch.from_numpy(a).permute(2, 0, 1).float() / 127.5 - 1
+    tb = torch.from_numpy(b).permute(2, 0, 1).float() / 127.5 - 1
+    assert metrics.psnr(tb, ta) == pytest.approx(want_psnr, abs=1e-6)
+    assert metrics.ssim(tb, ta) == pytest.approx(want_ssim, abs=1e-6)
+    # the [-1, 1] convention: 10 log10(1 / MSE) computed on [-1, 1] values
+    mse = torch.mean((tb.double() - ta.double()) ** 2).item()
+    assert metrics.psnr_pm1(tb, ta) == pytest.approx(10 * math.log10(1 / mse), abs=1e-6)
+
+
+def test_identical_images_infinite_psnr_summarised_and_json_safe():
+    a = np.full((16, 16, 3), 77, np.uint8)
+    b = a.copy()
+    b[0, 0, 0] = 80
+    assert metrics.psnr(a, a) == math.inf
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
+    s = metrics.summarize([metrics.psnr(a, a), metrics.psnr(b, a), metrics.psnr(b, a)])
+    assert s["n"] == 2 and s["n_inf"] == 1 and s["mean"] == pytest.approx(metrics.psnr(b, a))
+    assert math.isnan(metrics.summarize([math.inf])["mean"])
+    text = json.dumps(report.to_json({"psnr": [math.inf, 1.5, math.nan]}), allow_nan=False)
+    assert json.loads(text) == {"psnr": ["inf", 1.5, None]}
+
+
+# ---------------------------------------------------------------- rank-k
+
+def test_rank_k_on_toy_gallery_with_known_answer():
+    gallery = torch.eye(4)  # identity i <-> unit vector e_i
+    # query q_r's true identity is 0; its similarities make identity 0 come r-th
+    queries = torch.tensor([
+        [1.0, 0.5, 0.2, 0.1],   # rank 1
+        [0.5, 1.0, 0.2, 0.1],   # rank 2
+        [0.3, 1.0, 0.9, 0.1],   # rank 3
+        [0.0, 1.0, 0.9, 0.8],   # rank 4
+    ])
+    queries = F.normalize(queries, dim=1)
+    truth = torch.zeros(4, dtype=torch.long)
+    assert recognition.identification_ranks(gallery, queries, truth).tolist() == [1, 2, 3, 4]
+    acc = recognition.rank_k_accuracy(gallery, queries, truth, ks=(1, 2, 3, 10))
+    assert acc == {1: 0.25, 2: 0.5, 3: 0.75, 10: 1.0}
+
+
+def test_evaluate_protocol_repeats_and_missing_queries():
+    feats = {"a1": torch.tensor([1.0, 0.0]), "b1": torch.tensor([0.0, 1.0])}
+    queries = {"a2": torch.tensor([0.9, 0.1]), "b2": torch.tensor([0.9, 0.1])}  # b2 looks like a
+    proto = {"repeats": [{"gallery": {"a": "a1", "b": "b1"}, "queries": {"a": ["a2"], "b": ["b2", "b3"]}}] * 2}
+    out = recognition.evaluate_protocol(proto, feats, {k: F.normalize(v, dim=0) for k, v in queries.items()},
+                                        ks=(1, 2))
+    assert out["rank1"]["mean"] == 0.5 and out["rank2"]["mean"] == 1.0 and out["rank1"]["std"] == 0.0
+    assert out["rank1"]["values"] == [0.5, 0.5]
+    assert out["n_queries"] == 4 and out["n_missing"] == 2  # b3 has no feature, twice
+
+
+def test_dlib_recognizer_clear_error_when_extra_missing():
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="fsggan\\[landmarks\\]"):
+            recognition.build_recognizer("dlib_resnet")
+    else:
+        pytest.skip("dlib is installed")
+
+
+# ---------------------------------------------------------------- evaluate on a tiny set
+
+def test_baseline_rows_and_recognition_on_tiny_set(prepared):
+    res = evaluate_set(prepared, recognizer=PoolEmbedder(), ks=(1, 5), progress=False)
+    assert res["num_images"] == 18 and set(res["quality"]) == {OCCLUDED}
+    q = res["quality"][OCCLUDED]
+    assert q["psnr"]["n"] == 18 and 5 < q["psnr"]["mean"] < 30 and 0 < q["ssim"]["mean"] < 1
+    assert q["psnr_pm1"]["mean"] == pytest.approx(q["psnr"]["mean"] - metrics.PSNR_PM1_OFFSET)
+    rec = res["recognition"]
+    assert rec[CLEAN]["rank1"]["mean"] == 1.0  # identity patterns are distinct, noise is small
+    assert rec[OCCLUDED]["rank1"]["mean"] < rec[CLEAN]["rank1"]["mean"]
+    assert rec[OCCLUDED]["n_queries"] == 2 * 6 * 2
+
+
+def test_predictions_missing_file_fails_then_counted(prepared, tmp_path):
+    preds = copy_as_predictions(prepared, tmp_path / "method_x", sub="occluded")
+    (preds / "person_2_0001.png").unlink()
+    (preds / "person_3_0000.png").write_bytes(b"not a png")
+    with pytest.raises(MissingPredictionsError, match="person_2_0001.png"):
+        evaluate_set(prepared, method="X", predictions=preds, progress=False)
+
+    res = evaluate_set(prepared, method="X", predictions=preds, recognizer=PoolEmbedder(),
+                       allow_missing=True, progress=False)
+    assert res["missing"] == ["person_2_0001.png"]
+    assert [u["name"] for u in res["unreadable"]] == ["person_3_0000.png"]
+    assert res["quality"]["X"]["ssim"]["n"] == 16 and res["quality"][OCCLUDED]["ssim"]["n"] == 18
+    # the predictions are the occluded images: same figures as the baseline row on the same images
+    assert res["quality"]["X"]["ssim"]["mean"] == pytest.approx(
+        np.mean([metrics.ssim(np.asarray(Image.open(prepared / "occluded" / n)),
+                              np.asarray(Image.open(prepared / "clean" / n)))
+                 for n in sorted(p.name for p in (prepared / "clean").iterdir())
+                 if n not in ("person_2_0001.png", "person_3_0000.png")]))
+    assert res["recognition"]["X"]["n_missing"] > 0
+
+
+def test_cli_predictions_outputs_parse_and_compare(prepared, tmp_path, capsys):
+    # predictions identical to the clean images (jpg extension accepted by stem) -> infinite PSNR
+    preds = tmp_path / "perfect"
+    preds.mkdir()
+    for p in (prepared / "clean").iterdir():
+        Image.open(p).save(preds / (p.stem + ".png"))
+    out = tmp_path / "res_perfect"
+    rc = eval_main([str(prepared), "--predictions", str(preds), "--method-name", "Perfect",
+                    "--recognizer", "mobilefacenet", "--recognizer-weights", "random", "--ks", "1", "5",
+                    "--out", str(out), "--per-image", "--workers", "0", "--no-progress", "--device", "cpu"])
+    assert rc == 0
+    for f in ("results.json", "results.md", "quality.csv", "recognition.csv", "per_image_set1-toy.csv"):
+        assert (out / f).is_file(), f
+    data = json.loads((out / "results.json").read_text())
+    q = data["sets"]["set1-toy"]["quality"]["Perfect"]
+    assert q["psnr"]["n_inf"] == 18 and q["psnr"]["mean"] is None and q["ssim"]["mean"] == pytest.approx(1.0)
+    rec = data["sets"]["set1-toy"]["recognition"]
+    assert rec["Perfect"]["rank1"]["mean"] == rec[CLEAN]["rank1"]["mean"]
+    md = (out / "results.md").read_text()
+    assert "| Perfect |" in md and "(18 inf)" in md and "Occluded input" in md and "rank-5" in md
+    rows = list(csv.DictReader(open(out / "per_image_set1-toy.csv")))
+    assert len(rows) == 18 and rows[0]["method_psnr"] == "inf"
+    assert {r["method"] for r in csv.DictReader(open(out / "quality.csv"))} == {OCCLUDED, "Perfect"}
+
+    # a missing prediction: exit status 2 and the name on stderr; --allow-missing counts it
+    (preds / "person_0_0002.png").unlink()
+    assert eval_main([str(prepared), "--predictions", str(preds), "--workers", "0", "--no-progress"]) == 2
+    assert "person_0_0002.png" in capsys.readouterr().err
+    out2 = tmp_path / "res_partial"
+    assert eval_main([str(prepared), "--predictions", str(preds), "--method-name", "Partial", "--allow-missing",
+                      "--out", str(out2), "--workers", "0", "--no-progress"]) == 0
+    data2 = json.loads((out2 / "results.json").read_text())
+    assert data2["sets"]["set1-toy"]["missing"] == ["person_0_0002.png"]
+    assert "1 missing" in (out2 / "results.md").read_text()
+
+    # side by side
+    cmp_dir = tmp_path / "cmp"
+    assert eval_main(["--compare", str(out), str(out2), "--out", str(cmp_dir)]) == 0
+    text = (cmp_dir / "comparison.md").read_text()
+    assert "| Perfect |" in text and "| Partial |" in text and text.count("| Occluded input |") == 2  # 2 tables
+    runs = json.loads((cmp_dir / "comparison.json").read_text())["runs"]
+    assert set(runs) == {"res_perfect", "res_partial"}
+    assert (cmp_dir / "comparison_quality.csv").is_file()
+
+
+def test_several_sets_need_per_set_prediction_folders(tmp_path):
+    s1 = make_prepared_set(tmp_path / "set1-a", n_ids=2, per_id=2, repeats=1)
+    s2 = make_prepared_set(tmp_path / "set2-a", n_ids=2, per_id=2, repeats=1, seed=1)
+    preds = tmp_path / "preds"
+    copy_as_predictions(s1, preds / "set1-a")
+    with pytest.raises(FileNotFoundError, match="set2-a"):
+        evaluate.evaluate_sets([s1, s2], method="M", predictions=preds, progress=False)
+    copy_as_predictions(s2, preds / "set2-a")
+    res = evaluate.evaluate_sets([s1, s2], method="M", predictions=preds, progress=False)
+    assert list(res["sets"]) == ["set1-a", "set2-a"]
+    table = report.quality_table([res])
+    assert "set1-a SSIM" in table and "set2-a SSIM" in table
+
+
+def test_cli_user_errors_name_the_file(prepared, tmp_path, capsys):
+    bad = tmp_path / "weights.ckpt"
+    bad.write_text("not weights")
+    assert eval_main([str(prepared), "--recognizer", "mobilefacenet", "--recognizer-weights", str(bad),
+                      "--workers", "0", "--no-progress"]) == 2
+    assert "weights.ckpt" in capsys.readouterr().err
+    assert eval_main([str(prepared), "--gan", str(tmp_path / "no_run"), "--no-progress"]) == 2
+    assert "no_run" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # argparse: weights are required for a real recognizer
+        eval_main([str(prepared), "--recognizer", "mobilefacenet"])
