@@ -179,7 +179,7 @@ def test_all_names_build():
 def test_mobilefacenet_crop_and_flip():
     assert center_crop_aspect(torch.zeros(1, 3, 128, 128), 112, 96).shape[-2:] == (128, 110)
     assert center_crop_aspect(torch.zeros(1, 3, 100, 200), 112, 96).shape[-2:] == (100, 86)
-    emb = build_embedder("mobilefacenet", flip=True)
+    emb = build_embedder("mobilefacenet", flip=True, align=False)  # the template warp is not mirror-exact
     assert emb.dim == 256
     x = images(1, 128, 128)
     x = torch.cat([x[..., :64], x[..., :64].flip(-1)], dim=-1)  # mirror-symmetric face
@@ -256,3 +256,28 @@ def test_embedder_bf16_autocast_cuda(name):
     assert (f * ref).sum(dim=1).min() > 0.95
     f.sum().backward()
     assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+def test_crop_template_matches_data_template():
+    from fsggan.data.landmarks import template_landmarks
+    from fsggan.models.identity.base import FSGGAN_CROP_TEMPLATE
+
+    measured = template_landmarks("lfw", image_size=128) / 128.0
+    assert np.allclose(np.asarray(FSGGAN_CROP_TEMPLATE), measured, atol=2e-3)
+
+
+@pytest.mark.parametrize("size,reference", [((112, 96), "REFERENCE_112x96"), ((112, 112), "REFERENCE_112x112")])
+def test_align_to_reference_puts_landmarks_on_the_reference(size, reference):
+    from fsggan.models.identity import base
+
+    ref = getattr(base, reference)
+    # A bright dot at each template landmark must land on the reference point, up to the
+    # residual of a scale + translation fit between two slightly different face shapes.
+    for k in range(5):
+        img = -torch.ones(1, 1, 128, 128)
+        u, v = base.FSGGAN_CROP_TEMPLATE[k]
+        cx, cy = int(u * 128), int(v * 128)
+        img[0, 0, cy - 1:cy + 2, cx - 1:cx + 2] = 1.0
+        out = base.align_to_reference(img, size, ref)[0, 0]
+        iy, ix = divmod(int(out.argmax()), size[1])
+        assert abs(ix - ref[k][0]) <= 3.5 and abs(iy - ref[k][1]) <= 3.5, (k, ix, iy, ref[k])

@@ -96,6 +96,44 @@ def center_crop_aspect(x: torch.Tensor, height: int, width: int) -> torch.Tensor
     return x[..., top : top + new_h, left : left + new_w]
 
 
+# Five landmarks (left eye, right eye, nose tip, left / right mouth corner) as fractions of
+# the image width / height in fsggan's face crops (the mean LFW template measured with dlib,
+# fsggan.data.landmarks.template_landmarks("lfw") / 128; a test keeps the two equal).
+FSGGAN_CROP_TEMPLATE = ((0.3438, 0.3719), (0.6539, 0.3695), (0.5055, 0.5453), (0.3625, 0.7180), (0.6430, 0.7164))
+
+# Where face recognisers trained on 5-point aligned faces expect them, in pixels of their
+# input: the SphereFace / MobileFaceNet 112x96 template, and ArcFace's 112x112 one (the same
+# points shifted by 8 px to the right).
+REFERENCE_112x96 = ((30.2946, 51.6963), (65.5318, 51.5014), (48.0252, 71.7366), (33.5493, 92.3655),
+                    (62.7299, 92.2041))
+REFERENCE_112x112 = tuple((x + 8.0, y) for x, y in REFERENCE_112x96)
+
+
+def align_to_reference(x: torch.Tensor, size: tuple[int, int], reference=REFERENCE_112x96,
+                       source=FSGGAN_CROP_TEMPLATE) -> torch.Tensor:
+    """Warp faces framed like ``source`` (fractions of W, H) to ``size`` = (H, W) so that the
+    landmarks land on ``reference`` (pixels of the output).
+
+    A least-squares scale + translation (the templates are upright and symmetric, so no
+    rotation), sampled bilinearly; pixels from outside the input repeat its border. Without
+    it a recogniser sees fsggan's crops about 10 px too high and too loose, which costs a
+    lot of accuracy (MobileFaceNet clean rank-1 on LFW: see README).
+    """
+    h, w = x.shape[-2:]
+    src = torch.tensor(source, dtype=torch.float64) * torch.tensor([w, h], dtype=torch.float64)
+    dst = torch.tensor(reference, dtype=torch.float64)
+    src_c, dst_c = src - src.mean(0), dst - dst.mean(0)
+    scale = (src_c * dst_c).sum() / (dst_c ** 2).sum()          # input px per output px
+    shift = src.mean(0) - scale * dst.mean(0)
+    ys = (torch.arange(size[0], dtype=torch.float64) + 0.5) * scale + shift[1]
+    xs = (torch.arange(size[1], dtype=torch.float64) + 0.5) * scale + shift[0]
+    grid = torch.stack(torch.meshgrid(2 * xs / w - 1, 2 * ys / h - 1, indexing="xy"), dim=-1)
+    grid = grid.to(x.device, x.dtype).expand(x.shape[0], -1, -1, -1)
+    if scale > 1.5:  # shrinking a lot: smooth first so that sampling does not alias
+        x = resize(x, (round(h / scale * 1.5), round(w / scale * 1.5)))
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
 # ---------------------------------------------------------------- checkpoint loading
 
 def read_state_dict(

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import FaceEmbedder, load_checked, read_state_dict, resize
+from .base import REFERENCE_112x112, FaceEmbedder, align_to_reference, load_checked, read_state_dict, resize
 
 SOURCE = ("the insightface arcface_torch model zoo, "
           "https://github.com/deepinsight/insightface/tree/master/recognition/arcface_torch (backbone.pth)")
@@ -85,13 +85,16 @@ class ArcFaceEmbedder(FaceEmbedder):
     """Frozen ArcFace iResNet embedding (512-d): [-1, 1] RGB resized to 112x112.
 
     arcface_torch's (p / 255 - 0.5) / 0.5 normalisation is exactly fsggan's [-1, 1]
-    range, so only the size changes. The weights expect faces aligned by 5 landmarks
-    to insightface's 112x112 template; loosely cropped faces give weaker features.
+    range, so only the framing changes. The weights expect faces aligned by 5 landmarks
+    to insightface's 112x112 template: ``align=True`` (default) warps faces framed like
+    fsggan's crops onto it (:func:`align_to_reference`); ``align=False`` only resizes
+    (for faces already aligned the insightface way).
     """
 
     input_size = (112, 112)
 
-    def __init__(self, depth: int = 50, weights: str | Path | None = None, weights_only: bool = True):
+    def __init__(self, depth: int = 50, weights: str | Path | None = None, align: bool = True,
+                 weights_only: bool = True):
         if depth not in LAYERS:
             raise ValueError(f"ArcFace iResNet depth must be one of {sorted(LAYERS)}, got {depth}")
         net = IResNet(LAYERS[depth])
@@ -102,7 +105,9 @@ class ArcFaceEmbedder(FaceEmbedder):
                                     wrapper_keys=("state_dict", "model"), weights_only=weights_only)
             load_checked(net, state, path=weights, expected=expected, source=SOURCE)
         super().__init__(net, dim=512)
-        self.depth = depth
+        self.depth, self.align = depth, align
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if self.align:
+            return align_to_reference(x, self.input_size, REFERENCE_112x112)
         return resize(x, self.input_size)

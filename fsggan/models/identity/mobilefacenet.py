@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .base import FaceEmbedder, center_crop_aspect, load_checked, read_state_dict, resize
+from .base import FaceEmbedder, align_to_reference, center_crop_aspect, load_checked, read_state_dict, resize
 
 SOURCE = "https://github.com/Xiaoccer/MobileFaceNet_Pytorch (model/best/068.ckpt)"
 EXPECTED = ("a MobileFaceNet checkpoint of Xiaoccer/MobileFaceNet_Pytorch: a dict with 'net_state_dict' "
@@ -89,17 +89,19 @@ class MobileFaceNetEmbedder(FaceEmbedder):
 
     The network was trained on faces aligned by 5 landmarks into 112x96; give it
     roughly aligned, tightly cropped faces (e.g. fsggan's 128x128 face crops).
-    ``aspect="crop"`` (default) first cuts the central window with the 112:96 aspect
-    (for a 128x128 crop: 128x110) and then resizes, so the face is not squashed;
-    ``aspect="resize"`` resizes the whole image to 112x96.
+    ``align=True`` (default) warps faces framed like fsggan's crops onto the network's own
+    5-point alignment (:func:`align_to_reference`). ``align=False`` is for faces that are
+    already aligned the SphereFace way: then ``aspect="crop"`` cuts the central window with
+    the 112:96 aspect (for a 128x128 crop: 128x110) and resizes, so the face is not
+    squashed, and ``aspect="resize"`` resizes the whole image to 112x96.
     ``flip=True`` concatenates the embeddings of the image and of its horizontal
     mirror (dim 256), as the Xiaoccer repository does at evaluation time.
     """
 
     input_size = (112, 96)
 
-    def __init__(self, weights: str | Path | None = None, aspect: str = "crop", flip: bool = False,
-                 weights_only: bool = True):
+    def __init__(self, weights: str | Path | None = None, align: bool = True, aspect: str = "crop",
+                 flip: bool = False, weights_only: bool = True):
         if aspect not in ("crop", "resize"):
             raise ValueError(f"aspect must be 'crop' or 'resize', got {aspect!r}")
         net = MobileFaceNet()
@@ -108,10 +110,12 @@ class MobileFaceNetEmbedder(FaceEmbedder):
                                     wrapper_keys=("net_state_dict", "state_dict"), weights_only=weights_only)
             load_checked(net, state, path=weights, expected=EXPECTED, source=SOURCE)
         super().__init__(net, dim=256 if flip else 128)
-        self.aspect, self.flip = aspect, flip
+        self.align, self.aspect, self.flip = align, aspect, flip
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        if self.aspect == "crop":
+        if self.align:
+            x = align_to_reference(x, self.input_size)
+        elif self.aspect == "crop":
             x = center_crop_aspect(x, *self.input_size)
         # [-1, 1] -> pixels p in [0, 255] -> (p - 127.5) / 128
         return resize(x, self.input_size) * (127.5 / 128.0)

@@ -1,0 +1,202 @@
+"""`fsggan-quickstart`: prepare an LFW test set, train V then G, evaluate, write a report.
+
+    fsggan-quickstart                          # LFW from ../shared/data/lfw, small CPU run
+    fsggan-quickstart --lfw /data/lfw --out runs/qs
+    fsggan-quickstart --download               # fetch LFW with torchvision (needs internet)
+    fsggan-quickstart --full                   # the LFW configs at 128x128, for a GPU
+
+The quick run (default) uses the `tiny_cpu` configs at 64x64 and a few hundred steps:
+minutes on a CPU, enough to see the occluders being removed, not a paper-quality model.
+`--full` uses `configs/lfw_vae.yaml` and `configs/lfw_gan.yaml` (128x128, default widths,
+tens of thousands of steps, MobileFaceNet identity loss).
+
+Everything goes under `--out`:
+
+    data/           prepared sets (val-lfw, set1-lfw[, set2-lfw]) + splits-lfw.json
+    vae/ gan/       the two training runs (config.yaml, stats.jsonl, checkpoints/, samples/)
+    report/         results.md / results.json / CSV (PSNR, SSIM, rank-k), deocclusion_grid.png
+
+The steps are resumable: an existing run directory is continued (its `last.pt`), and a
+prepared set that already exists is kept, so re-running after an interruption goes on
+where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from fsggan.config import ConfigError, load_config
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_LFW = Path("../shared/data/lfw")
+SHARED_MOBILEFACENET = Path("../shared/data/weights/mobilefacenet_casia_068.ckpt")
+
+
+def _configs_dir() -> Path:
+    d = REPO_ROOT / "configs"
+    if not d.is_dir():
+        raise SystemExit("fsggan-quickstart: the configs/ folder of the repository was not found next to the "
+                         f"package ({d}); install from a clone with `pip install -e .` and run from its root")
+    return d
+
+
+def find_lfw(lfw: str | None, download: bool, out: Path) -> Path:
+    """The LFW root (`<root>/<Person>/<Person>_NNNN.jpg`): given, shared, or downloaded."""
+    if lfw is not None:
+        root = Path(lfw)
+        if not root.is_dir():
+            raise SystemExit(f"fsggan-quickstart: --lfw {root}: no such folder (expected <root>/<Person>/*.jpg)")
+        return root
+    if not download:
+        if SHARED_LFW.is_dir():
+            return SHARED_LFW
+        raise SystemExit(f"fsggan-quickstart: no LFW folder at {SHARED_LFW}; pass --lfw DIR (the standard "
+                         "'lfw' layout) or --download to fetch it with torchvision (needs internet)")
+    from torchvision.datasets import LFWPeople
+
+    target = out / "lfw-download"
+    try:
+        LFWPeople(root=str(target), split="10fold", image_set="original", download=True)
+    except Exception as e:  # noqa: BLE001 - network errors come in many types
+        raise SystemExit(f"fsggan-quickstart: downloading LFW into {target} failed ({e}); download it by hand "
+                         "and pass --lfw DIR") from e
+    return target / "lfw-py" / "lfw"
+
+
+def _call(fn, cfg, resume):
+    """Call train_vae / train_gan with the config's sections as keyword arguments."""
+    return fn(**{f.name: getattr(cfg, f.name) for f in fields(cfg)}, resume=resume)
+
+
+def _last(run_dir: Path) -> str | None:
+    last = run_dir / "checkpoints" / "last.pt"
+    return str(last) if last.is_file() else None
+
+
+def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int | None = None,
+                   gan_steps: int | None = None, device: str = "auto", recognizer_weights: str | None = None,
+                   progress: bool = True) -> dict:
+    """Prepare -> Stage I -> Stage II -> evaluate; returns the evaluation results dict."""
+    from fsggan.data.prepare import load_data_config, prepare_data
+    from fsggan.eval import report
+    from fsggan.eval.evaluate import evaluate_sets
+    from fsggan.pipeline import FSGGAN
+    from fsggan.train.config import TrainGANConfig, TrainVAEConfig
+    from fsggan.train.gan import train_gan
+    from fsggan.train.vae import train_vae
+
+    configs = _configs_dir()
+    size = 128 if full else 64
+    data_cfg_path = configs / "data" / "lfw.yaml"
+    data_overrides = [f"dataset.root={lfw}", f"dataset.image_size={size}"]
+    sets = ["val", "set1", "set2"] if full else ["val", "set1"]
+
+    # Prepared evaluation sets (kept when already there: rendering is deterministic)
+    data_dir = out / "data"
+    if not (data_dir / "set1-lfw" / "protocol.json").is_file():
+        print(f"[1/4] preparing LFW test sets ({', '.join(sets)}) in {data_dir}", file=sys.stderr)
+        data_cfg = load_data_config(data_cfg_path, [*data_overrides, f"output.out={data_dir}"])
+        prepare_data(data_cfg, sets=sets, progress=progress)
+    else:
+        print(f"[1/4] prepared sets found in {data_dir}", file=sys.stderr)
+
+    # Stage I then Stage II (Algorithm 1), each resumed if a previous call was interrupted
+    stage = "lfw" if full else "tiny_cpu"
+    common = [f"train.device={device}", f"train.progress={'true' if progress else 'false'}"]
+    quick_vae = [] if full else ["train.steps=300", "train.val_every=150", "train.sample_every=150"]
+    quick_gan = [] if full else ["train.steps=600", "train.val_every=200", "train.sample_every=200"]
+    vae_dir, gan_dir = out / "vae", out / "gan"
+    vae_cfg = load_config(TrainVAEConfig, configs / f"{stage}_vae.yaml",
+                          [*common, *quick_vae, f"train.run_dir={vae_dir}",
+                           *([f"train.steps={vae_steps}"] if vae_steps else [])])
+    gan_cfg = load_config(TrainGANConfig, configs / f"{stage}_gan.yaml",
+                          [*common, *quick_gan, f"train.run_dir={gan_dir}",
+                           f"gan.vae_checkpoint={vae_dir / 'checkpoints' / 'best.pt'}",
+                           *([f"train.steps={gan_steps}"] if gan_steps else [])])
+    for cfg in (vae_cfg, gan_cfg):
+        cfg.data.config, cfg.data.overrides = str(data_cfg_path), list(data_overrides)
+
+    print(f"[2/4] Stage I: training V for {vae_cfg.train.steps} steps in {vae_dir}", file=sys.stderr)
+    _call(train_vae, vae_cfg, _last(vae_dir))
+    print(f"[3/4] Stage II: training G and D for {gan_cfg.train.steps} steps in {gan_dir}", file=sys.stderr)
+    _call(train_gan, gan_cfg, _last(gan_dir))
+
+    # Evaluation on the prepared test sets, with MobileFaceNet rank-k when its weights are here
+    print("[4/4] evaluating", file=sys.stderr)
+    model = FSGGAN.from_checkpoints(gan=gan_dir, device=device)
+    weights = recognizer_weights or (str(SHARED_MOBILEFACENET) if SHARED_MOBILEFACENET.is_file() else None)
+    recognizer, info = None, None
+    if weights is not None:
+        from fsggan.eval.recognition import build_recognizer
+
+        recognizer = build_recognizer("mobilefacenet", weights).to(model.device)
+        info = {"name": "mobilefacenet", "weights": weights}
+    else:
+        print("no MobileFaceNet weights found: rank-k accuracy skipped (pass --recognizer-weights)",
+              file=sys.stderr)
+    test_sets = [data_dir / f"{s}-lfw" for s in sets if s != "val"]
+    results = evaluate_sets(test_sets, method="FSG-GAN (quickstart)", model=model, recognizer=recognizer,
+                            recognizer_info=info, device=model.device, progress=progress)
+    results["command"] = ["fsggan-quickstart", *sys.argv[1:]]
+    report_dir = out / "report"
+    report.write_results(results, report_dir)
+    save_grid(model, test_sets[0], report_dir / "deocclusion_grid.png")
+    print(report.markdown([results]))
+    print(f"report written to {report_dir}", file=sys.stderr)
+    return results
+
+
+def save_grid(model, set_dir: Path, path: Path, count: int = 8) -> None:
+    """Rows: occluded x, structure g, output G(x, g), clean y, for the first images of a set."""
+    from torchvision.utils import save_image
+
+    from fsggan.eval.imageio import load_image
+
+    names = sorted(p.name for p in (set_dir / "occluded").glob("*.png"))[:count]
+    x = torch.stack([load_image(set_dir / "occluded" / n) for n in names])
+    y = torch.stack([load_image(set_dir / "clean" / n) for n in names])
+    out, g = model.run(x)
+    rows = torch.cat([x, g.float().cpu(), out.float().cpu(), y]) * 0.5 + 0.5
+    save_image(rows.clamp(0, 1), path, nrow=len(names), padding=2)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="fsggan-quickstart", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
+    p.add_argument("--lfw", default=None, help=f"LFW root (<root>/<Person>/*.jpg); default {SHARED_LFW}")
+    p.add_argument("--download", action="store_true", help="download LFW with torchvision (needs internet)")
+    p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
+    p.add_argument("--full", action="store_true", help="full-size LFW configs (128x128; meant for a GPU)")
+    p.add_argument("--vae-steps", type=int, default=None, help="Stage I steps (quick default 300)")
+    p.add_argument("--gan-steps", type=int, default=None, help="Stage II steps (quick default 600)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--recognizer-weights", default=None,
+                   help=f"MobileFaceNet checkpoint for rank-k (default {SHARED_MOBILEFACENET} when present)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    out = Path(args.out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    lfw = find_lfw(args.lfw, args.download, out).resolve()
+    weights = str(Path(args.recognizer_weights).resolve()) if args.recognizer_weights else None
+    # The configs name their files relative to the repository root (configs/data/anchors,
+    # ../shared/data): run from there, whatever the caller's directory.
+    os.chdir(REPO_ROOT)
+    try:
+        run_quickstart(lfw=lfw, out=out, full=args.full,
+                       vae_steps=args.vae_steps, gan_steps=args.gan_steps, device=args.device,
+                       recognizer_weights=weights, progress=not args.no_progress)
+    except ConfigError as e:
+        print(f"fsggan-quickstart: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
