@@ -28,6 +28,7 @@ import os
 import sys
 from dataclasses import fields
 from pathlib import Path
+from typing import Sequence
 
 import torch
 
@@ -81,8 +82,12 @@ def _last(run_dir: Path) -> str | None:
 
 def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int | None = None,
                    gan_steps: int | None = None, device: str = "auto", recognizer_weights: str | None = None,
-                   progress: bool = True) -> dict:
-    """Prepare -> Stage I -> Stage II -> evaluate; returns the evaluation results dict."""
+                   progress: bool = True, data_overrides: Sequence[str] = ()) -> dict:
+    """Prepare -> Stage I -> Stage II -> evaluate; returns the evaluation results dict.
+
+    ``data_overrides`` are extra ``key=value`` settings of configs/data/lfw.yaml (e.g.
+    ``protocol.num_identities=20`` for a small LFW-layout folder).
+    """
     from fsggan.data.prepare import load_data_config, prepare_data
     from fsggan.eval import report
     from fsggan.eval.evaluate import evaluate_sets
@@ -94,7 +99,7 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     configs = _configs_dir()
     size = 128 if full else 64
     data_cfg_path = configs / "data" / "lfw.yaml"
-    data_overrides = [f"dataset.root={lfw}", f"dataset.image_size={size}"]
+    data_overrides = [f"dataset.root={lfw}", f"dataset.image_size={size}", *data_overrides]
     sets = ["val", "set1", "set2"] if full else ["val", "set1"]
 
     # Prepared evaluation sets (kept when already there: rendering is deterministic)
@@ -110,7 +115,11 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     stage = "lfw" if full else "tiny_cpu"
     common = [f"train.device={device}", f"train.progress={'true' if progress else 'false'}"]
     quick_vae = [] if full else ["train.steps=300", "train.val_every=150", "train.sample_every=150"]
-    quick_gan = [] if full else ["train.steps=600", "train.val_every=200", "train.sample_every=200"]
+    quick_gan = [] if full else ["train.steps=600", "train.val_every=200", "train.sample_every=200",
+                                 "generator.base_channels=16"]
+    if not full and SHARED_MOBILEFACENET.is_file():  # the identity loss of Eq. 8, with the real MobileFaceNet
+        quick_gan += ["loss.identity=50.0", "loss.identity_net=mobilefacenet",
+                      f"loss.identity_weights={SHARED_MOBILEFACENET}"]
     vae_dir, gan_dir = out / "vae", out / "gan"
     vae_cfg = load_config(TrainVAEConfig, configs / f"{stage}_vae.yaml",
                           [*common, *quick_vae, f"train.run_dir={vae_dir}",

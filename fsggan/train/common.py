@@ -627,6 +627,22 @@ def build_datasets(data, *, image_size: int, seed: int, run_dir: Path | None = N
     return train_set, val_set, to_dict(prep)
 
 
+def setup_data(data, train, *, image_size: int, env: Env, run_dir: Path, ckpt: dict | None):
+    """Both stages' data: ``(train_set, val_set, data_config, sampler, loader, val)``.
+
+    The training set is sharded over the DDP ranks by ``sampler`` (resumable order from
+    ``train.seed``); ``val`` is the fixed validation set loaded into memory on rank 0 (None
+    elsewhere). See :func:`build_datasets` for the rest.
+    """
+    train_set, val_set, data_config = build_datasets(
+        data, image_size=image_size, seed=train.seed, run_dir=run_dir if env.is_main else None,
+        stored=ckpt.get("data_config") if ckpt is not None else None)
+    sampler = ShardedBatchSampler(len(train_set), train.batch_size, train.seed, env.rank, env.world_size)
+    loader = make_loader(train_set, sampler, data, env)
+    val = load_all(val_set, data.num_workers) if env.is_main else None
+    return train_set, val_set, data_config, sampler, loader, val
+
+
 def occlude_batch(dataset, batch: dict, epoch: int) -> dict:
     """``data.occlude_on: device``: occlude a batch of clean faces where it lies (GPU),
     image for image the same as the workers would (same per-item generators)."""

@@ -40,10 +40,9 @@ from fsggan.losses import (LossWeights, discriminator_loss, generator_adversaria
                            pixel_loss, total_variation)
 from fsggan.models import VAE, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
-from .common import (Env, Housekeeping, ShardedBatchSampler, StopSignal, TrainingError, autocast, build_datasets,
-                     check_finite, describe, epoch_batches, load_all, load_checkpoint, make_loader, make_scaler,
-                     occlude_batch, prepare_run_dir, restore_checkpoint, run_main, seed_everything, setup_env,
-                     teardown_env, to_device, wrap_model)
+from .common import (Env, Housekeeping, StopSignal, TrainingError, autocast, check_finite, describe, epoch_batches,
+                     load_checkpoint, make_scaler, occlude_batch, prepare_run_dir, restore_checkpoint, run_main,
+                     seed_everything, setup_data, setup_env, teardown_env, to_device, wrap_model)
 from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, MultiRFKwargs, OptimConfig,
                      PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
 
@@ -154,12 +153,8 @@ def train_gan(
         run_dir = prepare_run_dir(cfg, env, resuming=ckpt is not None)
 
         # Data: training shards, fixed validation set
-        train_set, val_set, data_config = build_datasets(
-            data, image_size=vae.image_size, seed=train.seed, run_dir=run_dir if env.is_main else None,
-            stored=ckpt.get("data_config") if ckpt is not None else None)
-        sampler = ShardedBatchSampler(len(train_set), train.batch_size, train.seed, env.rank, env.world_size)
-        loader = make_loader(train_set, sampler, data, env)
-        val = load_all(val_set, data.num_workers) if env.is_main else None
+        train_set, val_set, data_config, sampler, loader, val = setup_data(
+            data, train, image_size=vae.image_size, env=env, run_dir=run_dir, ckpt=ckpt)
 
         # G and D (D's feature extractor is V's encoder: one line, trunk_mode says how)
         gen = UNetGenerator(**asdict(generator))

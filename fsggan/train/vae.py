@@ -21,10 +21,9 @@ from torch import nn
 from fsggan.losses import vae_loss
 from fsggan.models import VAE
 
-from .common import (Housekeeping, ShardedBatchSampler, StopSignal, autocast, build_datasets, check_finite,
-                     describe, epoch_batches, load_all, load_checkpoint, make_loader, make_scaler, occlude_batch,
-                     prepare_run_dir, restore_checkpoint, run_main, seed_everything, setup_env, teardown_env,
-                     to_device, wrap_model)
+from .common import (Housekeeping, StopSignal, autocast, check_finite, describe, epoch_batches, load_checkpoint,
+                     make_scaler, occlude_batch, prepare_run_dir, restore_checkpoint, run_main, seed_everything,
+                     setup_data, setup_env, teardown_env, to_device, wrap_model)
 from .config import DataConfig, OptimConfig, TrainConfig, TrainVAEConfig, VAEKwargs, VAELossConfig
 
 __all__ = ["train_vae", "vae_step", "main"]
@@ -78,12 +77,8 @@ def train_vae(
         run_dir = prepare_run_dir(cfg, env, resuming=ckpt is not None)
 
         # Data: training shards, fixed validation set
-        train_set, val_set, data_config = build_datasets(
-            data, image_size=vae.image_size, seed=train.seed, run_dir=run_dir if env.is_main else None,
-            stored=ckpt.get("data_config") if ckpt is not None else None)
-        sampler = ShardedBatchSampler(len(train_set), train.batch_size, train.seed, env.rank, env.world_size)
-        loader = make_loader(train_set, sampler, data, env)
-        val = load_all(val_set, data.num_workers) if env.is_main else None
+        train_set, val_set, data_config, sampler, loader, val = setup_data(
+            data, train, image_size=vae.image_size, env=env, run_dir=run_dir, ckpt=ckpt)
 
         # Model, optimiser, loss scaler
         model = VAE(**asdict(vae))
