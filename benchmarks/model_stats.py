@@ -1,4 +1,4 @@
-"""Parameter counts, forward FLOPs (128x128, batch 1) and generator receptive fields.
+"""Parameter counts, forward FLOPs (128x128, batch 1) and receptive fields (G's encoder, D's heads).
 
     python benchmarks/model_stats.py
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from fsggan.models import VAE, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
+from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
 SIZE = 128
 
@@ -49,6 +49,24 @@ def receptive_fields(gen: UNetGenerator, size: int = SIZE, mass: float = 0.9, tr
     return out
 
 
+def disc_head_fields(size: int = SIZE) -> list[tuple[int, float]]:
+    """Per multi-RF D head: side of the input box that its centre logit depends on, and the
+    fraction of that box with non-zero gradient (random weights, eval mode, float64)."""
+    vae = VAE(base_channels=4, latent_dim=8, image_size=size).double().eval()
+    disc = MultiRFDiscriminator(trunk=vae.encoder, head_channels=4).double().eval()
+    out = []
+    for i in range(len(disc.heads)):
+        x = torch.randn(1, 3, size, size, dtype=torch.float64, requires_grad=True)
+        logits = disc.head_logits(x)[i]
+        logits[0, 0, logits.shape[-2] // 2, logits.shape[-1] // 2].backward()
+        hit = x.grad.abs().sum((0, 1)) > 0
+        rows = hit.any(1).nonzero().squeeze(1)
+        cols = hit.any(0).nonzero().squeeze(1)
+        box = hit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+        out.append((int(rows.max() - rows.min() + 1), box.double().mean().item()))
+    return out
+
+
 def main() -> None:
     torch.manual_seed(0)
     x = torch.rand(1, 3, SIZE, SIZE) * 2 - 1
@@ -56,6 +74,8 @@ def main() -> None:
     gen_plain = UNetGenerator(hdc=False).eval()
     disc = MultiRFDiscriminator(trunk=vae.encoder).eval()
     disc_copy = MultiRFDiscriminator(trunk=vae.encoder, trunk_mode="copy").eval()
+    disc3 = MultiRFDiscriminator(trunk=vae.encoder, levels=(1, 2, 3)).eval()
+    glob = GlobalDiscriminator().eval()
     patch = PatchDiscriminator().eval()
 
     rows = [
@@ -64,8 +84,10 @@ def main() -> None:
         ("  encoder body (D trunk)", n_params(vae.encoder.body), gflops(vae.encoder.body, x)),
         ("G, HDC U-Net (base 64)", n_params(gen), gflops(gen, x, x)),
         ("G w/o HDC (base 64)", n_params(gen_plain), gflops(gen_plain, x, x)),
-        ("D multi-RF, heads only (frozen/tied trainables)", n_params(disc), float("nan")),
-        ("D multi-RF, heads + trunk (forward)", n_params(disc_copy), gflops(disc, x)),
+        ("D multi-RF, 4 heads only (frozen/tied trainables)", n_params(disc), float("nan")),
+        ("D multi-RF, 4 heads + trunk (forward)", n_params(disc_copy), gflops(disc, x)),
+        ("D multi-RF levels 1-3: heads (GFLOPs with trunk)", n_params(disc3), gflops(disc3, x)),
+        ("D global, DeepFill v1 (base 16, 4 layers)", n_params(glob), gflops(glob, x)),
         ("D PatchGAN (base 64, 3 layers)", n_params(patch), gflops(patch, x)),
     ]
     try:
@@ -86,6 +108,10 @@ def main() -> None:
         n_s = f"{n:,}" if n is not None else "n/a"
         f_s = f"{f:.3f}" if f is not None and f == f else "-"
         print(f"{name:52s} {n_s:>12s} {f_s:>11s}")
+
+    print(f"\nMulti-RF D head receptive fields at {SIZE}x{SIZE} (px, centre logit; levels H/2, H/4, H/8, H/16):")
+    print("  " + "  ".join(f"head{i + 1}: {side:3d} ({side / SIZE:.2f}, {cover:.0%} of the box)"
+                           for i, (side, cover) in enumerate(disc_head_fields())))
 
     print(f"\nGenerator encoder receptive fields at {SIZE}x{SIZE} (px; paper: ~1/4, ~1/2, whole):")
     for label, hdc in (("HDC", True), ("w/o HDC", False)):

@@ -28,6 +28,7 @@ from fsggan.losses import (
 from fsggan.models import (
     VAE,
     DiscOutput,
+    GlobalDiscriminator,
     HDCModule,
     MultiRFDiscriminator,
     PatchDiscriminator,
@@ -42,7 +43,7 @@ from fsggan.pipeline import FSGGAN
 __all__ = [
     "FSGGAN",
     "VAE", "VAEEncoder", "VAEDecoder", "VAEOutput", "UNetGenerator", "HDCModule",
-    "MultiRFDiscriminator", "PatchDiscriminator", "DiscOutput",
+    "MultiRFDiscriminator", "GlobalDiscriminator", "PatchDiscriminator", "DiscOutput",
     "FaceEmbedder", "build_embedder", "EMBEDDER_NAMES", "WeightsError",
     "LossWeights", "vae_loss", "pixel_loss", "identity_loss", "generator_adversarial_loss",
     "discriminator_loss", "total_variation",

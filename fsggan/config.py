@@ -1,10 +1,20 @@
-"""Typed configuration: nested dataclasses filled from YAML plus `--set a.b=value` overrides.
+"""Typed configuration: nested dataclasses filled from layered YAML files plus `--set a.b=value`
+overrides.
 
 The dataclasses themselves live next to the code that uses them (training configs in
-`fsggan.train.config`, data-preparation configs in `fsggan.data.prepare`); this module
+`fsggan.train.config`, data configs in `fsggan.data.config`); this module
 holds the one generic loader they all share:
 
     cfg = load_config(TrainVAEConfig, "configs/vae.yaml", overrides=["optim.lr=2.0e-4"])
+    cfg = load_config(TrainGANConfig, ["configs/gan.yaml", "my_layer.yaml"])   # applied in order
+
+Layers: several files are merged in order (mappings key by key, recursively; any other
+value - lists included - is replaced), then the overrides. A file may start with
+`base: <file>` (a path relative to that file): its base is read first and the file lies
+over it, so an ablation is a few lines over `configs/gan.yaml`. A section class may also
+put a file under its own keys: `fsggan.train.config.DataConfig` reads the data YAML named
+by `data.config` (see :func:`load_config`). The merged result is the resolved config,
+saved as a run's config.yaml.
 
 Rules, checked when loading so that a typo fails at start and not after an hour:
 - an unknown key raises `ConfigError`, naming the file, the key and the valid keys;
@@ -21,13 +31,14 @@ import dataclasses
 import types
 import typing
 from pathlib import Path
-from typing import Any, Iterable, Literal, TypeVar, Union
+from typing import Any, Iterable, Literal, Sequence, TypeVar, Union
 
 import yaml
 
 T = TypeVar("T")
 
-__all__ = ["ConfigError", "load_config", "from_dict", "to_dict", "apply_overrides", "save_config"]
+__all__ = ["ConfigError", "load_config", "from_dict", "to_dict", "apply_overrides", "merge", "read_layers",
+           "save_config"]
 
 
 class ConfigError(ValueError):
@@ -191,15 +202,53 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: Iterable[str] = ()) -> T:
-    """Load dataclass `cls` from YAML file `path` (optional) and `key=value` overrides."""
-    data = read_yaml(path) if path is not None else {}
+def merge(base: dict, layer: dict) -> dict:
+    """``layer`` over ``base``: mappings merged key by key (recursively), other values replaced."""
+    out = dict(base)
+    for k, v in layer.items():
+        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def read_layers(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A YAML file over its ``base:`` file (relative to it), recursively."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"{path}: 'base:' files form a loop ({' -> '.join(str(p) for p in _seen)})")
+    data = read_yaml(path)
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise ConfigError(f"{path}: base must be the path of a YAML file (relative to {path}), got {base!r}")
+    return merge(read_layers(path.parent / base, (*_seen, path.resolve())), data)
+
+
+def load_config(cls: type[T], path: str | Path | Sequence[str | Path] | None = None,
+                overrides: Iterable[str] = ()) -> T:
+    """Load dataclass `cls` from YAML file(s) `path` (optional; several are layered in order)
+    and `key=value` overrides.
+
+    A section whose class has a ``layer(raw: dict) -> dict`` static method gets its raw
+    mapping through it after the files and the overrides (``DataConfig``: the data YAML
+    named by ``data.config`` lies under the section's own keys).
+    """
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
+    where = " + ".join(str(p) for p in paths)
+    data: dict = {}
+    for p in paths:  # file errors name their file
+        data = merge(data, read_layers(p))
     data = apply_overrides(data, overrides)
     try:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            layer = getattr(hints[f.name], "layer", None)
+            if callable(layer) and isinstance(data.get(f.name), dict):
+                data[f.name] = layer(data[f.name])
         return from_dict(cls, data)
     except ConfigError as e:
-        if path is not None:
-            raise ConfigError(f"{path}: {e}") from None
+        if where:
+            raise ConfigError(f"{where}: {e}") from None
         raise
 
 

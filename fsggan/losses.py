@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from .models.vae import VAEOutput
 
 __all__ = ["LossWeights", "vae_loss", "gaussian_nll", "kl_standard_normal", "pixel_loss",
-           "identity_loss", "generator_adversarial_loss", "discriminator_loss",
+           "masked_pixel_loss", "mask_loss", "gaussian_blur", "identity_loss", "generator_adversarial_loss", "discriminator_loss",
            "total_variation"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -26,13 +26,18 @@ class LossWeights:
     """Weights of the generator loss, Eq. 8 (paper: 100 * L1 + 50 * identity + 1 * adversarial).
 
     ``tv`` weights an optional total-variation term (not in the paper; the official code
-    uses 0.5); 0 disables it.
+    uses 0.5); 0 disables it. Beyond the paper (0 = off, the paper configs keep them off):
+    ``pixel_hole`` weights an extra L1 term averaged over the occluded pixels only
+    (:func:`masked_pixel_loss`), ``mask`` the binary cross-entropy between the blend
+    head's predicted occlusion map and the synthesis mask (:func:`mask_loss`).
     """
 
     pixel: float = 100.0
     identity: float = 50.0
     adversarial: float = 1.0
     tv: float = 0.0
+    pixel_hole: float = 0.0
+    mask: float = 0.0
 
 
 def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -65,6 +70,36 @@ def vae_loss(out: VAEOutput, target: torch.Tensor, kl_weight: float = 1.0) -> di
 def pixel_loss(target: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
     """L1 reconstruction term of Eq. 8: mean |y - G(x, g)|."""
     return F.l1_loss(pred, target)
+
+
+def masked_pixel_loss(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean |y - G(x, g)| over the pixels where ``mask`` (B, 1, H, W) is 1: the occluded
+    region, whatever its size (0 when no pixel is occluded)."""
+    diff = (pred.float() - target.float()).abs() * mask
+    return diff.sum() / (mask.sum() * pred.shape[1]).clamp_min(1.0)
+
+
+def mask_loss(pred_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between a predicted occlusion map in (0, 1) and the true mask."""
+    p = pred_mask.float().clamp(1e-6, 1 - 1e-6)
+    return F.binary_cross_entropy(p, mask.float())
+
+
+def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (kernel radius ceil(3 sigma), reflect padding); sigma <= 0: unchanged.
+
+    Beyond the paper (``loss.identity_blur``): the identity term compares F on blurred
+    faces, so G gains nothing from fine patterns that only move the recogniser's embedding.
+    """
+    if sigma <= 0:
+        return img
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, device=img.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(img.dtype)
+    c = img.shape[1]
+    h = F.conv2d(F.pad(img, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def identity_loss(feat_target: torch.Tensor, feat_pred: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""De-occlusion with trained models: the notebook API and ``fsggan-deocclude``.
+"""De-occlusion with trained models: the notebook API (``fsggan-deocclude`` is its command line).
 
     from fsggan import FSGGAN
     m = FSGGAN.from_checkpoints(vae="runs/vae", gan="runs/gan")   # run dirs or .pt files
@@ -16,9 +16,10 @@
 Inputs should be face crops like the training data (128x128, aligned as
 ``fsggan-prepare-data`` does); other sizes are resized to the model's ``image_size``.
 For uncropped photos use :func:`crop_faces` first (or ``fsggan-deocclude`` without
-``--aligned``), which crops them as the data pipeline does.
+``--aligned``), which crops them as the data pipeline does. :func:`deocclude_files`
+does files in, files out.
 
-Checkpoints (``fsggan.train``; loaded with ``torch.load(weights_only=True)``):
+Checkpoints (:mod:`fsggan.checkpoint`; loaded with ``torch.load(weights_only=True)``):
 Stage I ``{"models": {"vae": sd}, "config": {"vae": kwargs}}``; Stage II
 ``{"models": {"generator": sd, ...}, "config": {"generator": kwargs, "vae": kwargs,
 "gan": {"vae_checkpoint": path}}}``. A run directory stands for its
@@ -27,10 +28,8 @@ Stage I ``{"models": {"vae": sd}, "config": {"vae": kwargs}}``; Stage II
 
 from __future__ import annotations
 
-import argparse
-import sys
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -39,68 +38,13 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from fsggan.eval.imageio import IMAGE_EXTENSIONS, list_images, pil_to_tensor, save_image, tensor_to_uint8
+from fsggan.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from fsggan.images import list_images, read_rgb, save_image, to_float01, to_tensor, to_uint8
 
-CHECKPOINT_CANDIDATES = ("checkpoints/best.pt", "best.pt", "checkpoints/last.pt", "last.pt")
-
-__all__ = ["FSGGAN", "CheckpointError", "resolve_checkpoint", "load_checkpoint", "crop_faces", "main"]
+__all__ = ["FSGGAN", "crop_faces", "read_input", "collect_inputs", "deocclude_files", "resolve_device"]
 
 
 # ---------------------------------------------------------------- checkpoints
-
-class CheckpointError(ValueError):
-    """A file is not an fsggan checkpoint of the expected stage; the message names it."""
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a run directory -> its ``checkpoints/best.pt`` (else last.pt)."""
-    path = Path(path)
-    if path.is_dir():
-        for rel in CHECKPOINT_CANDIDATES:
-            if (path / rel).is_file():
-                return path / rel
-        raise FileNotFoundError(f"{path}: run directory without a checkpoint "
-                                f"(looked for {', '.join(CHECKPOINT_CANDIDATES)})")
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such checkpoint file or run directory")
-    return path
-
-
-def load_checkpoint(path: str | Path, *, require: str) -> dict:
-    """Load a checkpoint safely (``weights_only=True``) and check it holds model ``require``
-    ("vae" or "generator") with its constructor kwargs in ``config``."""
-    path = resolve_checkpoint(path)
-    stage = {"vae": "Stage I (VAE)", "generator": "Stage II (GAN)"}[require]
-    expected = (f"an fsggan {stage} checkpoint: a dict with 'models': {{'{require}': state_dict}} and "
-                f"'config': {{'{require}': constructor kwargs}}")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # not a torch file, truncated, unsafe pickle, ...
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg}); expected {expected}") from exc
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("models"), dict):
-        found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: expected {expected}; found {found}")
-    if require not in ckpt["models"]:
-        raise CheckpointError(f"{path}: holds models {sorted(ckpt['models'])}, not '{require}'; expected {expected}")
-    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt["config"].get(require), dict):
-        raise CheckpointError(f"{path}: config['{require}'] (the constructor kwargs) is missing; expected {expected}")
-    ckpt["path"] = str(path)
-    return ckpt
-
-
-def _build(cls, kwargs: dict, state: dict, path: str, what: str) -> nn.Module:
-    try:
-        model = cls(**kwargs)
-    except TypeError as exc:
-        raise CheckpointError(f"{path}: config['{what}'] does not fit {cls.__name__}: {exc}") from exc
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: state dict of '{what}' does not fit {cls.__name__}({kwargs}): "
-                              f"{str(exc).splitlines()[0]}") from exc
-    return model.eval().requires_grad_(False)
-
 
 def _vae_path_from_gan(ckpt: dict) -> Path:
     """The Stage I checkpoint a Stage II checkpoint was trained with (absolute, or
@@ -136,14 +80,13 @@ def _to_batch(images) -> tuple[torch.Tensor, dict]:
             return images.float(), {"kind": "tensor", "single": False, "device": images.device}
         raise ValueError(f"tensor input must be (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
     if isinstance(images, Image.Image):
-        return pil_to_tensor(images).unsqueeze(0), {"kind": "pil", "single": True}
+        return to_tensor(images).unsqueeze(0), {"kind": "pil", "single": True}
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
             batch, info = _to_batch(list(images))
             info["kind"] = "ndarray_batch"
             return batch, info
-        return _array_to_tensor(images).unsqueeze(0), {"kind": "ndarray", "single": True,
-                                                       "dtype": images.dtype}
+        return to_tensor(images).unsqueeze(0), {"kind": "ndarray", "single": True, "dtype": images.dtype}
     if isinstance(images, (list, tuple)):
         if not images:
             raise ValueError("empty list of images")
@@ -161,37 +104,15 @@ def _to_batch(images) -> tuple[torch.Tensor, dict]:
                     "numpy arrays (H, W, 3) or tensors (B, 3, H, W) in [-1, 1]")
 
 
-def _array_to_tensor(arr: np.ndarray) -> torch.Tensor:
-    if arr.ndim == 2:
-        arr = np.repeat(arr[..., None], 3, axis=-1)
-    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
-        raise ValueError(f"numpy image must be (H, W, 3), got {arr.shape}")
-    if arr.shape[-1] == 1:
-        arr = np.repeat(arr, 3, axis=-1)
-    arr = arr[..., :3]
-    if arr.dtype == np.uint8:
-        t = torch.from_numpy(np.ascontiguousarray(arr)).float() / 127.5 - 1.0
-    elif np.issubdtype(arr.dtype, np.floating):
-        t = torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32)) * 2.0 - 1.0
-    else:
-        raise ValueError(f"numpy image must be uint8 or float in [0, 1], got {arr.dtype}")
-    return t.permute(2, 0, 1)
-
-
 def _from_batch(out: torch.Tensor, info: dict):
     kind = info["kind"]
     if kind == "tensor":
         out = out.to(info["device"])
         return out[0] if info["single"] else out
     if kind == "pil":
-        imgs = [Image.fromarray(tensor_to_uint8(o)) for o in out]
+        imgs = [Image.fromarray(to_uint8(o)) for o in out]
         return imgs[0] if info["single"] else imgs
-    arrays = []
-    for o in out:
-        if info["dtype"] == np.uint8:
-            arrays.append(tensor_to_uint8(o))
-        else:
-            arrays.append(((o.detach().float().cpu().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).numpy())
+    arrays = [to_uint8(o) if info["dtype"] == np.uint8 else to_float01(o) for o in out]
     if info["single"]:
         return arrays[0]
     return np.stack(arrays) if kind == "ndarray_batch" else arrays
@@ -205,7 +126,8 @@ def _resize(x: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
 
 
-def _device(device) -> torch.device:
+def resolve_device(device) -> torch.device:
+    """"auto" or None -> CUDA when available, else the CPU; anything else -> torch.device(device)."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -224,7 +146,7 @@ class FSGGAN:
     """
 
     def __init__(self, vae: nn.Module | None, generator: nn.Module, device="auto", image_size: int | None = None):
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.uses_structure = getattr(generator, "in_channels", 6) != 3
@@ -249,8 +171,8 @@ class FSGGAN:
         if gan is None:
             raise ValueError("gan= (the Stage II checkpoint or run directory) is required")
         gckpt = load_checkpoint(gan, require="generator")
-        generator = _build(UNetGenerator, gckpt["config"]["generator"], gckpt["models"]["generator"],
-                           gckpt["path"], "generator")
+        ema = "generator_ema" in gckpt["models"]  # the EMA weights when trained with them
+        generator = model_from_checkpoint(UNetGenerator, gckpt, "generator", state="generator_ema" if ema else None)
         paths = {"gan": gckpt["path"]}
         vae_model, vae_kwargs = None, None
         if vae is not None or getattr(generator, "in_channels", 6) != 3:
@@ -259,7 +181,7 @@ class FSGGAN:
             else:
                 vckpt = load_checkpoint(vae if vae is not None else _vae_path_from_gan(gckpt), require="vae")
             vae_kwargs = vckpt["config"]["vae"]
-            vae_model = _build(VAE, vae_kwargs, vckpt["models"]["vae"], vckpt["path"], "vae")
+            vae_model = model_from_checkpoint(VAE, vckpt, "vae")
             paths["vae"] = vckpt["path"]
             if vckpt is not gckpt and _differs(vckpt["models"]["vae"], gckpt["models"].get("vae")):
                 warnings.warn(f"{vckpt['path']}: this VAE differs from the one stored in {gckpt['path']}, "
@@ -301,7 +223,7 @@ class FSGGAN:
         return self._apply(images, "structure", batch_size)
 
 
-# ---------------------------------------------------------------- face cropping
+# ---------------------------------------------------------------- files in, files out
 
 def crop_faces(images: Sequence, image_size: int = 128, crop: str = "lfw") -> list[torch.Tensor]:
     """Crop photos to face crops exactly as the data pipeline does -> (3, S, S) in [-1, 1].
@@ -312,7 +234,7 @@ def crop_faces(images: Sequence, image_size: int = 128, crop: str = "lfw") -> li
         "folder" (the largest centred square).
     """
     from fsggan.data import DEFAULT_CROPS
-    from fsggan.data.images import crop_resize, to_tensor
+    from fsggan.images import crop_resize
 
     if crop not in DEFAULT_CROPS:
         raise ValueError(f"unknown crop {crop!r}; choose from {', '.join(DEFAULT_CROPS)}")
@@ -325,21 +247,18 @@ def crop_faces(images: Sequence, image_size: int = 128, crop: str = "lfw") -> li
     return out
 
 
-def _read_input(path: Path, *, aligned: bool, crop: str, image_size: int) -> torch.Tensor:
-    """One input file -> (3, S, S) in [-1, 1] (raises with the file's name when unreadable)."""
-    from fsggan.data import read_rgb
-
+def read_input(path: Path, *, aligned: bool, crop: str, image_size: int) -> torch.Tensor:
+    """One input file -> (3, S, S) in [-1, 1]: an aligned crop resized, or a photo cropped
+    like the data pipeline (raises with the file's name when unreadable)."""
     arr, _ = read_rgb(path)
     if aligned:
-        from fsggan.data.images import to_tensor
-
         return _resize(to_tensor(arr).unsqueeze(0), (image_size, image_size))[0]
     return crop_faces([arr], image_size, crop)[0]
 
 
-# ---------------------------------------------------------------- CLI
-
-def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
+def collect_inputs(inputs: Sequence[str | Path]) -> list[Path]:
+    """Image files and folders of images -> the image files; two files that would write
+    the same output name (same stem) are an error."""
     files: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -357,59 +276,32 @@ def _collect_inputs(inputs: Sequence[str]) -> list[Path]:
     return files
 
 
-def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:
-    for i in range(0, len(files), size):
-        yield files[i:i + size]
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fsggan-deocclude",
-        description="De-occlude face images with trained FSG-GAN checkpoints (128x128 faces out).")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders of images "
-                   f"({', '.join(IMAGE_EXTENSIONS)})")
-    p.add_argument("--gan", required=True, help="Stage II checkpoint (.pt) or run directory")
-    p.add_argument("--vae", default=None, help="Stage I checkpoint or run directory (default: the VAE stored "
-                   "in the Stage II checkpoint, else the one its config names)")
-    p.add_argument("--out", required=True, help="output folder: <name>.png per input")
-    p.add_argument("--aligned", action="store_true",
-                   help="inputs are already aligned face crops (only resized); default: crop as the data pipeline does")
-    p.add_argument("--crop", default="lfw", choices=("lfw", "celeba", "folder"),
-                   help="face box for uncropped photos, as fsggan-prepare-data: lfw (LFW-like framing, default), "
-                        "celeba (CelebA aligned), folder (largest centred square)")
-    p.add_argument("--structure", action="store_true", help="also write g = V(x) to OUT/structure/")
-    p.add_argument("--strip", action="store_true", help="also write input | g | output strips to OUT/strip/")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``fsggan-deocclude``: image files or folders in, de-occluded faces out. Returns 0, 1 when
-    some inputs could not be read (listed), 2 for a wrong checkpoint or input path."""
-    args = build_parser().parse_args(argv)
+def deocclude_files(
+    model: FSGGAN,
+    files: Sequence[Path],
+    out: str | Path,
+    *,
+    aligned: bool = False,       # inputs are aligned face crops (only resized); else cropped as the data pipeline
+    crop: str = "lfw",           # face box for uncropped photos (see crop_faces)
+    structure: bool = False,     # also write g = V(x) to out/structure/
+    strip: bool = False,         # also write input | g | output strips to out/strip/
+    batch_size: int = 32,
+    progress: bool = True,       # tqdm progress bar
+) -> list[str]:
+    """Write ``out/<stem>.png`` per input file; returns "<file>: <error>" for each input that
+    could not be read (the others are written)."""
     from tqdm import tqdm
 
-    try:
-        files = _collect_inputs(args.inputs)
-        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device)
-    except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
-        print(f"fsggan-deocclude: error: {exc}", file=sys.stderr)
-        return 2
-    if not files:
-        print("fsggan-deocclude: no images found in the inputs", file=sys.stderr)
-        return 1
-    if (args.structure or args.strip) and not model.uses_structure:
-        print("note: this generator has no structure input; --structure/--strip show no g", file=sys.stderr)
-    out = Path(args.out)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     failed = []
-    with tqdm(total=len(files), desc="de-occluding", unit="img") as bar:
-        for chunk in _batches(files, args.batch_size):
+    with tqdm(total=len(files), desc="de-occluding", unit="img", disable=not progress) as bar:
+        for start in range(0, len(files), batch_size):
+            chunk = files[start:start + batch_size]
             xs, ok = [], []
             for f in chunk:
                 try:
-                    x = _read_input(f, aligned=args.aligned, crop=args.crop, image_size=model.image_size)
+                    x = read_input(f, aligned=aligned, crop=crop, image_size=model.image_size)
                 except Exception as exc:  # report, go on with the rest
                     failed.append(f"{f}: {exc}")
                     continue
@@ -420,16 +312,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 y, g = model.run(x)
                 for i, f in enumerate(ok):
                     save_image(y[i], out / f"{f.stem}.png")
-                    if args.structure and g is not None:
+                    if structure and g is not None:
                         save_image(g[i], out / "structure" / f"{f.stem}.png")
-                    if args.strip:
+                    if strip:
                         parts = [x[i].to(y.device)] + ([g[i]] if g is not None else []) + [y[i]]
                         save_image(torch.cat(parts, dim=-1), out / "strip" / f"{f.stem}.png")
             bar.update(len(chunk))
-    print(f"wrote {len(files) - len(failed)} image(s) to {out}")
-    if failed:
-        print(f"{len(failed)} input(s) could not be read:", file=sys.stderr)
-        for line in failed:
-            print("  " + line, file=sys.stderr)
-        return 1
-    return 0
+    return failed

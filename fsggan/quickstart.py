@@ -1,16 +1,13 @@
-"""`fsggan-quickstart`: prepare an LFW test set, train V then G, evaluate, write a report.
+"""The end-to-end demo run: prepare an LFW test set, train V then G, evaluate, write a report.
 
-    fsggan-quickstart                          # LFW from ../shared/data/lfw, small CPU run
-    fsggan-quickstart --lfw /data/lfw --out runs/qs
-    fsggan-quickstart --download               # fetch LFW with torchvision (needs internet)
-    fsggan-quickstart --full                   # the LFW configs at 128x128, for a GPU
+:func:`run_quickstart`; its command line is ``fsggan-quickstart`` (:mod:`fsggan.cli.quickstart`).
 
 The quick run (default) uses the `tiny_cpu` configs at 64x64 and a few hundred steps:
 minutes on a CPU, enough to see the occluders being removed, not a paper-quality model.
-`--full` uses `configs/lfw_vae.yaml` and `configs/lfw_gan.yaml` (128x128, default widths,
-tens of thousands of steps, MobileFaceNet identity loss).
+`--full` (``full=True``) uses `configs/lfw_vae.yaml` and `configs/lfw_gan.yaml` (128x128,
+default widths, tens of thousands of steps, MobileFaceNet identity loss).
 
-Everything goes under `--out`:
+Everything goes under `--out` (``out``):
 
     data/           prepared sets (val-lfw, set1-lfw[, set2-lfw]) + splits-lfw.json
     vae/ gan/       the two training runs (config.yaml, stats.jsonl, checkpoints/, samples/)
@@ -20,11 +17,8 @@ The steps are resumable: an existing run directory is continued (its `last.pt`),
 prepared set that already exists is kept, so re-running after an interruption goes on
 where it stopped.
 """
-
 from __future__ import annotations
 
-import argparse
-import os
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -32,7 +26,7 @@ from typing import Sequence
 
 import torch
 
-from fsggan.config import ConfigError, load_config
+from fsggan.config import load_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_LFW = Path("../shared/data/lfw")
@@ -45,29 +39,6 @@ def _configs_dir() -> Path:
         raise SystemExit("fsggan-quickstart: the configs/ folder of the repository was not found next to the "
                          f"package ({d}); install from a clone with `pip install -e .` and run from its root")
     return d
-
-
-def find_lfw(lfw: str | None, download: bool, out: Path) -> Path:
-    """The LFW root (`<root>/<Person>/<Person>_NNNN.jpg`): given, shared, or downloaded."""
-    if lfw is not None:
-        root = Path(lfw)
-        if not root.is_dir():
-            raise SystemExit(f"fsggan-quickstart: --lfw {root}: no such folder (expected <root>/<Person>/*.jpg)")
-        return root
-    if not download:
-        if SHARED_LFW.is_dir():
-            return SHARED_LFW
-        raise SystemExit(f"fsggan-quickstart: no LFW folder at {SHARED_LFW}; pass --lfw DIR (the standard "
-                         "'lfw' layout) or --download to fetch it with torchvision (needs internet)")
-    from torchvision.datasets import LFWPeople
-
-    target = out / "lfw-download"
-    try:
-        LFWPeople(root=str(target), split="10fold", image_set="original", download=True)
-    except Exception as e:  # noqa: BLE001 - network errors come in many types
-        raise SystemExit(f"fsggan-quickstart: downloading LFW into {target} failed ({e}); download it by hand "
-                         "and pass --lfw DIR") from e
-    return target / "lfw-py" / "lfw"
 
 
 def _call(fn, cfg, resume):
@@ -88,7 +59,8 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     ``data_overrides`` are extra ``key=value`` settings of configs/data/lfw.yaml (e.g.
     ``protocol.num_identities=20`` for a small LFW-layout folder).
     """
-    from fsggan.data.prepare import load_data_config, prepare_data
+    from fsggan.data.config import load_data_config
+    from fsggan.data.prepare import prepare_data
     from fsggan.eval import report
     from fsggan.eval.evaluate import evaluate_sets
     from fsggan.pipeline import FSGGAN
@@ -120,6 +92,7 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     if not full and SHARED_MOBILEFACENET.is_file():  # the identity loss of Eq. 8, with the real MobileFaceNet
         quick_gan += ["loss.identity=50.0", "loss.identity_net=mobilefacenet",
                       f"loss.identity_weights={SHARED_MOBILEFACENET}"]
+    common += [f"data.config={data_cfg_path}", *(f"data.{o}" for o in data_overrides)]  # the prepared sets' data
     vae_dir, gan_dir = out / "vae", out / "gan"
     vae_cfg = load_config(TrainVAEConfig, configs / f"{stage}_vae.yaml",
                           [*common, *quick_vae, f"train.run_dir={vae_dir}",
@@ -128,8 +101,6 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
                           [*common, *quick_gan, f"train.run_dir={gan_dir}",
                            f"gan.vae_checkpoint={vae_dir / 'checkpoints' / 'best.pt'}",
                            *([f"train.steps={gan_steps}"] if gan_steps else [])])
-    for cfg in (vae_cfg, gan_cfg):
-        cfg.data.config, cfg.data.overrides = str(data_cfg_path), list(data_overrides)
 
     print(f"[2/4] Stage I: training V for {vae_cfg.train.steps} steps in {vae_dir}", file=sys.stderr)
     _call(train_vae, vae_cfg, _last(vae_dir))
@@ -165,7 +136,7 @@ def save_grid(model, set_dir: Path, path: Path, count: int = 8) -> None:
     """Rows: occluded x, structure g, output G(x, g), clean y, for the first images of a set."""
     from torchvision.utils import save_image
 
-    from fsggan.eval.imageio import load_image
+    from fsggan.images import load_image
 
     names = sorted(p.name for p in (set_dir / "occluded").glob("*.png"))[:count]
     x = torch.stack([load_image(set_dir / "occluded" / n) for n in names])
@@ -173,39 +144,3 @@ def save_grid(model, set_dir: Path, path: Path, count: int = 8) -> None:
     out, g = model.run(x)
     rows = torch.cat([x, g.float().cpu(), out.float().cpu(), y]) * 0.5 + 0.5
     save_image(rows.clamp(0, 1), path, nrow=len(names), padding=2)
-
-
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="fsggan-quickstart", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join(__doc__.split("\n\n")[1:]))
-    p.add_argument("--lfw", default=None, help=f"LFW root (<root>/<Person>/*.jpg); default {SHARED_LFW}")
-    p.add_argument("--download", action="store_true", help="download LFW with torchvision (needs internet)")
-    p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    p.add_argument("--full", action="store_true", help="full-size LFW configs (128x128; meant for a GPU)")
-    p.add_argument("--vae-steps", type=int, default=None, help="Stage I steps (quick default 300)")
-    p.add_argument("--gan-steps", type=int, default=None, help="Stage II steps (quick default 600)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--recognizer-weights", default=None,
-                   help=f"MobileFaceNet checkpoint for rank-k (default {SHARED_MOBILEFACENET} when present)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    out = Path(args.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    lfw = find_lfw(args.lfw, args.download, out).resolve()
-    weights = str(Path(args.recognizer_weights).resolve()) if args.recognizer_weights else None
-    # The configs name their files relative to the repository root (configs/data/anchors,
-    # ../shared/data): run from there, whatever the caller's directory.
-    os.chdir(REPO_ROOT)
-    try:
-        run_quickstart(lfw=lfw, out=out, full=args.full,
-                       vae_steps=args.vae_steps, gan_steps=args.gan_steps, device=args.device,
-                       recognizer_weights=weights, progress=not args.no_progress)
-    except ConfigError as e:
-        print(f"fsggan-quickstart: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

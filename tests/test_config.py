@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from fsggan.config import ConfigError, load_config, save_config, to_dict
-from fsggan.models import VAE, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
-from fsggan.train.config import (GeneratorKwargs, MultiRFKwargs, PatchKwargs, TrainGANConfig, TrainVAEConfig,
-                                 VAEKwargs)
+from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
+from fsggan.train.config import (GeneratorKwargs, GlobalKwargs, MultiRFKwargs, PatchKwargs, TrainGANConfig,
+                                 TrainVAEConfig, VAEKwargs)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "data" not in p.relative_to(ROOT / "configs").parts)
@@ -33,7 +33,7 @@ def test_configs_exist():
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT / "configs")))
 def test_every_config_loads(path):
-    from fsggan.data.prepare import load_data_config
+    from fsggan.data.config import load_data_config
 
     cfg = load_config(config_class(path), path)
     assert isinstance(cfg.optim.lr, float)  # written as 1.0e-4, read as a float
@@ -59,7 +59,7 @@ def test_ablations_change_one_thing():
     base = to_dict(load_config(TrainGANConfig, ROOT / "configs" / "gan.yaml"))
     expected = {
         "no_hdc": {("generator", "hdc"): False},
-        "regular_d": {("gan", "d_arch"): "patch"},
+        "regular_d": {("gan", "d_arch"): "global"},
         "trunk_tied": {("discriminator", "trunk_mode"): "tied"},
         "trunk_copy": {("discriminator", "trunk_mode"): "copy"},
     }
@@ -71,7 +71,8 @@ def test_ablations_change_one_thing():
 
 
 @pytest.mark.parametrize("section, model", [(VAEKwargs, VAE), (GeneratorKwargs, UNetGenerator),
-                                            (MultiRFKwargs, MultiRFDiscriminator), (PatchKwargs, PatchDiscriminator)])
+                                            (MultiRFKwargs, MultiRFDiscriminator), (GlobalKwargs, GlobalDiscriminator),
+                                            (PatchKwargs, PatchDiscriminator)])
 def test_model_sections_are_constructor_kwargs(section, model):
     params = {k: p.default for k, p in inspect.signature(model).parameters.items() if k != "trunk"}
     fields = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
@@ -108,7 +109,7 @@ def test_errors_name_the_key(override, message):
 
 
 def test_cli_reports_valid_keys_and_exits():
-    from fsggan.train.vae import main
+    from fsggan.cli.train_vae import main
 
     with pytest.raises(SystemExit) as e:
         main(["--config", str(ROOT / "configs" / "tiny_cpu_vae.yaml"), "--set", "vae.width=3"])
@@ -117,7 +118,7 @@ def test_cli_reports_valid_keys_and_exits():
 
 
 def test_print_config(capsys):
-    from fsggan.train.gan import main
+    from fsggan.cli.train_gan import main
 
     with pytest.raises(SystemExit) as e:
         main(["--config", str(ROOT / "configs" / "tiny_cpu_gan.yaml"), "--set", "train.steps=7", "--print-config"])

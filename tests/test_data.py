@@ -32,7 +32,9 @@ from fsggan.data import (
     split_identities,
     validate_protocol,
 )
-from fsggan.data.prepare import load_data_config, prepare_data, prepare_data_main
+from fsggan.cli.prepare_data import main as prepare_data_main
+from fsggan.data.config import load_data_config
+from fsggan.data.prepare import prepare_data
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -255,7 +257,7 @@ def test_lfw_protocol_shape_and_split_real():
     need_lfw()
     recs = read_lfw(LFW)
     cfg = load_data_config(REPO / "configs" / "data" / "lfw.yaml")
-    from fsggan.data.prepare import build_splits
+    from fsggan.data.build import build_splits
 
     splits, proto_ids = build_splits(cfg, recs)
     counts = Counter(r.identity for r in recs)
@@ -402,7 +404,7 @@ def test_prepare_cli_errors_and_limit(tmp_path, capsys):
 
 
 def test_make_occluded_dataset_uses_training_identities_only(tmp_path):
-    from fsggan.data.prepare import make_occluded_dataset
+    from fsggan.data.build import make_occluded_dataset
 
     root = write_lfw_fixture(tmp_path / "lfw", {f"P_{c}": 7 for c in "AB"} | {f"T_{i}": 2 for i in range(6)})
     cfg = small_config(tmp_path, root, extra=["protocol.num_identities=2"])

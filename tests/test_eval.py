@@ -17,7 +17,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from fsggan.eval import evaluate, metrics, recognition, report
 from fsggan.eval.evaluate import CLEAN, OCCLUDED, MissingPredictionsError, evaluate_set
-from fsggan.eval.evaluate import main as eval_main
+from fsggan.cli.evaluate import main as eval_main
 from fsggan.models.identity import FaceEmbedder
 
 SIZE = 32

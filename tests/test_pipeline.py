@@ -10,10 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-from fsggan.eval.evaluate import main as eval_main
+from fsggan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoint
+from fsggan.cli.deocclude import main as deocclude_main
+from fsggan.cli.evaluate import main as eval_main
 from fsggan.models import VAE, UNetGenerator
-from fsggan.pipeline import FSGGAN, CheckpointError, load_checkpoint, resolve_checkpoint
-from fsggan.pipeline import main as deocclude_main
+from fsggan.pipeline import FSGGAN
 
 VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
 GEN_KW = {"base_channels": 4}

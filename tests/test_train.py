@@ -21,12 +21,17 @@ import torch
 import yaml
 from PIL import Image
 
+from fsggan.checkpoint import load_checkpoint
+from fsggan.cli import train_gan as gan_cli
+from fsggan.cli import train_vae as vae_cli
 from fsggan.config import load_config
 from fsggan.losses import LossWeights
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 from fsggan.train import gan, vae
-from fsggan.train.common import NonFiniteLossError, ShardedBatchSampler, TrainingError, load_checkpoint
+from fsggan.train.batches import ShardedBatchSampler
 from fsggan.train.config import TrainGANConfig, TrainVAEConfig
+from fsggan.train.housekeeping import NonFiniteLossError
+from fsggan.train.runtime import TrainingError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -241,7 +246,7 @@ def test_train_vae_writes_run_dir_and_resumes_exactly(data_config, tmp_path, mon
     edited["synthesis"]["max_coverage"] = 0.3
     data_config.write_text(yaml.safe_dump(edited))
     with pytest.warns(UserWarning, match="continues with the stored one"):
-        assert vae.main(["--resume", str(b)]) == 0
+        assert vae_cli.main(["--resume", str(b)]) == 0
     ra, rb = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (a, b))
     assert rb["step"] == 6
     assert same_state(ra["models"], rb["models"])
@@ -292,7 +297,7 @@ def test_train_gan_tied_resumes_exactly(data_config, stage1, tmp_path, monkeypat
     interrupt_at(monkeypatch, gan, "d_step", 2)
     assert gan.train_gan(**vars(gan_config(data_config, b, stage1, *extra)))["step"] == 2
     monkeypatch.undo()
-    assert gan.main(["--resume", str(b / "checkpoints" / "last.pt")]) == 0
+    assert gan_cli.main(["--resume", str(b / "checkpoints" / "last.pt")]) == 0
     ra, rb = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (a, b))
     assert same_state(ra["models"], rb["models"]) and same_state(ra["optimizers"], rb["optimizers"])
 
@@ -321,7 +326,7 @@ def test_missing_identity_weights_stop_at_start(data_config, stage1, tmp_path):
             "--set", "loss.identity=50.0", "--set", "loss.identity_net=lightcnn29v2",
             "--set", f"loss.identity_weights={missing}"]
     with pytest.raises(SystemExit) as e:
-        gan.main(argv)
+        gan_cli.main(argv)
     msg = str(e.value.code)
     assert str(missing) in msg and "github.com/AlfredXiangWu/LightCNN" in msg
     assert not (tmp_path / "run").exists()  # stopped before anything was written
@@ -338,15 +343,15 @@ DDP_SCRIPT = """
 import os, sys, torch
 torch.set_num_threads(1)
 from fsggan.config import load_config
-from fsggan.train import common, gan
+from fsggan.train import gan, housekeeping
 from fsggan.train.config import TrainGANConfig
 
-def close(self, _orig=common.Housekeeping.close):  # every rank dumps its final weights
+def close(self, _orig=housekeeping.Housekeeping.close):  # every rank dumps its final weights
     torch.save({k: m.state_dict() for k, m in self.models.items()},
                os.path.join(sys.argv[1], f"rank{self.env.rank}.pt"))
     _orig(self)
 
-common.Housekeeping.close = close
+housekeeping.Housekeeping.close = close
 cfg = load_config(TrainGANConfig, None, sys.argv[2:])
 gan.train_gan(**vars(cfg))
 """

@@ -2,6 +2,9 @@
 
 Quick tour (see each module's docstring):
 
+    from fsggan.data import load_data_config, make_occluded_dataset     # what training uses
+    train = make_occluded_dataset(load_data_config("configs/data/lfw.yaml"), "train")
+
     from fsggan.data import read_lfw, split_identities, OccluderLibrary, OccludedFaces, PreparedSet
     records = read_lfw("../shared/data/lfw")
     splits = split_identities(records, test_fraction=0.1, val_fraction=0.05, seed=0)
@@ -11,6 +14,10 @@ Quick tour (see each module's docstring):
     test = PreparedSet("data/prepared/set1-lfw")     # written by fsggan-prepare-data
 """
 
+from fsggan.images import ImageError, read_rgb, read_rgba
+
+from .build import build_occluders, build_splits, make_occluded_dataset, make_synthesizer
+from .config import PrepareConfig, load_data_config
 from .datasets import OccludedFaces, PreparedSet
 from .faces import (
     DEFAULT_CROPS,
@@ -24,7 +31,6 @@ from .faces import (
     read_image_folder,
     read_lfw,
 )
-from .images import ImageError, read_rgb, read_rgba
 from .landmarks import LANDMARK_NAMES, DlibLandmarker, detect_landmarks, dlib_available, template_landmarks
 from .occluders import CATEGORIES, Occluder, OccluderError, OccluderLibrary, check_pools_disjoint
 from .procedural import NEW_KINDS, PROCEDURAL_KINDS, SEEN_KINDS, procedural_occluders
@@ -57,18 +63,24 @@ __all__ = [
     "OcclusionSynthesizer",
     "PROCEDURAL_KINDS",
     "Placement",
+    "PrepareConfig",
     "PreparedSet",
     "SEEN_KINDS",
     "SplitError",
     "Splits",
     "SynthesisResult",
+    "build_occluders",
+    "build_splits",
     "check_disjoint",
     "check_pools_disjoint",
     "detect_landmarks",
     "dlib_available",
     "item_rng",
+    "load_data_config",
     "load_face",
+    "make_occluded_dataset",
     "make_protocol",
+    "make_synthesizer",
     "procedural_occluders",
     "protocol_identities",
     "read_celeba",

@@ -21,11 +21,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fsggan.images import ImageError, is_image, read_rgb, to_tensor
+
 from .faces import DEFAULT_CROPS, DatasetError, FaceCrop, FaceRecord, load_face
-from .images import ImageError, read_rgb, to_tensor
 from .landmarks import template_landmarks
 from .occluders import OccluderLibrary
-from .synthesis import OcclusionSynthesizer, Placement, item_rng
+from .synthesis import OcclusionSynthesizer, item_rng
 
 __all__ = ["OccludedFaces", "PreparedSet"]
 
@@ -34,13 +35,14 @@ class OccludedFaces(Dataset):
     """Faces from `records`, cropped to `image_size` and occluded on the fly.
 
     records:        FaceRecords (e.g. `split_identities(...).train`).
-    occluders:      OccluderLibrary (the "seen" pool for training).
-    image_size:     output size (square).
+    occluders:      the OcclusionSynthesizer that occludes them (built once, e.g. by
+                    `fsggan.data.build.make_synthesizer`), or an OccluderLibrary (the "seen"
+                    pool for training) for a synthesizer with default settings; None only
+                    with occlude=False.
+    image_size:     output size (square); default: the synthesizer's, else 128.
     kind:           "lfw", "celeba" or "folder": picks the default crop and landmark template.
     crop:           FaceCrop overriding the default crop of `kind`.
     seed:           base seed; item i of epoch e uses `item_rng(seed, e, i)`.
-    placement:      Placement ranges; canvas_size / supersample / num_occluders: see
-                    OcclusionSynthesizer.
     occlude:        False: return clean faces and landmarks only (occlude batches on the GPU).
     skip_bad:       True: an unreadable image is replaced by the next readable one (with a
                     warning); False: raise ImageError naming the file.
@@ -51,24 +53,28 @@ class OccludedFaces(Dataset):
     def __init__(
         self,
         records: Sequence[FaceRecord],
-        occluders: OccluderLibrary | None,
-        image_size: int = 128,
+        occluders: OcclusionSynthesizer | OccluderLibrary | None,
+        image_size: int | None = None,
         *,
         kind: str = "folder",
         crop: FaceCrop | None = None,
         seed: int = 0,
-        placement: Placement | None = None,
-        canvas_size: int = 128,
-        supersample: int = 2,
-        num_occluders: tuple[int, int] = (1, 1),
         occlude: bool = True,
         skip_bad: bool = False,
         min_source_size: int = 32,
     ):
         if not records:
             raise DatasetError("OccludedFaces: no records")
+        if occlude and occluders is None:
+            raise ValueError("OccludedFaces(occlude=True) needs an occluder library")
+        if isinstance(occluders, OccluderLibrary):
+            occluders = OcclusionSynthesizer(occluders, image_size=image_size or 128)
+        if occluders is not None and image_size is not None and image_size != occluders.image_size:
+            raise ValueError(f"OccludedFaces: image_size {image_size} differs from the synthesizer's "
+                             f"{occluders.image_size}")
         self.records = list(records)
-        self.image_size = int(image_size)
+        self.synthesizer = occluders
+        self.image_size = int(image_size or (occluders.image_size if occluders is not None else 128))
         self.crop = crop or DEFAULT_CROPS.get(kind, DEFAULT_CROPS["folder"])
         self.template = template_landmarks(kind, crop=crop, image_size=self.image_size).astype(np.float32)
         self.seed = int(seed)
@@ -76,18 +82,6 @@ class OccludedFaces(Dataset):
         self.occlude = occlude
         self.skip_bad = skip_bad
         self.min_source_size = min_source_size
-        self.synthesizer = None
-        if occlude or occluders is not None:
-            if occluders is None:
-                raise ValueError("OccludedFaces(occlude=True) needs an occluder library")
-            self.synthesizer = OcclusionSynthesizer(
-                occluders,
-                image_size=self.image_size,
-                canvas_size=canvas_size,
-                supersample=supersample,
-                num_occluders=num_occluders,
-                placement=placement,
-            )
         missing = sum(r.landmarks is None for r in self.records)
         if missing:
             warnings.warn(
@@ -132,23 +126,32 @@ class PreparedSet(Dataset):
     """A prepared evaluation set folder (`occluded/`, `clean/`, `mask/`, `manifest.json`).
 
     Items: {"occluded": (3,H,W) [-1,1], "clean": (3,H,W) [-1,1], "mask": (1,H,W) {0,1},
-    "name": file name}. `names` lists file names in manifest order; `manifest` is the
-    parsed manifest.json; `protocol` the parsed protocol.json or None.
+    "name": file name}; with `masks=False` no mask is read (nor needed). `names` lists
+    file names in manifest order (without a manifest.json: the images in clean/, sorted);
+    `manifest` is the parsed manifest.json (or None); `protocol` the parsed protocol.json
+    or None. A missing folder, or a name without its files, raises FileNotFoundError; an
+    empty set ValueError.
     """
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, *, masks: bool = True):
         self.folder = Path(folder)
-        mf = self.folder / "manifest.json"
-        if not mf.is_file():
-            raise DatasetError(
-                f"{self.folder} is not a prepared set (no manifest.json); create it with "
-                "fsggan-prepare-data --config configs/data/<name>.yaml"
-            )
-        self.manifest = json.loads(mf.read_text())
-        self.names = [e["name"] for e in self.manifest["images"]]
-        for sub in ("occluded", "clean", "mask"):
+        self.subs = ("occluded", "clean", "mask") if masks else ("occluded", "clean")
+        for sub in self.subs:
             if not (self.folder / sub).is_dir():
-                raise DatasetError(f"{self.folder / sub} is missing; re-run fsggan-prepare-data")
+                raise FileNotFoundError(f"{self.folder}: not a prepared set (no {sub}/ folder); make one with "
+                                        "fsggan-prepare-data --config configs/data/<name>.yaml")
+        mf = self.folder / "manifest.json"
+        self.manifest = json.loads(mf.read_text()) if mf.is_file() else None
+        if self.manifest is not None:
+            self.names = [e["name"] for e in self.manifest.get("images", [])]
+        else:
+            self.names = sorted(p.name for p in (self.folder / "clean").iterdir() if is_image(p))
+        missing = [n for n in self.names if not all((self.folder / sub / n).is_file() for sub in self.subs)]
+        if missing:
+            raise FileNotFoundError(f"{self.folder}: {len(missing)} image(s) of the set lack "
+                                    f"{' or '.join(s + '/' for s in self.subs)} files, e.g. {missing[:5]}")
+        if not self.names:
+            raise ValueError(f"{self.folder}: the set holds no images")
         pf = self.folder / "protocol.json"
         self.protocol = json.loads(pf.read_text()) if pf.is_file() else None
 
@@ -161,10 +164,8 @@ class PreparedSet(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         name = self.names[index]
-        mask = self._read("mask", name)[..., :1]
-        return {
-            "occluded": to_tensor(self._read("occluded", name)),
-            "clean": to_tensor(self._read("clean", name)),
-            "mask": torch.from_numpy((mask > 127).astype(np.float32)).permute(2, 0, 1),
-            "name": name,
-        }
+        item = {"occluded": to_tensor(self._read("occluded", name)), "clean": to_tensor(self._read("clean", name))}
+        if "mask" in self.subs:
+            mask = self._read("mask", name)[..., :1]
+            item["mask"] = torch.from_numpy((mask > 127).astype(np.float32)).permute(2, 0, 1)
+        return {**item, "name": name}

@@ -25,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .images import IMAGE_SUFFIXES, crop_resize, read_rgb
+from fsggan.images import IMAGE_EXTENSIONS, crop_resize, read_rgb
+
 
 __all__ = [
     "DatasetError",
@@ -87,7 +88,7 @@ DEFAULT_CROPS: dict[str, FaceCrop] = {
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
 # ---------------------------------------------------------------- LFW
@@ -101,7 +102,7 @@ def read_lfw(root: str | Path) -> list[FaceRecord]:
     if not root.is_dir():
         raise DatasetError(f"LFW folder {root} does not exist; set dataset.root to the folder holding <Person>/<Person>_0001.jpg")
     for sub in ("lfw", "lfw-deepfunneled", "lfw_funneled"):
-        if (root / sub).is_dir() and not any(p.suffix.lower() in IMAGE_SUFFIXES for p in (root / sub).glob("*")):
+        if (root / sub).is_dir() and not any(p.suffix.lower() in IMAGE_EXTENSIONS for p in (root / sub).glob("*")):
             root = root / sub
             break
     records = []
@@ -214,13 +215,13 @@ def read_image_folder(root: str | Path) -> list[FaceRecord]:
         dirnames.sort()
         for fn in sorted(filenames):
             p = Path(dirpath) / fn
-            if p.suffix.lower() not in IMAGE_SUFFIXES:
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             rel = p.relative_to(root)
             ident = rel.parts[0] if len(rel.parts) > 1 else p.stem
             records.append(FaceRecord(path=p, identity=ident))
     if not records:
-        raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+        raise DatasetError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) found under {root}")
     return records
 
 

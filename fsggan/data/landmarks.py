@@ -148,7 +148,7 @@ def detect_landmarks(records: Sequence[FaceRecord], *, progress: bool = False) -
 
     Records whose image has no detected face (or cannot be read) keep `landmarks=None`.
     """
-    from .images import ImageError, read_rgb
+    from fsggan.images import ImageError, read_rgb
 
     landmarker = DlibLandmarker()
     out, missed = [], 0

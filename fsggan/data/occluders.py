@@ -44,7 +44,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .images import ImageError, read_rgba
+from fsggan.images import ImageError, read_rgba
+
 from .landmarks import LANDMARK_NAMES
 
 __all__ = [
@@ -242,7 +243,7 @@ class OccluderLibrary:
 
     OccluderLibrary(occluders, skipped=())   from a list
     OccluderLibrary.from_folder(folder, anchors=None, category="anywhere", include=(), exclude=(), strict=False)
-    OccluderLibrary.procedural(count=24, seed=0, kinds=None)
+    OccluderLibrary(procedural_occluders(count=24, seed=0))   drawn ones (fsggan.data.procedural)
     a + b                                     concatenation
     `skipped` lists (path, reason key, message) for files left out; `unanchored` names the
     objects that got only a category default.
@@ -293,13 +294,6 @@ class OccluderLibrary:
         state = dict(self.__dict__)
         state["_banks"] = {}
         return state
-
-    @classmethod
-    def procedural(cls, count: int = 24, seed: int = 0, kinds: Sequence[str] | None = None) -> "OccluderLibrary":
-        """Built-in drawn occluders (see `fsggan.data.procedural`)."""
-        from .procedural import procedural_occluders
-
-        return cls(procedural_occluders(count=count, seed=seed, kinds=kinds))
 
     @classmethod
     def from_folder(

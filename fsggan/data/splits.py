@@ -8,7 +8,8 @@
   (`image_id identity` per line) or one identity per line.
 - `protocol_identities` / `make_protocol`: the rank-k protocol (200 identities with more
   than 6 images; per identity 1 gallery + 5 query images; 5 seeded repeats), in the
-  `protocol.json` format of the interface contract.
+  `protocol.json` format of the interface contract; `protocol_over_sets`: the protocol
+  over the images that several rendered sets (Set1 and Set2) all hold.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ __all__ = [
     "group_by_identity",
     "protocol_identities",
     "make_protocol",
+    "protocol_over_sets",
     "validate_protocol",
 ]
 
@@ -214,6 +216,48 @@ def make_protocol(
         "queries_per_identity": queries_per_identity,
         "repeats": reps,
     }
+
+
+def protocol_over_sets(
+    sets: Sequence[Mapping[str, Sequence[str]]],
+    *,
+    num_identities: int = 200,
+    min_images: int = 7,
+    queries_per_identity: int = 5,
+    repeats: int = 5,
+    seed: int = 0,
+    log=print,
+) -> tuple[dict | None, dict]:
+    """One recognition protocol for several sets of the same identities (Set1 and Set2).
+
+    sets: per set, identity -> the file names it actually holds (after skipped files).
+    The protocol uses only names every set holds, so it is the same file for all of them.
+    Returns (protocol, or None when none can be built - `log` says why - and
+    {"identities", "test_identities", "identities_with_too_few_images"}).
+    """
+    avail = None
+    for nb in sets:
+        avail = nb if avail is None else {i: sorted(set(avail.get(i, [])) & set(n)) for i, n in nb.items()}
+    counts = {i: len(n) for i, n in avail.items()}
+    short = sorted(i for i, n in counts.items() if n < min_images)
+    protocol = None
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ids = protocol_identities(counts, num_identities=num_identities, min_images=min_images, seed=seed)
+        for w in caught:
+            log(f"warning: {w.message}")
+        protocol = make_protocol(
+            {i: avail[i] for i in ids}, queries_per_identity=queries_per_identity, repeats=repeats, seed=seed
+        )
+    except SplitError as e:
+        log(f"warning: no recognition protocol written: {e}")
+    info = {
+        "identities": protocol["num_identities"] if protocol else 0,
+        "test_identities": len(counts),
+        "identities_with_too_few_images": len(short),
+    }
+    return protocol, info
 
 
 def validate_protocol(protocol: Mapping, names: Iterable[str] | None = None) -> None:

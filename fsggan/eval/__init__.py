@@ -1,6 +1,6 @@
 """Evaluation: PSNR/SSIM (paper Table 2), rank-k identification (Table 3), results
 folders and side-by-side comparison (Table 4). CLI: ``fsggan-eval``
-(:func:`fsggan.eval.evaluate.main`)."""
+(:mod:`fsggan.cli.evaluate`)."""
 
 from .evaluate import CLEAN, OCCLUDED, MissingPredictionsError, evaluate_set, evaluate_sets
 from .metrics import PSNR_PM1_OFFSET, image_metrics, psnr, psnr_pm1, ssim, summarize

@@ -1,4 +1,5 @@
-"""``fsggan-eval``: score de-occlusion on prepared test sets (paper Tables 2, 3 and 4).
+"""Score de-occlusion on prepared test sets (paper Tables 2, 3 and 4); the command line
+is ``fsggan-eval`` (:mod:`fsggan.cli.evaluate`).
 
 One call scores one method on one or more prepared sets (``fsggan-prepare-data``
 folders holding ``clean/ occluded/ mask/``, ``manifest.json`` and ``protocol.json``):
@@ -25,17 +26,15 @@ out of the method's figures and counts them.
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from . import report
-from .imageio import IMAGE_EXTENSIONS, is_image, load_image, quantize, save_image, tensor_to_uint8
+from fsggan.data import PreparedSet
+from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
+
 from .metrics import image_metrics, summarize
 from .recognition import evaluate_protocol, load_protocol, protocol_names
 from .report import CLEAN, OCCLUDED
@@ -48,29 +47,6 @@ class MissingPredictionsError(RuntimeError):
 
 
 # ---------------------------------------------------------------- set contents
-
-def set_names(set_dir: str | Path) -> list[str]:
-    """File names of a prepared set: from ``manifest.json`` when present, else ``clean/``."""
-    set_dir = Path(set_dir)
-    for sub in ("clean", "occluded"):
-        if not (set_dir / sub).is_dir():
-            raise FileNotFoundError(f"{set_dir}: not a prepared set (no {sub}/ folder); "
-                                    "make one with fsggan-prepare-data")
-    manifest = set_dir / "manifest.json"
-    if manifest.is_file():
-        with open(manifest) as f:
-            data = json.load(f)
-        names = [item["name"] for item in data.get("images", [])]
-    else:
-        names = sorted(p.name for p in (set_dir / "clean").iterdir() if is_image(p))
-    missing = [n for n in names if not (set_dir / "clean" / n).is_file() or not (set_dir / "occluded" / n).is_file()]
-    if missing:
-        raise FileNotFoundError(f"{set_dir}: {len(missing)} image(s) of the set lack clean/ or occluded/ files, "
-                                f"e.g. {missing[:5]}")
-    if not names:
-        raise ValueError(f"{set_dir}: the set holds no images")
-    return names
-
 
 def prediction_folder(predictions: str | Path, set_dir: Path, n_sets: int) -> Path:
     """``predictions/<set name>/`` when it exists, else ``predictions`` itself (one set only)."""
@@ -96,20 +72,19 @@ def match_predictions(folder: Path, names: Sequence[str]) -> dict[str, Path | No
     return out
 
 
-class _SetImages(Dataset):
-    """Items of one set: clean, occluded and (optionally) a prediction file per name."""
+class _ScoredItems(Dataset):
+    """Items of a prepared set (clean, occluded) plus, optionally, a prediction file per name."""
 
-    def __init__(self, set_dir: Path, names: Sequence[str], pred_files: Mapping[str, Path | None] | None):
-        self.set_dir, self.names, self.pred_files = set_dir, list(names), pred_files
+    def __init__(self, prepared: PreparedSet, pred_files: Mapping[str, Path | None] | None):
+        self.prepared, self.pred_files = prepared, pred_files
 
     def __len__(self) -> int:
-        return len(self.names)
+        return len(self.prepared)
 
     def __getitem__(self, i: int) -> dict:
-        name = self.names[i]
-        clean = load_image(self.set_dir / "clean" / name)
-        item = {"name": name, "clean": clean, "occluded": load_image(self.set_dir / "occluded" / name),
-                "pred": torch.zeros_like(clean), "pred_error": ""}
+        item = self.prepared[i]
+        name, clean = item["name"], item["clean"]
+        item.update({"pred": torch.zeros_like(clean), "pred_error": ""})
         if self.pred_files is not None:
             path = self.pred_files.get(name)
             if path is None:
@@ -150,7 +125,8 @@ def evaluate_set(
     from tqdm import tqdm
 
     set_dir = Path(set_dir)
-    names = set_names(set_dir)
+    prepared = PreparedSet(set_dir, masks=False)
+    names = prepared.names
     if model is not None and predictions is not None:
         raise ValueError("give either a model or a predictions folder, not both")
     has_method = model is not None or predictions is not None
@@ -180,7 +156,7 @@ def evaluate_set(
     if has_method:
         rows[method] = {m: [] for m in METRICS}
     per_image_rows, unreadable, missing = [], [], []
-    loader = DataLoader(_SetImages(set_dir, names, pred_files), batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(_ScoredItems(prepared, pred_files), batch_size=batch_size, num_workers=workers)
     save_dir = Path(save_predictions) if save_predictions is not None else None
 
     for batch in tqdm(loader, desc=f"{set_dir.name}", unit="batch", disable=not progress, leave=False):
@@ -203,13 +179,13 @@ def evaluate_set(
 
         # image quality, per image
         for i, n in enumerate(bnames):
-            target = tensor_to_uint8(clean[i])
-            m_occ = image_metrics(tensor_to_uint8(occ[i]), target)
+            target = to_uint8(clean[i])
+            m_occ = image_metrics(to_uint8(occ[i]), target)
             record = {"name": n, **{f"occluded_{k}": v for k, v in m_occ.items()}}
             for k in METRICS:
                 rows[OCCLUDED][k].append(m_occ[k])
             if pred is not None and ok[i]:
-                m_pred = image_metrics(tensor_to_uint8(pred[i]), target)
+                m_pred = image_metrics(to_uint8(pred[i]), target)
                 for k in METRICS:
                     rows[method][k].append(m_pred[k])
                 record.update({f"method_{k}": v for k, v in m_pred.items()})
@@ -319,121 +295,3 @@ def _source(model, predictions) -> dict:
     if predictions is not None:
         return {"kind": "predictions", "folder": str(predictions)}
     return {"kind": "none"}
-
-
-# ---------------------------------------------------------------- CLI
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="fsggan-eval",
-        description="PSNR/SSIM and rank-k identification on prepared test sets (paper Tables 2-4), "
-                    "for FSG-GAN checkpoints or any method's output images.")
-    p.add_argument("sets", nargs="*", help="prepared set folders (clean/, occluded/, manifest.json, protocol.json)")
-    src = p.add_argument_group("method (at most one; none = baseline rows only)")
-    src.add_argument("--gan", help="FSG-GAN Stage II checkpoint (.pt) or run directory (best.pt preferred)")
-    src.add_argument("--vae", help="Stage I checkpoint or run directory (default: the VAE stored in the Stage II "
-                     "checkpoint, else the one its config names)")
-    src.add_argument("--predictions", help="folder of another method's outputs with the set's file names "
-                     "(DIR/<set name>/ when scoring several sets)")
-    src.add_argument("--method-name", help="row label (default: FSG-GAN, or the predictions folder's name)")
-    rec = p.add_argument_group("recognition (Table 3)")
-    rec.add_argument("--recognizer", default="none",
-                     help="none (default) | lightcnn9 | lightcnn29 | lightcnn29v2 | mobilefacenet | arcface_r50 | "
-                          "arcface_r100 | dlib_resnet (needs pip install 'fsggan[landmarks]')")
-    rec.add_argument("--recognizer-weights", help="the recognizer's published weights; 'random' for a smoke test")
-    rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="ranks to report (default: 1 5 10)")
-    out = p.add_argument_group("output")
-    out.add_argument("--out", help="results folder: results.md, results.json, quality.csv, recognition.csv")
-    out.add_argument("--per-image", action="store_true", help="also write per_image_<set>.csv")
-    out.add_argument("--save-predictions", help="with --gan: write the outputs to DIR/<set name>/<name>")
-    out.add_argument("--compare", nargs="+", metavar="RESULTS_DIR",
-                     help="instead of scoring: put earlier results folders side by side (ablation table)")
-    run = p.add_argument_group("running")
-    run.add_argument("--allow-missing", action="store_true",
-                     help="score the images that have a prediction; report and count the others")
-    run.add_argument("--batch-size", type=int, default=64)
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    run.add_argument("--workers", type=int, default=2, help="image reading processes (default 2)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return p
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``fsggan-eval`` entry point; returns the exit status (2 for a user error such as a
-    missing prediction, a wrong checkpoint or recognizer weights; the message names the file)."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return _run(args, parser, argv)
-    except (MissingPredictionsError, FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
-        if type(exc) is RuntimeError:  # a bare RuntimeError is a bug or a torch failure: keep the traceback
-            raise
-        print(f"fsggan-eval: error: {exc}", file=sys.stderr)
-        return 2
-
-
-def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int:
-    if args.compare:
-        if args.sets or args.gan or args.predictions:
-            parser.error("--compare takes results folders only (no sets, --gan or --predictions)")
-        runs = [report.load_results(d) for d in args.compare]
-        text = report.markdown(runs, labels=[Path(d).name for d in args.compare])
-        print(text)
-        if args.out:
-            report.write_comparison(runs, args.out, labels=[Path(d).name for d in args.compare])
-            print(f"comparison written to {args.out}", file=sys.stderr)
-        return 0
-
-    if not args.sets:
-        parser.error("give at least one prepared set folder (or --compare RESULTS_DIR ...)")
-    if args.gan and args.predictions:
-        parser.error("--gan and --predictions exclude each other")
-    if args.vae and not args.gan:
-        parser.error("--vae needs --gan")
-    if args.save_predictions and not args.gan:
-        parser.error("--save-predictions needs --gan")
-
-    from fsggan.pipeline import _device
-
-    device = _device(args.device)
-    model, method = None, args.method_name
-    if args.gan:
-        from fsggan.pipeline import FSGGAN
-
-        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=device)
-        method = method or "FSG-GAN"
-    elif args.predictions:
-        if not Path(args.predictions).is_dir():
-            parser.error(f"--predictions {args.predictions}: no such folder")
-        method = method or Path(args.predictions).resolve().name
-
-    recognizer, info = None, None
-    if args.recognizer != "none":
-        from .recognition import DLIB_NAME, build_recognizer
-
-        weights = args.recognizer_weights
-        if weights is None and args.recognizer != DLIB_NAME:
-            parser.error(f"--recognizer {args.recognizer} needs --recognizer-weights PATH "
-                         "(or 'random' for a smoke test: random features carry no identity information)")
-        weights = None if weights == "random" else weights
-        recognizer = build_recognizer(args.recognizer, weights)
-        if args.recognizer != DLIB_NAME:
-            recognizer = recognizer.to(device)
-        info = {"name": args.recognizer, "weights": args.recognizer_weights}
-    rec_device = device if recognizer is not None and args.recognizer != "dlib_resnet" else torch.device("cpu")
-
-    results = evaluate_sets(args.sets, method=method, model=model, predictions=args.predictions,
-                            recognizer=recognizer, recognizer_info=info, save_predictions=args.save_predictions,
-                            ks=tuple(args.ks), allow_missing=args.allow_missing, batch_size=args.batch_size,
-                            device=rec_device, workers=args.workers, per_image=args.per_image,
-                            progress=not args.no_progress)
-    results["command"] = ["fsggan-eval", *(argv if argv is not None else sys.argv[1:])]
-
-    print(report.markdown([results]))
-    skipped = report.skipped_summary(results)
-    if skipped:
-        print(skipped, file=sys.stderr)
-    if args.out:
-        report.write_results(results, args.out)
-        print(f"results written to {args.out}", file=sys.stderr)
-    return 0

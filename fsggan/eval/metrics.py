@@ -26,6 +26,8 @@ import numpy as np
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from fsggan.images import to_float01
+
 PSNR_PM1_OFFSET = 20.0 * math.log10(2.0)  # standard PSNR - this = PSNR of [-1, 1] images with peak 1
 
 
@@ -38,7 +40,7 @@ def to_unit_numpy(image) -> np.ndarray:
     if isinstance(image, torch.Tensor):
         if image.dim() != 3 or image.shape[0] != 3:
             raise ValueError(f"expected a (3, H, W) tensor in [-1, 1], got shape {tuple(image.shape)}")
-        return ((image.detach().cpu().double().clamp(-1, 1) + 1.0) / 2.0).permute(1, 2, 0).numpy()
+        return to_float01(image, torch.float64)
     arr = np.asarray(image)
     if arr.ndim != 3 or arr.shape[-1] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {arr.shape}")

@@ -3,11 +3,12 @@
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
 from .discriminator import TRUNK_MODES, DiscOutput, MultiRFDiscriminator, PatchDiscriminator
 from .generator import UNetGenerator
+from .global_discriminator import GlobalDiscriminator
 from .hdc import HDCModule
 from .vae import VAE, VAEDecoder, VAEEncoder, VAEOutput
 
 __all__ = [
     "ConvUnit", "DownSample", "ResidualBlock", "UpSample", "HDCModule",
     "VAE", "VAEEncoder", "VAEDecoder", "VAEOutput", "UNetGenerator",
-    "MultiRFDiscriminator", "PatchDiscriminator", "DiscOutput", "TRUNK_MODES",
+    "MultiRFDiscriminator", "GlobalDiscriminator", "PatchDiscriminator", "DiscOutput", "TRUNK_MODES",
 ]

@@ -24,6 +24,16 @@ second block would see 91 px (0.71 H), more than "about half". tests/test_models
 measures these numbers by back-propagating from one output unit of each block.
 ``hdc=False`` (the "w/o HDC" ablation) replaces each HDC module by a plain 3x3 conv
 unit of the same width, keeping the depth.
+
+Output head (``output``):
+
+* ``"direct"`` (the paper): ``y_hat = tanh(conv(d))``, every pixel synthesised.
+* ``"blend"`` (beyond the paper, off in the paper configs): one more output channel is a
+  soft occlusion map ``m = sigmoid(.)`` and ``y_hat = m * tanh(rgb) + (1 - m) * x``, so
+  pixels G judges visible pass through untouched. The decoder's last skip is at H/2, so a
+  direct head cannot copy the visible face at full resolution; the blend can. Inference
+  still needs no mask: G predicts it. ``forward(..., return_mask=True)`` also returns m
+  (for the optional mask loss, ``loss.mask``). docs/experiments.md has the measurements.
 """
 
 from __future__ import annotations
@@ -34,7 +44,9 @@ from torch import nn
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
 from .hdc import HDCModule
 
-__all__ = ["UNetGenerator"]
+__all__ = ["UNetGenerator", "OUTPUT_MODES"]
+
+OUTPUT_MODES = ("direct", "blend")
 
 
 class EncoderBlock(nn.Sequential):
@@ -59,9 +71,14 @@ class DecoderBlock(nn.Sequential):
 
 class UNetGenerator(nn.Module):
     def __init__(self, in_channels: int = 6, out_channels: int = 3, base_channels: int = 64,
-                 hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5)):
+                 hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5), output: str = "direct"):
         super().__init__()
+        if output not in OUTPUT_MODES:
+            raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
+        if output == "blend" and in_channels < out_channels:
+            raise ValueError("output='blend' needs x among the inputs (in_channels >= out_channels)")
         c = base_channels
+        self.output = output
         self.in_channels = in_channels
         self.encoders = nn.ModuleList([
             EncoderBlock(in_channels, c, hdc, hdc_rates),
@@ -73,7 +90,7 @@ class UNetGenerator(nn.Module):
             DecoderBlock(2 * c + 2 * c, c),      # cat(dec1, enc2), H/4 -> H/2
             DecoderBlock(c + c, c),              # cat(dec2, enc1), H/2 -> H
         ])
-        self.out = nn.Conv2d(c, out_channels, kernel_size=3, padding=1)
+        self.out = nn.Conv2d(c, out_channels + (output == "blend"), kernel_size=3, padding=1)
 
     def encode(self, x: torch.Tensor, g: torch.Tensor | None = None) -> list[torch.Tensor]:
         """The three encoder block outputs (H/2, H/4, H/8). ``g=None``: x already has 6 channels."""
@@ -89,9 +106,19 @@ class UNetGenerator(nn.Module):
             features.append(h)
         return features
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, return_mask: bool = False):
+        """G(x, g) in [-1, 1]; with ``return_mask`` the pair (G(x, g), m), where m is the
+        predicted occlusion map (B, 1, H, W) of the blend head (None for ``direct``)."""
         e1, e2, e3 = self.encode(x, g)
         d = self.decoders[0](e3)
         d = self.decoders[1](torch.cat([d, e2], dim=1))
         d = self.decoders[2](torch.cat([d, e1], dim=1))
-        return torch.tanh(self.out(d))
+        h = self.out(d)
+        mask = None
+        if self.output == "direct":
+            out = torch.tanh(h)
+        else:
+            n = h.shape[1] - 1
+            mask = torch.sigmoid(h[:, n:])
+            out = mask * torch.tanh(h[:, :n]) + (1.0 - mask) * x[:, :n]
+        return (out, mask) if return_mask else out

@@ -15,9 +15,9 @@ Layout (C = base_channels, H = image_size, which must be divisible by 16):
     decoder  linear -> (4C, H/16) -> 4 x [up-sample + residual] -> (C, H)
              -> 3x3 conv -> mean (tanh) [+ log-sigma]
 
-The three encoder feature levels are what the multi-receptive-field discriminator
-reuses as its feature extractor (paper's multi-receptive-field D); ``VAEEncoder.body`` computes them
-alone.
+The three encoder feature levels and the last down-sampling (H/16, ``VAEEncoder.down``)
+are what the multi-receptive-field discriminator reuses as its feature extractor (paper's
+multi-receptive-field D); ``VAEEncoder.body`` computes the three levels alone.
 
 Choice of sigma (``sigma=``):
   * ``"pixel"`` (default): the decoder predicts a per-pixel, per-channel log-sigma map

@@ -3,13 +3,16 @@
 * Stage I  ``fsggan-train-vae`` -> :func:`fsggan.train.vae.train_vae` (one step: ``vae_step``)
 * Stage II ``fsggan-train-gan`` -> :func:`fsggan.train.gan.train_gan` (``g_step``, ``d_step``)
 
-Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.train.vae --config configs/vae.yaml``
-(and likewise ``fsggan.train.gan``).
+Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.cli.train_vae --config configs/vae.yaml``
+(and likewise ``fsggan.cli.train_gan``); the command lines are :mod:`fsggan.cli.train`.
 
-Configs are dataclasses (:mod:`fsggan.train.config`) filled from ``configs/*.yaml``;
-shared machinery (run directory, checkpoints, seeding, DDP, logging, guards) lives in
-:mod:`fsggan.train.common`. The stage modules are imported lazily, so that
-``python -m fsggan.train.vae`` (what torchrun runs) does not import itself twice.
+Configs are dataclasses (:mod:`fsggan.train.config`) filled from ``configs/*.yaml``.
+The machinery both stages share, one topic per module: :mod:`~fsggan.train.runtime`
+(devices, DDP, AMP, seeding and RNG states), :mod:`~fsggan.train.batches` (sampler,
+loaders, training and validation sets), :mod:`~fsggan.train.housekeeping` (logging,
+validation, periodic saves, stop signals, the non-finite guard); the checkpoint files are
+:mod:`fsggan.checkpoint`'s. Beyond the paper: :mod:`~fsggan.train.ema`,
+:mod:`~fsggan.train.schedule`. The stage modules are imported lazily.
 """
 
 from .config import TrainGANConfig, TrainVAEConfig

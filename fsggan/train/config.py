@@ -2,28 +2,37 @@
 
 A YAML file (``configs/*.yaml``) fills these; ``--set section.key=value`` overrides any
 key; unknown keys and wrong types fail at start, naming the valid keys (the generic
-loader is :func:`fsggan.config.load_config`). The resolved config is written to the run
-directory as ``config.yaml`` and stored in every checkpoint.
+loader is :func:`fsggan.config.load_config`: several files are layered in order, and a
+file may name its ``base:``). The resolved config is written to the run directory as
+``config.yaml`` and stored in every checkpoint.
 
-The model sections (``vae``, ``generator``, ``discriminator``, ``patch_discriminator``)
-are exactly the keyword arguments of the model constructors, so
+The model sections (``vae``, ``generator``, ``discriminator``, ``global_discriminator``,
+``patch_discriminator``) are exactly the keyword arguments of the model constructors, so
 ``VAE(**asdict(cfg.vae))`` rebuilds the network - without the YAML - from the
 ``config`` stored in a checkpoint.
 
-Paths (``data.root``, ``data.occluders``, ``loss.identity_weights``,
+The ``data`` section is the whole data config (:class:`fsggan.data.PrepareConfig`, typed)
+plus how training loads it; ``loss`` of Stage II is :class:`fsggan.losses.LossWeights`
+plus the identity network.
+
+Paths (``data.config``, ``data.dataset.root``, ``data.occluders``, ``loss.identity_weights``,
 ``gan.vae_checkpoint``, ``train.run_dir``) are relative to the current directory of the
 process that starts the run, as every command-line tool reads them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
+from fsggan.config import apply_overrides, merge, read_layers
+from fsggan.data import PrepareConfig
+from fsggan.losses import LossWeights
+
 __all__ = [
-    "VAEKwargs", "GeneratorKwargs", "MultiRFKwargs", "PatchKwargs",
+    "VAEKwargs", "GeneratorKwargs", "MultiRFKwargs", "GlobalKwargs", "PatchKwargs",
     "DataConfig", "VAELossConfig", "GANLossConfig", "OptimConfig", "TrainConfig", "GANConfig",
-    "TrainVAEConfig", "TrainGANConfig",
+    "TrainVAEConfig", "TrainGANConfig", "config_of_checkpoint",
 ]
 
 
@@ -47,24 +56,39 @@ class GeneratorKwargs:
     base_channels: int = 64
     hdc: bool = True
     hdc_rates: tuple[int, ...] = (1, 2, 5)
+    output: Literal["direct", "blend"] = "direct"   # blend: m * G_rgb + (1 - m) * x (beyond the paper)
 
 
 @dataclass
 class MultiRFKwargs:
     """``fsggan.models.MultiRFDiscriminator(trunk=vae.encoder, **discriminator)``.
 
-    trunk_mode: frozen (V's encoder as is, not updated), tied (V's encoder Parameters,
-    updated by D's loss - so g = V(x) drifts during Stage II), copy (a copy of V's encoder
-    trained by D).
+    trunk_mode: frozen (V's encoder as is, not updated), tied (V's encoder Parameters and
+    BatchNorm buffers, updated by D - so g = V(x) drifts during Stage II, always with the
+    statistics of the current weights), copy (a copy of V's encoder trained by D).
+    levels: encoder levels that get a head - 1, 2, 3 (H/2, H/4, H/8: patch heads seeing
+    17 / 41 / 89 px) and 4 (H/16: the whole-face head); [1, 2, 3] is the D of checkpoints
+    saved before the whole-face head.
     """
     trunk_mode: Literal["frozen", "tied", "copy"] = "frozen"
     head_channels: int = 64
     lam: float = 1.0
+    levels: tuple[int, ...] = (1, 2, 3, 4)
+
+
+@dataclass
+class GlobalKwargs:
+    """``fsggan.models.GlobalDiscriminator(**global_discriminator)`` (``gan.d_arch: global``):
+    the paper's "regular D" ablation, DeepFill v1's whole-image critic."""
+    in_channels: int = 3
+    base_channels: int = 16
+    n_layers: int = 4
 
 
 @dataclass
 class PatchKwargs:
-    """``fsggan.models.PatchDiscriminator(**patch_discriminator)`` ("regular D" ablation)."""
+    """``fsggan.models.PatchDiscriminator(**patch_discriminator)`` (``gan.d_arch: patch``): a
+    PatchGAN local critic, an option beside the paper's "regular D"."""
     in_channels: int = 3
     base_channels: int = 64
     n_layers: int = 3
@@ -73,23 +97,55 @@ class PatchKwargs:
 # Data -------------------------------------------------------------------------------
 
 @dataclass
-class DataConfig:
-    """Training faces: a data-preparation config (configs/data/*.yaml) is the single
-    source of the dataset, its identity split, the "seen" occluder pool and the occlusion
-    settings, so training and the prepared evaluation sets can never disagree: training
-    reads the ``train`` identities only, model selection the ``val`` identities, and the
-    test identities (Set1/Set2, the recognition protocol) are never loaded.
+class DataConfig(PrepareConfig):
+    """Training faces: the data config (``name``, ``dataset``, ``split``, ``protocol``,
+    ``occluders``, ``synthesis``, ``output``: :class:`fsggan.data.PrepareConfig`, what
+    ``fsggan-prepare-data`` reads) is the single source of the dataset, its identity split,
+    the "seen" occluder pool and the occlusion settings, so training and the prepared
+    evaluation sets can never disagree: training reads the ``train`` identities only, model
+    selection the ``val`` identities, and the test identities (Set1/Set2, the recognition
+    protocol) are never loaded. The other keys say how training loads the faces.
 
-    The face size is set to ``vae.image_size`` automatically.
+    ``config`` names the data YAML the section starts from: when a config is loaded, that
+    file lies under the section's own keys (``data: {config: configs/data/lfw.yaml,
+    dataset: {root: /data/lfw}}``; ``--set data.dataset.root=...``), so the resolved
+    section is the whole data config. ``dataset.image_size`` follows ``vae.image_size``.
     """
-    config: str = "configs/data/celeba.yaml"   # data-preparation config
-    overrides: list[str] = field(default_factory=list)   # its keys, e.g. ["dataset.root=/data/celeba"]
+    config: str | None = None            # the data YAML (configs/data/*.yaml) under this section's keys
+    overrides: list[str] = field(default_factory=list)   # older configs: key=value over it (applied when loading)
     num_workers: int = 4                 # loader processes per training process (0: main process)
     pin_memory: bool = True              # pinned host memory (CUDA only)
     occlude_on: Literal["workers", "device"] = "workers"   # device: composite whole batches on the GPU
     max_images: int | None = None        # cap the training images (smoke runs)
     val_images: int = 256                # fixed validation set: images spread over the val identities
     val_seed: int = 12345                # its occlusions, drawn once
+
+    @staticmethod
+    def layer(raw: dict) -> dict:
+        """The raw section over the data YAML named by ``config`` (and older ``overrides``
+        applied); :func:`fsggan.config.load_config` calls it. A section that already holds
+        every data key (a saved config.yaml) is taken as it is."""
+        raw = dict(raw)
+        if raw.get("config") and not all(f.name in raw for f in fields(PrepareConfig)):
+            raw = merge(read_layers(raw["config"]), raw)
+        if raw.get("overrides"):
+            raw = {**apply_overrides({k: v for k, v in raw.items() if k != "overrides"}, raw["overrides"]),
+                   "overrides": []}
+        return raw
+
+    def prepare_config(self) -> PrepareConfig:
+        """The data config alone (what ``fsggan-prepare-data`` and ``fsggan.data.build`` read)."""
+        return PrepareConfig(**{f.name: getattr(self, f.name) for f in fields(PrepareConfig)})
+
+
+def config_of_checkpoint(ckpt: dict) -> dict:
+    """The resolved config dict a training checkpoint holds. Checkpoints written before the
+    data section was typed kept the data config apart (``data_config``); it goes back in."""
+    cfg = dict(ckpt["config"])
+    data = cfg.get("data") or {}
+    if "dataset" not in data and isinstance(ckpt.get("data_config"), dict):
+        cfg["data"] = {**ckpt["data_config"], **data, "overrides": []}
+    return cfg
 
 
 # Losses -----------------------------------------------------------------------------
@@ -101,32 +157,38 @@ class VAELossConfig:
 
 
 @dataclass
-class GANLossConfig:
-    """Stage II generator loss, Eq. 8 (weights), and the identity network F.
+class GANLossConfig(LossWeights):
+    """Stage II generator loss: the weights of Eq. 8 (:class:`fsggan.losses.LossWeights`:
+    pixel, identity, adversarial, tv; beyond the paper pixel_hole - extra L1 over the
+    occluded pixels only - and mask - BCE of the blend head's map vs the synthesis mask)
+    and the identity network F.
 
     identity: 0 trains without an identity loss and does not build F.
     identity_net: lightcnn29v2 (paper), lightcnn9, lightcnn29, mobilefacenet,
     arcface_r50, arcface_r100; identity_weights: its published checkpoint.
     """
-    pixel: float = 100.0
-    identity: float = 50.0
-    adversarial: float = 1.0
-    tv: float = 0.0
+    identity_blur: float = 0.0           # beyond the paper: Gaussian sigma (px) on both faces before F
     identity_net: str = "lightcnn29v2"
     identity_weights: str | None = "weights/LightCNN_29Layers_V2_checkpoint.pth.tar"
 
 
 @dataclass
 class OptimConfig:
-    """Adam (paper settings: lr 1.0e-4, betas 0.5 / 0.999)."""
+    """Adam, lr 1.0e-4, betas 0.5 / 0.999: the official FSG-GAN code's settings (the paper
+    does not state an optimiser)."""
     lr: float = 1.0e-4
     betas: tuple[float, float] = (0.5, 0.999)
     weight_decay: float = 0.0
     lr_d: float | None = None            # Stage II: D's learning rate (null: same as lr)
+    warmup_steps: int = 0                # beyond the paper: linear warm-up from 0 over this many steps
+    decay: Literal["none", "cosine"] = "none"   # beyond the paper: cosine decay to min_lr_ratio * lr at the end
+    min_lr_ratio: float = 0.0
 
     def __post_init__(self):
         if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):
             raise ValueError("learning rates must be > 0")
+        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
 
 
 # Loop -------------------------------------------------------------------------------
@@ -142,7 +204,7 @@ class TrainConfig:
     Default off: each process normalises over its own share of the batch, and DDP copies
     rank 0's running statistics to the other processes at every forward (checkpoints hold
     rank 0's). BatchNorm has no synchronised version on CPU (gloo).
-    Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.train.vae ...``; each process
+    Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.cli.train_vae ...``; each process
     takes batch_size / N images of every global batch, only rank 0 writes files.
     """
     steps: int = 100_000
@@ -160,6 +222,7 @@ class TrainConfig:
     ckpt_every: int = 1000               # checkpoints/last.pt
     snapshot_every: int = 0              # keep checkpoints/step_NNNNNNN.pt (0: never)
     best_metric: Literal["psnr", "ssim"] = "ssim"
+    ema: float = 0.0                     # beyond the paper: EMA decay of G's weights for validation/inference (0: off)
     num_samples: int = 8                 # images per sample grid
     progress: bool = True                # tqdm bar (rank 0)
 
@@ -167,6 +230,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "num_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not 0.0 <= self.ema < 1.0:
+            raise ValueError(f"ema must be in [0, 1) (0 disables), got {self.ema}")
         for name in ("log_every", "sample_every", "val_every", "ckpt_every", "snapshot_every"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0 (0 disables), got {getattr(self, name)}")
@@ -176,13 +241,23 @@ class TrainConfig:
 class GANConfig:
     """Stage II specifics."""
     vae_checkpoint: str = "runs/vae/checkpoints/best.pt"
-    d_arch: Literal["multi_rf", "patch"] = "multi_rf"   # patch: the "regular D" ablation
+    d_arch: Literal["multi_rf", "global", "patch"] = "multi_rf"   # global: the "regular D" ablation; patch: PatchGAN
 
 
 # Whole runs -------------------------------------------------------------------------
 
+class _FacesOfVAESize:
+    """Whole-run configs: ``data.dataset.image_size`` follows ``vae.image_size`` (the faces
+    are the size the models work at)."""
+
+    def __post_init__(self):
+        d = self.data
+        if d.dataset.image_size != self.vae.image_size:
+            self.data = replace(d, dataset=replace(d.dataset, image_size=self.vae.image_size))
+
+
 @dataclass
-class TrainVAEConfig:
+class TrainVAEConfig(_FacesOfVAESize):
     """``fsggan-train-vae``: Stage I."""
     vae: VAEKwargs = field(default_factory=VAEKwargs)
     data: DataConfig = field(default_factory=DataConfig)
@@ -192,13 +267,14 @@ class TrainVAEConfig:
 
 
 @dataclass
-class TrainGANConfig:
+class TrainGANConfig(_FacesOfVAESize):
     """``fsggan-train-gan``: Stage II. ``vae`` is copied from the Stage I checkpoint at start
     (values given here are replaced), so the resolved config can rebuild V alone."""
     gan: GANConfig = field(default_factory=GANConfig)
     vae: VAEKwargs = field(default_factory=VAEKwargs)
     generator: GeneratorKwargs = field(default_factory=GeneratorKwargs)
     discriminator: MultiRFKwargs = field(default_factory=MultiRFKwargs)
+    global_discriminator: GlobalKwargs = field(default_factory=GlobalKwargs)
     patch_discriminator: PatchKwargs = field(default_factory=PatchKwargs)
     data: DataConfig = field(default_factory=DataConfig)
     loss: GANLossConfig = field(default_factory=GANLossConfig)

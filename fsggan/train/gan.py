@@ -1,8 +1,9 @@
 """Stage II of Algorithm 1: with V frozen, alternate generator and discriminator updates.
 
     fsggan-train-gan --config configs/gan.yaml [--set gan.vae_checkpoint=runs/vae/checkpoints/best.pt]
+    fsggan-train-gan --config configs/ablations/no_hdc.yaml     # a layer over configs/gan.yaml
     fsggan-train-gan --resume runs/gan                      # continue exactly
-    torchrun --nproc_per_node 4 -m fsggan.train.gan --config configs/gan.yaml   # multi-GPU
+    torchrun --nproc_per_node 4 -m fsggan.cli.train_gan --config configs/gan.yaml   # multi-GPU
 
 Generator loss (paper Eq. 8), with F the frozen identity network:
 
@@ -15,14 +16,17 @@ but the adversarial gradient flows through D into G - then :func:`d_step` on the
 G(x, g), detached. g = V(x) is computed without gradient: V is frozen (eval mode,
 requires_grad False). D's feature extractor is V's encoder (``discriminator.trunk_mode``):
 
-* frozen (default): V's encoder weights as they are; D trains its three heads only.
-* tied: the SAME Parameters as V's encoder, and D's optimiser updates them. V's encoder
-  therefore changes during Stage II, so g = V(x) drifts away from what Stage I
-  trained; G learns on the drifting g. The Stage II checkpoint stores V ("vae") as it is
-  at that step, which is what G must be used with.
+* frozen (default): V's encoder weights as they are; D trains its heads only.
+* tied: the SAME Parameters and BatchNorm buffers as V's encoder, and D's optimiser
+  updates them. V's encoder therefore changes during Stage II, so g = V(x) drifts away
+  from what Stage I trained (always normalised with the running statistics of the
+  current weights, which D's train-mode passes keep up to date); G learns on the drifting
+  g. The Stage II checkpoint stores V ("vae") as it is at that step, which is what G must
+  be used with.
 * copy: a copy of V's encoder, trained by D alone; V does not change.
 
-``gan.d_arch: patch`` replaces D by a PatchGAN critic (the "regular D" ablation).
+``gan.d_arch: global`` replaces D by DeepFill's whole-image critic (the paper's "regular D"
+ablation), ``gan.d_arch: patch`` by a PatchGAN critic.
 Checkpoints hold models {"generator", "discriminator", "vae"}; config["vae"] are V's
 constructor arguments, copied from the Stage I checkpoint.
 """
@@ -36,36 +40,52 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
-from fsggan.losses import (LossWeights, discriminator_loss, generator_adversarial_loss, identity_loss,
-                           pixel_loss, total_variation)
-from fsggan.models import VAE, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
+from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint
+from fsggan.losses import (LossWeights, discriminator_loss, gaussian_blur, generator_adversarial_loss,
+                           identity_loss, mask_loss, masked_pixel_loss, pixel_loss, total_variation)
+from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
-from .common import (Env, Housekeeping, StopSignal, TrainingError, autocast, check_finite, describe, epoch_batches,
-                     load_checkpoint, make_scaler, occlude_batch, prepare_run_dir, restore_checkpoint, run_main,
-                     seed_everything, setup_data, setup_env, teardown_env, to_device, wrap_model)
-from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, MultiRFKwargs, OptimConfig,
-                     PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
+from .batches import device_batches, setup_data
+from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
+                     OptimConfig, PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
+from .ema import EMA
+from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
+from .runtime import Env, TrainingError, autocast, make_scaler, seed_everything, setup_env, wrap_model
+from .schedule import lr_factor, set_lr
 
-__all__ = ["train_gan", "g_step", "d_step", "build_identity_net", "main"]
+__all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
 
 def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
            x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, weights: LossWeights,
-           identity_net: nn.Module | None = None, amp=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+           identity_net: nn.Module | None = None, amp=None, mask: torch.Tensor | None = None,
+           identity_feat: torch.Tensor | None = None,
+           identity_blur: float = 0.0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One generator update (Eq. 8). Returns ({term: detached scalar}, G(x, g)).
 
     D is held fixed - its parameters stop requiring grad for the step - but it stays in
     the graph, so -log D(G(x, g)) sends its gradient to G. Pass D itself, not its DDP
     wrapper (DDP would wait for D gradients that this step never makes).
+    ``mask`` (B, 1, H, W), the synthesis mask, is needed by the terms beyond the paper
+    (``weights.pixel_hole``, ``weights.mask``); ``identity_feat`` = F(y) when already known;
+    ``identity_blur`` > 0 compares F on Gaussian-blurred faces (sigma in pixels).
     """
+    if (weights.pixel_hole or weights.mask) and mask is None:
+        raise ValueError("loss.pixel_hole and loss.mask need the occlusion mask of the batch")
     disc.requires_grad_(False)
     with amp or contextlib.nullcontext():
-        fake = gen(x, g)
+        fake, pred_mask = gen(x, g, return_mask=True)
         terms = {"pixel": pixel_loss(y, fake)}
+        if weights.pixel_hole:
+            terms["pixel_hole"] = masked_pixel_loss(y, fake, mask)
+        if weights.mask:
+            if pred_mask is None:
+                raise ValueError("loss.mask needs generator.output: blend (a predicted occlusion map)")
+            terms["mask"] = mask_loss(pred_mask, mask)
         if identity_net is not None and weights.identity:
             with torch.no_grad():
-                feat_real = identity_net(y)
-            terms["identity"] = identity_loss(feat_real, identity_net(fake))
+                feat_real = identity_net(gaussian_blur(y, identity_blur)) if identity_feat is None else identity_feat
+            terms["identity"] = identity_loss(feat_real, identity_net(gaussian_blur(fake, identity_blur)))
         if weights.adversarial:
             terms["adversarial"] = generator_adversarial_loss(disc(fake).log_prob)
         if weights.tv:
@@ -118,10 +138,11 @@ def build_identity_net(loss: GANLossConfig, env: Env) -> nn.Module | None:
 
 def train_gan(
     *,
-    gan: GANConfig,                          # vae_checkpoint (Stage I), d_arch: multi_rf | patch
+    gan: GANConfig,                          # vae_checkpoint (Stage I), d_arch: multi_rf | global | patch
     vae: VAEKwargs,                          # replaced by the Stage I checkpoint's VAE arguments
     generator: GeneratorKwargs,              # UNetGenerator constructor arguments
-    discriminator: MultiRFKwargs,            # MultiRFDiscriminator arguments (trunk_mode, head_channels, lam)
+    discriminator: MultiRFKwargs,            # MultiRFDiscriminator arguments (trunk_mode, head_channels, lam, levels)
+    global_discriminator: GlobalKwargs,      # GlobalDiscriminator arguments (d_arch: global, the paper's "regular D")
     patch_discriminator: PatchKwargs,        # PatchDiscriminator arguments (d_arch: patch)
     data: DataConfig,                        # faces, identity splits, occluders, workers, validation set
     loss: GANLossConfig,                     # Eq. 8 weights; identity network and its weights file
@@ -131,10 +152,9 @@ def train_gan(
 ) -> dict:
     """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
     # Processes, device, seeds
-    env = setup_env(train.device)
-    try:
+    with setup_env(train.device) as env:
         seed_everything(train.seed, env.rank)
-        ckpt = load_checkpoint(resume) if resume else None
+        ckpt = load_checkpoint(resume, version=CHECKPOINT_VERSION, prefer=("last.pt",)) if resume else None
 
         # V from Stage I (or, when resuming, V as this run left it), frozen
         source = ckpt if ckpt is not None else _load_stage1(gan.vae_checkpoint)
@@ -148,18 +168,21 @@ def train_gan(
         if train.channels_last:
             v_net.to(memory_format=torch.channels_last)
         cfg = TrainGANConfig(gan=gan, vae=vae, generator=generator, discriminator=discriminator,
-                             patch_discriminator=patch_discriminator, data=data, loss=loss, optim=optim, train=train)
+                             global_discriminator=global_discriminator, patch_discriminator=patch_discriminator,
+                             data=data, loss=loss, optim=optim, train=train)
         identity_net = build_identity_net(loss, env)
         run_dir = prepare_run_dir(cfg, env, resuming=ckpt is not None)
 
-        # Data: training shards, fixed validation set
-        train_set, val_set, data_config, sampler, loader, val = setup_data(
-            data, train, image_size=vae.image_size, env=env, run_dir=run_dir, ckpt=ckpt)
+        # Data: training shards, fixed validation set (faces at V's image_size: cfg.data)
+        train_set, val_set, data_state, sampler, loader, val = setup_data(
+            cfg.data, train, env=env, run_dir=run_dir, ckpt=ckpt)
 
         # G and D (D's feature extractor is V's encoder: one line, trunk_mode says how)
         gen = UNetGenerator(**asdict(generator))
         if gan.d_arch == "multi_rf":
             disc = MultiRFDiscriminator(trunk=v_net.encoder, **asdict(discriminator))
+        elif gan.d_arch == "global":
+            disc = GlobalDiscriminator(**asdict(global_discriminator))
         else:
             disc = PatchDiscriminator(**asdict(patch_discriminator))
         wrap = dict(channels_last=train.channels_last, sync_bn=train.sync_bn, compile=train.compile)
@@ -168,8 +191,10 @@ def train_gan(
         opt_g = torch.optim.Adam(gen.parameters(), lr=optim.lr, betas=betas, weight_decay=wd)
         opt_d = torch.optim.Adam(disc.parameters(), lr=optim.lr_d or optim.lr, betas=betas, weight_decay=wd)
         scaler_g, scaler_d = make_scaler(env, train.amp), make_scaler(env, train.amp)
-        weights = LossWeights(pixel=loss.pixel, identity=loss.identity, adversarial=loss.adversarial, tv=loss.tv)
-        models = {"vae": v_net, "generator": gen, "discriminator": disc}
+        weights = loss  # GANLossConfig is LossWeights plus the identity network
+        ema = EMA(gen, train.ema) if train.ema else None   # beyond the paper: averaged G for val/inference
+        models = {"vae": v_net, "generator": gen, "discriminator": disc,
+                  **({"generator_ema": ema.module} if ema else {})}
         optimizers, scalers = {"generator": opt_g, "discriminator": opt_d}, {"generator": scaler_g,
                                                                             "discriminator": scaler_d}
 
@@ -184,63 +209,52 @@ def train_gan(
 
         @torch.no_grad()
         def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            gen.eval()
+            net = ema.module if ema else gen
+            net.eval()
             with autocast(env, train.amp):
                 g = v_net(x)
-                out = gen(x, g)
+                out = net(x, g)
             gen.train()
             return {"structure": g.float().clamp(-1, 1), "output": out.float().clamp(-1, 1)}
 
         house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, models=models, optimizers=optimizers,
                              scalers=scalers, predict=predict, val=val, best_key=f"val/output_{train.best_metric}",
-                             best=best, step=step, data_config=data_config)
+                             best=best, step=step, extra=data_state)
 
         # Training loop
-        batches = epoch_batches(loader, sampler, train_set, *pos)
+        batches = device_batches(loader, sampler, train_set, pos, data, train, env)
         gen.train()
         disc.train()
-        interrupted = False
         with StopSignal(verbose=env.is_main) as stop, house:
             while step < train.steps:
-                epoch, index, batch = next(batches)
-                b = to_device(batch, env, train.channels_last)
-                if data.occlude_on == "device":
-                    b = occlude_batch(train_set, b, epoch)
+                epoch, index, b = next(batches)
                 x, y = b["occluded"], b["clean"]
+                factor = lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio)
+                set_lr(opt_g, optim.lr * factor)
+                set_lr(opt_d, (optim.lr_d or optim.lr) * factor)
                 with torch.no_grad(), autocast(env, train.amp):
                     g = v_net(x)
                 g_terms, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, weights=weights,
-                                       identity_net=identity_net, amp=autocast(env, train.amp))
+                                       identity_net=identity_net, amp=autocast(env, train.amp), mask=b.get("mask"),
+                                       identity_blur=loss.identity_blur)
                 d_terms = d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, amp=autocast(env, train.amp))
+                if ema:
+                    ema.update(gen)
                 values = check_finite({**{f"g/{k}": v for k, v in g_terms.items()},
                                        **{f"d/{k}": v for k, v in d_terms.items()}}, step + 1, run_dir)
                 step, pos = step + 1, (epoch, index + 1)
                 if house(step, pos, values, stop.requested):
-                    interrupted = step < train.steps
                     break
-        return {"step": step, "run_dir": str(run_dir), "best": house.best, "val": house.last_val,
-                "interrupted": interrupted}
-    finally:
-        teardown_env(env)
+        return house.result(step)
 
 
 def _load_stage1(path: str) -> dict:
     try:
-        ckpt = load_checkpoint(path)
-    except TrainingError:
+        ckpt = load_checkpoint(path, version=CHECKPOINT_VERSION)
+    except (FileNotFoundError, CheckpointError):
         raise TrainingError(f"gan.vae_checkpoint: no Stage I checkpoint at {path}; train V first "
                             f"(fsggan-train-vae --config configs/vae.yaml) or set "
                             f"--set gan.vae_checkpoint=PATH") from None
     if "vae" not in ckpt["models"]:
         raise TrainingError(f"gan.vae_checkpoint: {path} holds no VAE (models: {', '.join(ckpt['models'])})")
     return ckpt
-
-
-def main(argv=None) -> int:
-    """``fsggan-train-gan``: parse the command line and call :func:`train_gan`."""
-    return run_main(argv, TrainGANConfig, train_gan, prog="fsggan-train-gan", doc=__doc__,
-                    default_config="configs/gan.yaml")
-
-
-if __name__ == "__main__":  # torchrun -m fsggan.train.gan ...
-    raise SystemExit(main())

@@ -3,7 +3,7 @@ structure g = V(x) (paper Eq. 4: Gaussian NLL of the clean face + KL).
 
     fsggan-train-vae --config configs/vae.yaml [--set train.batch_size=32 ...]
     fsggan-train-vae --resume runs/vae                      # continue exactly
-    torchrun --nproc_per_node 4 -m fsggan.train.vae --config configs/vae.yaml   # multi-GPU
+    torchrun --nproc_per_node 4 -m fsggan.cli.train_vae --config configs/vae.yaml   # multi-GPU
 
 The run directory gets config.yaml, stats.jsonl, TensorBoard events, samples/*.png
 (rows: occluded x, structure g, clean y) and checkpoints/{last,best}.pt; best.pt is
@@ -18,15 +18,17 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
+from fsggan.checkpoint import CHECKPOINT_VERSION, load_checkpoint
 from fsggan.losses import vae_loss
 from fsggan.models import VAE
 
-from .common import (Housekeeping, StopSignal, autocast, check_finite, describe, epoch_batches, load_checkpoint,
-                     make_scaler, occlude_batch, prepare_run_dir, restore_checkpoint, run_main, seed_everything,
-                     setup_data, setup_env, teardown_env, to_device, wrap_model)
+from .batches import device_batches, setup_data
 from .config import DataConfig, OptimConfig, TrainConfig, TrainVAEConfig, VAEKwargs, VAELossConfig
+from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
+from .runtime import autocast, make_scaler, seed_everything, setup_env, wrap_model
+from .schedule import lr_factor, set_lr
 
-__all__ = ["train_vae", "vae_step", "main"]
+__all__ = ["train_vae", "vae_step"]
 
 
 class _Reconstruct(nn.Module):
@@ -70,15 +72,14 @@ def train_vae(
     cfg = TrainVAEConfig(vae=vae, data=data, loss=loss, optim=optim, train=train)
 
     # Processes, device, seeds
-    env = setup_env(train.device)
-    try:
+    with setup_env(train.device) as env:
         seed_everything(train.seed, env.rank)
-        ckpt = load_checkpoint(resume) if resume else None
+        ckpt = load_checkpoint(resume, version=CHECKPOINT_VERSION, prefer=("last.pt",)) if resume else None
         run_dir = prepare_run_dir(cfg, env, resuming=ckpt is not None)
 
-        # Data: training shards, fixed validation set
-        train_set, val_set, data_config, sampler, loader, val = setup_data(
-            data, train, image_size=vae.image_size, env=env, run_dir=run_dir, ckpt=ckpt)
+        # Data: training shards, fixed validation set (faces at vae.image_size: cfg.data)
+        train_set, val_set, data_state, sampler, loader, val = setup_data(
+            cfg.data, train, env=env, run_dir=run_dir, ckpt=ckpt)
 
         # Model, optimiser, loss scaler
         model = VAE(**asdict(vae))
@@ -106,36 +107,20 @@ def train_vae(
 
         house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, models=models, optimizers=optimizers,
                              scalers=scalers, predict=predict, val=val, best_key=f"val/structure_{train.best_metric}",
-                             best=best, step=step, data_config=data_config)
+                             best=best, step=step, extra=data_state)
 
         # Training loop
-        batches = epoch_batches(loader, sampler, train_set, *pos)
+        batches = device_batches(loader, sampler, train_set, pos, data, train, env)
         model.train()
-        interrupted = False
         with StopSignal(verbose=env.is_main) as stop, house:
             while step < train.steps:
-                epoch, index, batch = next(batches)
-                b = to_device(batch, env, train.channels_last)
-                if data.occlude_on == "device":
-                    b = occlude_batch(train_set, b, epoch)
+                epoch, index, b = next(batches)
+                set_lr(opt, optim.lr * lr_factor(step, train.steps, optim.warmup_steps, optim.decay,
+                                                 optim.min_lr_ratio))
                 terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
                                  amp=autocast(env, train.amp))
                 values = check_finite({f"loss/{k}": v for k, v in terms.items()}, step + 1, run_dir)
                 step, pos = step + 1, (epoch, index + 1)
                 if house(step, pos, values, stop.requested):
-                    interrupted = step < train.steps
                     break
-        return {"step": step, "run_dir": str(run_dir), "best": house.best, "val": house.last_val,
-                "interrupted": interrupted}
-    finally:
-        teardown_env(env)
-
-
-def main(argv=None) -> int:
-    """``fsggan-train-vae``: parse the command line and call :func:`train_vae`."""
-    return run_main(argv, TrainVAEConfig, train_vae, prog="fsggan-train-vae", doc=__doc__,
-                    default_config="configs/vae.yaml")
-
-
-if __name__ == "__main__":  # torchrun -m fsggan.train.vae ...
-    raise SystemExit(main())
+        return house.result(step)

@@ -7,6 +7,7 @@ differentiable with respect to its input.
 
 from .base import FaceEmbedder, WeightsError
 from .build import EMBEDDER_NAMES, build_embedder
+from .dlib_resnet import DLIB_NAME, DlibResNetEmbedder
 from .iresnet import ArcFaceEmbedder, IResNet, iresnet50, iresnet100
 from .lightcnn import LightCNN9, LightCNN29, LightCNN29v2, LightCNNEmbedder
 from .mobilefacenet import MobileFaceNet, MobileFaceNetEmbedder
@@ -16,4 +17,5 @@ __all__ = [
     "LightCNN9", "LightCNN29", "LightCNN29v2", "LightCNNEmbedder",
     "MobileFaceNet", "MobileFaceNetEmbedder",
     "IResNet", "iresnet50", "iresnet100", "ArcFaceEmbedder",
+    "DLIB_NAME", "DlibResNetEmbedder",
 ]

@@ -123,8 +123,43 @@ def align_to_reference(x: torch.Tensor, size: tuple[int, int], reference=REFEREN
     src = torch.tensor(source, dtype=torch.float64) * torch.tensor([w, h], dtype=torch.float64)
     dst = torch.tensor(reference, dtype=torch.float64)
     src_c, dst_c = src - src.mean(0), dst - dst.mean(0)
-    scale = (src_c * dst_c).sum() / (dst_c ** 2).sum()          # input px per output px
+    scale = float((src_c * dst_c).sum() / (dst_c ** 2).sum())   # input px per output px
     shift = src.mean(0) - scale * dst.mean(0)
+    return _warp(x, size, scale, (float(shift[0]), float(shift[1])))
+
+
+# The LightCNN authors' alignment (README of github AlfredXiangWu/LightCNN and its Caffe
+# predecessor face_verification_experiment, code/face_db_align.m): from 5 facial points,
+# rotate the eyes level, scale so that the mouth centre (midpoint of the mouth corners) lies
+# ec_mc_y px below the eye centre (midpoint of the eyes), and crop so that the eye centre is
+# ec_y px from the top and horizontally centred. Training faces: 144x144, ec_mc_y 48, ec_y
+# 48, then random 128x128 crops; test faces: 128x128, ec_mc_y 48, ec_y 40 (the centre crop
+# of the training frame).
+LIGHTCNN_EC_MC_Y = 48.0
+LIGHTCNN_EC_Y = 40.0
+
+
+def align_eyes_mouth(x: torch.Tensor, size: tuple[int, int], ec_mc_y: float = LIGHTCNN_EC_MC_Y,
+                     ec_y: float = LIGHTCNN_EC_Y, source=FSGGAN_CROP_TEMPLATE) -> torch.Tensor:
+    """Warp faces framed like ``source`` (5 points as fractions of W, H) to ``size`` = (H, W)
+    by the LightCNN authors' rule above: the eye centre lands on (W / 2, ec_y) and the mouth
+    centre ec_mc_y px below it (pixel indices of the output, as their crop counts them).
+
+    Scale and translation only: the rotation step of their procedure levels the eyes, and
+    the eyes of ``source`` are already level (0.3 px apart at 128 px for fsggan's template).
+    """
+    h, w = x.shape[-2:]
+    pts = torch.tensor(source, dtype=torch.float64) * torch.tensor([w, h], dtype=torch.float64)
+    eye, mouth = pts[:2].mean(0), pts[3:5].mean(0)
+    scale = float((mouth[1] - eye[1]) / ec_mc_y)                 # input px per output px
+    shift = (float(eye[0] - scale * (size[1] / 2)), float(eye[1] - scale * ec_y))
+    return _warp(x, size, scale, shift)
+
+
+def _warp(x: torch.Tensor, size: tuple[int, int], scale: float, shift: tuple[float, float]) -> torch.Tensor:
+    """Sample ``x`` at input = scale * output + shift (pixels; (x, y) shift) into ``size`` = (H, W),
+    bilinearly, repeating the border outside the input."""
+    h, w = x.shape[-2:]
     ys = (torch.arange(size[0], dtype=torch.float64) + 0.5) * scale + shift[1]
     xs = (torch.arange(size[1], dtype=torch.float64) + 0.5) * scale + shift[0]
     grid = torch.stack(torch.meshgrid(2 * xs / w - 1, 2 * ys / h - 1, indexing="xy"), dim=-1)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FaceEmbedder, load_checked, read_state_dict, resize, rgb_to_gray01
+from .base import FaceEmbedder, align_eyes_mouth, load_checked, read_state_dict, resize, rgb_to_gray01
 
 SOURCE = "the links in the README of https://github.com/AlfredXiangWu/LightCNN"
 NUM_CLASSES = {"lightcnn9": 79077, "lightcnn29": 79077, "lightcnn29v2": 80013}
@@ -145,11 +145,16 @@ NETWORKS = {"lightcnn9": LightCNN9, "lightcnn29": LightCNN29, "lightcnn29v2": Li
 
 
 class LightCNNEmbedder(FaceEmbedder):
-    """Frozen LightCNN feature (256-d): [-1, 1] RGB -> gray [0, 1] (BT.601) -> 128x128.
+    """Frozen LightCNN feature (256-d): [-1, 1] RGB -> gray [0, 1] (BT.601) -> aligned 128x128.
 
-    That is the authors' test-time input: 128x128 gray faces read with PIL ``'L'`` and
-    ``ToTensor`` (no mean subtraction); training used random 128x128 crops of 144x144
-    faces, and the forward pass itself does not crop.
+    The authors' test-time input: 128x128 gray faces read with PIL ``'L'`` and
+    ``ToTensor`` (no mean subtraction), aligned by their 5-point procedure (training used
+    random 128x128 crops of 144x144 faces aligned the same way; the forward pass itself
+    does not crop). ``align=True`` (default) warps faces framed like fsggan's crops so that
+    the eye centre lands at (64, 40) and the mouth centre 48 px below it, as their test
+    faces are (:func:`~fsggan.models.identity.base.align_eyes_mouth`); fsggan's crops
+    otherwise show it the eyes 7 px too low and the face 8 % too small. ``align=False``
+    only resizes (for faces already aligned the LightCNN way).
 
     ``weights``: the authors' checkpoint (e.g. ``LightCNN_29Layers_V2_checkpoint.pth.tar``),
     or a bare state dict with or without ``module.``; ``None`` keeps random weights.
@@ -159,7 +164,7 @@ class LightCNNEmbedder(FaceEmbedder):
 
     input_size = (128, 128)
 
-    def __init__(self, variant: str = "lightcnn29v2", weights: str | Path | None = None,
+    def __init__(self, variant: str = "lightcnn29v2", weights: str | Path | None = None, align: bool = True,
                  weights_only: bool = True):
         if variant not in NETWORKS:
             raise ValueError(f"unknown LightCNN variant {variant!r}; choose from {sorted(NETWORKS)}")
@@ -174,7 +179,8 @@ class LightCNNEmbedder(FaceEmbedder):
         if state is not None:
             load_checked(net, state, path=weights, expected=expected, source=SOURCE)
         super().__init__(net, dim=256)
-        self.variant = variant
+        self.variant, self.align = variant, align
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        return resize(rgb_to_gray01(x), self.input_size)
+        gray = rgb_to_gray01(x)  # a per-pixel linear map: converting before warping saves two channels
+        return align_eyes_mouth(gray, self.input_size) if self.align else resize(gray, self.input_size)

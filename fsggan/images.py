@@ -1,17 +1,35 @@
-"""Safe image reading and writing.
+"""Image files and conversions, for every part of fsggan.
 
-Everything that opens a file goes through `read_rgb` / `read_rgba`, so a bad file never
-ends in a traceback from deep inside PIL: it raises `ImageError`, whose message names the
-file, says what is wrong and what to do. Callers that prefer to skip bad files catch
-`ImageError` and count `error.reason` (a short key such as ``"corrupt"``) in their summary.
+fsggan holds an image as a float tensor (3, H, W) - or a batch (B, 3, H, W) - RGB in
+[-1, 1]. One name per conversion:
 
-Conversions that are made on purpose (documented, never silent-but-wrong):
+    to_tensor(image)      uint8 / float [0, 1] array (H, W[, C]) or PIL image -> (3, H, W) in [-1, 1]
+    to_uint8(tensor)      (..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8, rounded (what a PNG holds)
+    to_float01(tensor)    (3, H, W) in [-1, 1] -> (H, W, 3) float array in [0, 1]
+    quantize(tensor)      round to the 256 levels of a PNG, staying a [-1, 1] tensor
+
+Files:
+
+    read_rgb(path)        any image -> RGB uint8 (H, W, 3) + a note naming any conversion;
+                          raises ImageError (reason key + a message naming the file)
+    read_rgba(path)       an occluder cut-out -> RGBA uint8 (H, W, 4)
+    load_image(path)      an image file -> tensor (raises OSError naming the file)
+    save_image(t, path)   a tensor -> 8-bit image file (format from the suffix)
+    save_png(path, arr)   uint8 array -> PNG, byte-identical for identical input
+    list_images(folder)   the files with an IMAGE_EXTENSIONS suffix, sorted
+
+`read_rgb` is what the data pipeline uses: a bad file never ends in a traceback from deep
+inside PIL; callers that prefer to skip bad files catch `ImageError` and count
+`error.reason` (a short key such as ``"corrupt"``). Conversions it makes on purpose
+(documented, never silent-but-wrong):
 - grayscale (L, 1, I;16, I) -> RGB by repeating the channel; 16/32-bit values are scaled
   by their bit depth, not clipped at 255;
 - palette (P) -> RGB(A) through the palette;
 - CMYK / YCbCr / LAB -> RGB with PIL's converter;
 - RGBA / LA face images are composited over white (a transparent background would
   otherwise become black).
+`load_image` reads method outputs and prepared sets for scoring: PIL's own RGB conversion
+(an alpha channel is dropped, not composited).
 """
 
 from __future__ import annotations
@@ -21,11 +39,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageFile, UnidentifiedImageError
 
-import torch
-
 __all__ = [
+    "IMAGE_EXTENSIONS",
     "ImageError",
     "read_rgb",
     "read_rgba",
@@ -33,13 +51,20 @@ __all__ = [
     "save_png",
     "to_tensor",
     "to_uint8",
-    "IMAGE_SUFFIXES",
+    "to_float01",
+    "quantize",
+    "is_image",
+    "list_images",
+    "load_image",
+    "save_image",
 ]
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 
 # Never decode a truncated file silently into a half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+_ALPHA_MODES = ("RGBA", "LA", "RGBa", "La", "PA")
 
 
 class ImageError(ValueError):
@@ -50,6 +75,50 @@ class ImageError(ValueError):
         self.reason = reason
         super().__init__(f"{path}: {message}")
 
+
+# ---------------------------------------------------------------- conversions
+
+def to_tensor(image) -> torch.Tensor:
+    """An image -> float (3, H, W) in [-1, 1].
+
+    image: uint8 array (H, W, 3) (pixels / 127.5 - 1), a float array in [0, 1] (x 2 - 1),
+    (H, W) / (H, W, 1) gray (repeated to RGB), (H, W, 4) (alpha dropped), or a PIL image.
+    """
+    if isinstance(image, Image.Image):
+        image = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"an image array must be (H, W, 3), got {arr.shape}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    arr = arr[..., :3]
+    if arr.dtype == np.uint8:
+        t = torch.from_numpy(np.array(arr, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
+        return t.div_(127.5).sub_(1.0)
+    if np.issubdtype(arr.dtype, np.floating):
+        return torch.from_numpy(np.array(arr, dtype=np.float32, copy=True)).permute(2, 0, 1).mul_(2.0).sub_(1.0)
+    raise ValueError(f"an image array must be uint8 or float in [0, 1], got {arr.dtype}")
+
+
+def to_uint8(tensor: torch.Tensor) -> np.ndarray:
+    """float (C, H, W) or (B, C, H, W) in [-1, 1] -> uint8 (H, W, C) / (B, H, W, C), rounded."""
+    t = tensor.detach().float().cpu().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
+    return t.permute(*range(t.dim() - 3), -2, -1, -3).numpy()
+
+
+def to_float01(tensor: torch.Tensor, dtype: torch.dtype = torch.float32) -> np.ndarray:
+    """(3, H, W) in [-1, 1] -> (H, W, 3) array in [0, 1], computed in ``dtype``."""
+    return ((tensor.detach().cpu().to(dtype).clamp(-1, 1) + 1.0) / 2.0).permute(1, 2, 0).numpy()
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """Round [-1, 1] images to the 256 levels a PNG can hold (same shape, same range)."""
+    return ((x.clamp(-1, 1) + 1.0) * 127.5).round().div(127.5).sub(1.0)
+
+
+# ---------------------------------------------------------------- reading (data pipeline)
 
 def _open(path: Path) -> Image.Image:
     """Open and fully decode `path`, translating every PIL failure into ImageError."""
@@ -105,7 +174,7 @@ def read_rgb(path: str | Path, *, min_size: int = 1, background: int = 255) -> t
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
         mode, note = im.mode, "palette"
-    if mode in ("RGBA", "LA", "RGBa", "La", "PA"):
+    if mode in _ALPHA_MODES:
         rgba = np.asarray(im.convert("RGBA"), dtype=np.float32)
         a = rgba[..., 3:4] / 255.0
         rgb = rgba[..., :3] * a + background * (1.0 - a)
@@ -143,7 +212,7 @@ def read_rgba(path: str | Path) -> np.ndarray:
     im = _open(path)
     if im.mode == "P" and "transparency" in im.info:
         im = im.convert("RGBA")
-    if im.mode not in ("RGBA", "LA", "RGBa", "La", "PA"):
+    if im.mode not in _ALPHA_MODES:
         raise ImageError(
             path, "no_alpha", f"occluder has no alpha channel (mode {im.mode}); save it as an RGBA PNG "
             "with a transparent background"
@@ -181,13 +250,28 @@ def save_png(path: str | Path, array: np.ndarray) -> None:
     Image.fromarray(arr).save(path, format="PNG", optimize=False, compress_level=6)
 
 
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    """uint8 (H, W, C) -> float (C, H, W) in [-1, 1]."""
-    t = torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float()
-    return t.div_(127.5).sub_(1.0)
+# ---------------------------------------------------------------- tensors <-> files
+
+def is_image(path: Path) -> bool:
+    return path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS
 
 
-def to_uint8(tensor: torch.Tensor) -> np.ndarray:
-    """float (C, H, W) or (B, C, H, W) in [-1, 1] -> uint8 (H, W, C) / (B, H, W, C)."""
-    t = tensor.detach().float().cpu().add(1.0).mul(127.5).round_().clamp_(0, 255).to(torch.uint8)
-    return t.permute(*range(t.dim() - 3), -2, -1, -3).numpy()
+def list_images(folder: str | Path) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    return sorted(p for p in Path(folder).iterdir() if is_image(p))
+
+
+def load_image(path: str | Path) -> torch.Tensor:
+    """Read an image file -> (3, H, W) float in [-1, 1]. Raises ``OSError`` naming the file."""
+    try:
+        with Image.open(path) as img:
+            return to_tensor(img)
+    except Exception as exc:
+        raise OSError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
+
+
+def save_image(x: torch.Tensor, path: str | Path) -> None:
+    """Write a (3, H, W) [-1, 1] tensor as an 8-bit image (format from the suffix)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(to_uint8(x)).save(path)

@@ -1,0 +1,146 @@
+"""``fsggan-eval``: score de-occlusion on prepared test sets (paper Tables 2, 3 and 4).
+
+    fsggan-eval data/prepared/set1-lfw data/prepared/set2-lfw --gan runs/lfw_gan --out results/lfw
+    fsggan-eval SETS... --predictions DIR [--method-name NAME]      # any other method's outputs
+    fsggan-eval --compare RESULTS_DIR ...                           # earlier results side by side
+
+What is scored and how: :mod:`fsggan.eval.evaluate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from fsggan.cli import fail
+
+PROG = "fsggan-eval"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="PSNR/SSIM and rank-k identification on prepared test sets (paper Tables 2-4), "
+                    "for FSG-GAN checkpoints or any method's output images.")
+    p.add_argument("sets", nargs="*", help="prepared set folders (clean/, occluded/, manifest.json, protocol.json)")
+    src = p.add_argument_group("method (at most one; none = baseline rows only)")
+    src.add_argument("--gan", help="FSG-GAN Stage II checkpoint (.pt) or run directory (best.pt preferred)")
+    src.add_argument("--vae", help="Stage I checkpoint or run directory (default: the VAE stored in the Stage II "
+                     "checkpoint, else the one its config names)")
+    src.add_argument("--predictions", help="folder of another method's outputs with the set's file names "
+                     "(DIR/<set name>/ when scoring several sets)")
+    src.add_argument("--method-name", help="row label (default: FSG-GAN, or the predictions folder's name)")
+    rec = p.add_argument_group("recognition (Table 3)")
+    rec.add_argument("--recognizer", default="none",
+                     help="none (default) | lightcnn9 | lightcnn29 | lightcnn29v2 | mobilefacenet | arcface_r50 | "
+                          "arcface_r100 | dlib_resnet (needs pip install 'fsggan[landmarks]')")
+    rec.add_argument("--recognizer-weights", help="the recognizer's published weights; 'random' for a smoke test")
+    rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="ranks to report (default: 1 5 10)")
+    out = p.add_argument_group("output")
+    out.add_argument("--out", help="results folder: results.md, results.json, quality.csv, recognition.csv")
+    out.add_argument("--per-image", action="store_true", help="also write per_image_<set>.csv")
+    out.add_argument("--save-predictions", help="with --gan: write the outputs to DIR/<set name>/<name>")
+    out.add_argument("--compare", nargs="+", metavar="RESULTS_DIR",
+                     help="instead of scoring: put earlier results folders side by side (ablation table)")
+    run = p.add_argument_group("running")
+    run.add_argument("--allow-missing", action="store_true",
+                     help="score the images that have a prediction; report and count the others")
+    run.add_argument("--batch-size", type=int, default=64)
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    run.add_argument("--workers", type=int, default=2, help="image reading processes (default 2)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Returns the exit status (2 for a user error such as a missing prediction, a wrong
+    checkpoint or recognizer weights; the message names the file)."""
+    from fsggan.eval.evaluate import MissingPredictionsError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _run(args, parser, argv)
+    except (MissingPredictionsError, FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
+        if type(exc) is RuntimeError:  # a bare RuntimeError is a bug or a torch failure: keep the traceback
+            raise
+        return fail(PROG, exc)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from fsggan.eval import report
+
+    labels = [Path(d).name for d in args.compare]
+    runs = [report.load_results(d) for d in args.compare]
+    print(report.markdown(runs, labels=labels))
+    if args.out:
+        report.write_comparison(runs, args.out, labels=labels)
+        print(f"comparison written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int:
+    import torch
+
+    from fsggan.eval import report
+    from fsggan.eval.evaluate import evaluate_sets
+    from fsggan.eval.recognition import DLIB_NAME, build_recognizer
+    from fsggan.pipeline import FSGGAN, resolve_device
+
+    if args.compare:
+        if args.sets or args.gan or args.predictions:
+            parser.error("--compare takes results folders only (no sets, --gan or --predictions)")
+        return _compare(args)
+    if not args.sets:
+        parser.error("give at least one prepared set folder (or --compare RESULTS_DIR ...)")
+    if args.gan and args.predictions:
+        parser.error("--gan and --predictions exclude each other")
+    if args.vae and not args.gan:
+        parser.error("--vae needs --gan")
+    if args.save_predictions and not args.gan:
+        parser.error("--save-predictions needs --gan")
+
+    device = resolve_device(args.device)
+    model, method = None, args.method_name
+    if args.gan:
+        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=device)
+        method = method or "FSG-GAN"
+    elif args.predictions:
+        if not Path(args.predictions).is_dir():
+            parser.error(f"--predictions {args.predictions}: no such folder")
+        method = method or Path(args.predictions).resolve().name
+
+    recognizer, info = None, None
+    if args.recognizer != "none":
+        weights = args.recognizer_weights
+        if weights is None and args.recognizer != DLIB_NAME:
+            parser.error(f"--recognizer {args.recognizer} needs --recognizer-weights PATH "
+                         "(or 'random' for a smoke test: random features carry no identity information)")
+        weights = None if weights == "random" else weights
+        recognizer = build_recognizer(args.recognizer, weights)
+        if args.recognizer != DLIB_NAME:
+            recognizer = recognizer.to(device)
+        info = {"name": args.recognizer, "weights": args.recognizer_weights}
+    rec_device = device if recognizer is not None and args.recognizer != DLIB_NAME else torch.device("cpu")
+
+    results = evaluate_sets(args.sets, method=method, model=model, predictions=args.predictions,
+                            recognizer=recognizer, recognizer_info=info, save_predictions=args.save_predictions,
+                            ks=tuple(args.ks), allow_missing=args.allow_missing, batch_size=args.batch_size,
+                            device=rec_device, workers=args.workers, per_image=args.per_image,
+                            progress=not args.no_progress)
+    results["command"] = [PROG, *(argv if argv is not None else sys.argv[1:])]
+
+    print(report.markdown([results]))
+    skipped = report.skipped_summary(results)
+    if skipped:
+        print(skipped, file=sys.stderr)
+    if args.out:
+        report.write_results(results, args.out)
+        print(f"results written to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

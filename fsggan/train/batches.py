@@ -1,0 +1,170 @@
+"""Training batches: the resumable sharded sampler, the loaders, the training and
+validation sets of the data config, and occlusion of whole batches on the device.
+
+* :func:`setup_data` -> (train_set, val_set, data_state, sampler, loader, val): both stages' data;
+* :class:`ShardedBatchSampler` (data order from (seed, epoch), resumable mid-epoch),
+  :func:`epoch_batches` (an endless ``(epoch, batch_index, batch)`` stream) and
+  :func:`device_batches` (the same on the device, occluded there if so configured);
+* :func:`occlude_batch` (``data.occlude_on: device``).
+"""
+
+from __future__ import annotations
+
+import signal
+import warnings
+from dataclasses import fields
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from fsggan.config import from_dict, read_layers, save_config
+from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
+
+from .config import config_of_checkpoint
+from .runtime import Env, TrainingError, to_device
+
+__all__ = ["ShardedBatchSampler", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
+           "occlude_batch"]
+
+
+class ShardedBatchSampler(torch.utils.data.Sampler):
+    """Index batches for one process: the order depends only on (seed, epoch).
+
+    Epoch ``e`` is a permutation of the dataset drawn from ``seed`` and ``e``, cut into
+    global batches of ``batch_size`` (the incomplete last one is dropped); process
+    ``rank`` takes its contiguous ``batch_size / world_size`` share of each global batch,
+    so the global batches are the same whatever the number of processes (the job of
+    DistributedSampler, plus resuming in the middle of an epoch: ``set_epoch(e, start)``
+    skips the first ``start`` batches without loading them).
+    """
+
+    def __init__(self, num_items: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1):
+        if batch_size % world_size:
+            raise TrainingError(f"train.batch_size ({batch_size}) must be divisible by the number of "
+                                f"processes ({world_size})")
+        if num_items < batch_size:
+            raise TrainingError(f"the training set has {num_items} images, fewer than one batch ({batch_size})")
+        self.num_items, self.batch_size, self.seed = num_items, batch_size, seed
+        self.rank, self.local = rank, batch_size // world_size
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        self.epoch, self.start = epoch, start
+
+    def __len__(self) -> int:
+        return max(0, self.num_items // self.batch_size - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.num_items, generator=g).tolist()
+        for b in range(self.start, self.num_items // self.batch_size):
+            first = b * self.batch_size + self.rank * self.local
+            yield order[first:first + self.local]
+
+
+def epoch_batches(loader, sampler: ShardedBatchSampler, dataset, epoch: int, batch: int):
+    """Yield ``(epoch, batch_index, batch)`` forever, starting at (epoch, batch).
+
+    A fresh iterator each epoch, after ``dataset.set_epoch(epoch)`` (new, reproducible
+    occlusions per epoch; workers copy the dataset when the iterator starts).
+    """
+    while True:
+        sampler.set_epoch(epoch, batch)
+        if hasattr(dataset, "set_epoch"):
+            dataset.set_epoch(epoch)
+        for item in loader:
+            yield epoch, batch, item
+            batch += 1
+        epoch, batch = epoch + 1, 0
+
+
+def device_batches(loader, sampler: ShardedBatchSampler, dataset, pos: tuple[int, int], data, train, env: Env):
+    """Yield ``(epoch, batch_index, batch)`` forever from ``pos`` = (epoch, batch), each batch
+    on the device (``train.channels_last``) - and, with ``data.occlude_on: device``,
+    occluded there (:func:`occlude_batch`)."""
+    for epoch, index, batch in epoch_batches(loader, sampler, dataset, *pos):
+        b = to_device(batch, env, train.channels_last)
+        yield epoch, index, occlude_batch(dataset, b, epoch) if data.occlude_on == "device" else b
+
+
+def setup_data(data, train, *, env: Env, run_dir: Path, ckpt: dict | None):
+    """Both stages' data: ``(train_set, val_set, data_state, sampler, loader, val)``.
+
+    data: the ``data`` section (:class:`fsggan.train.config.DataConfig`); train: ``train``.
+    train_set draws new occlusions every epoch (``set_epoch``; reproducible from (seed,
+    epoch, index)) and is sharded over the DDP ranks by ``sampler`` (resumable order from
+    ``train.seed``); val_set is a fixed list of ``data.val_images`` occluded faces spread
+    over the validation identities (occlusions from ``data.val_seed``, identical in every
+    run and at every validation); ``val`` is val_set loaded into memory on rank 0 (None
+    elsewhere). data_state goes into every checkpoint: ``{"data_yaml": the data YAML
+    (data.config) as read at the start of the run}``.
+
+    A resumed run (``ckpt``) uses the data config stored in its checkpoint, so editing the
+    data YAML later cannot change a run half-way; a warning says when the given ``data``
+    or the data YAML differ from it. The data config is also saved as
+    ``run_dir/data_config.yaml`` (what ``fsggan-prepare-data --config`` reads).
+    """
+    run_dir = run_dir if env.is_main else None  # only rank 0 warns and writes
+    prep = data.prepare_config()
+    data_yaml = read_layers(data.config) if data.config else None
+    if ckpt is not None:
+        stored = config_of_checkpoint(ckpt)["data"]
+        stored_prep = from_dict(PrepareConfig, {f.name: stored[f.name] for f in fields(PrepareConfig)})
+        stored_yaml = ckpt.get("data_yaml", data_yaml)
+        if run_dir is not None and (stored_prep != prep or stored_yaml != data_yaml):
+            warnings.warn(f"the data config ({data.config or 'data section'}) differs from the one stored in the "
+                          f"checkpoint; the run continues with the stored one", stacklevel=2)
+        prep, data_yaml = stored_prep, stored_yaml
+    if run_dir is not None:
+        save_config(prep, run_dir / "data_config.yaml")
+    train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers")
+    if data.max_images:
+        train_set.records = train_set.records[:data.max_images]
+    val_set = make_occluded_dataset(prep, "val", seed=data.val_seed)
+    if len(val_set.records) > data.val_images:  # evenly over the identity-sorted records
+        idx = np.linspace(0, len(val_set.records) - 1, data.val_images).round().astype(int)
+        val_set.records = [val_set.records[i] for i in idx]
+    val_set.set_epoch(0)
+    sampler = ShardedBatchSampler(len(train_set), train.batch_size, train.seed, env.rank, env.world_size)
+    loader = make_loader(train_set, sampler, data, env)
+    val = load_all(val_set, data.num_workers) if env.is_main else None
+    return train_set, val_set, {"data_yaml": data_yaml}, sampler, loader, val
+
+
+def occlude_batch(dataset, batch: dict, epoch: int) -> dict:
+    """``data.occlude_on: device``: occlude a batch of clean faces where it lies (GPU),
+    image for image the same as the workers would (same per-item generators)."""
+    rngs = [item_rng(dataset.seed, epoch, int(i)) for i in batch["index"]]
+    res = dataset.synthesizer(batch["clean"], batch["landmarks"], rngs)
+    return {**batch, "occluded": res.occluded, "mask": res.mask}
+
+
+def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:
+    """DataLoader over ``sampler``'s batches: workers, pinned memory on CUDA.
+
+    It has its own generator, so creating an iterator never draws from the global torch
+    RNG (which would make a resumed run differ from an uninterrupted one), and its workers
+    ignore Ctrl-C, so that the main process can finish its step and save a checkpoint.
+    """
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, num_workers=data.num_workers,
+        pin_memory=data.pin_memory and env.device.type == "cuda",
+        generator=torch.Generator().manual_seed(0), worker_init_fn=_ignore_sigint,
+        prefetch_factor=4 if data.num_workers > 0 else None)
+
+
+def _ignore_sigint(worker_id: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def load_all(dataset, num_workers: int = 0, batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Load a (small) dataset into memory as one dict of stacked tensors."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    parts: dict[str, list] = {}
+    for b in loader:
+        for k, v in b.items():
+            if isinstance(v, torch.Tensor):
+                parts.setdefault(k, []).append(v)
+    return {k: torch.cat(v) for k, v in parts.items()}

@@ -1,0 +1,212 @@
+"""Where and how a training process runs: devices and DDP, mixed precision, seeds and RNG
+states.
+
+* :func:`setup_env` (CUDA when available, else CPU; DDP when launched by ``torchrun``)
+  -> :class:`Env`; :func:`teardown_env`;
+* :func:`wrap_model` (channels_last, SyncBatchNorm, DDP, torch.compile), :func:`to_device`;
+* :func:`autocast` / :func:`make_scaler` (``train.amp``: none | bf16 | fp16);
+* :func:`seed_everything`, :func:`rng_state` / :func:`set_rng_state`, and their
+  all-ranks forms :func:`gather_rng_states` / :func:`restore_rng_states` (what a
+  checkpoint holds, so a resumed run is bitwise identical to an uninterrupted one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+__all__ = ["TrainingError", "Env", "setup_env", "teardown_env", "wrap_model", "autocast", "make_scaler", "to_device",
+           "seed_everything", "rng_state", "set_rng_state", "gather_rng_states", "restore_rng_states"]
+
+
+class TrainingError(RuntimeError):
+    """A problem found at start (missing files, inconsistent settings); the message says what to do."""
+
+
+# Processes and devices --------------------------------------------------------------
+
+@dataclass
+class Env:
+    """Where this process runs: its DDP rank among ``world_size`` and its device."""
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    def __enter__(self) -> Env:
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        """Leave the process group (``with setup_env(...) as env:``)."""
+        teardown_env(self)
+        return False
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank if ``flag`` is true on any rank (no communication when alone)."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([float(flag)], device=self.device if self.device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+    def mean(self, values: torch.Tensor) -> torch.Tensor:
+        """Average a tensor over ranks."""
+        if not self.distributed:
+            return values
+        t = values.to(self.device if self.device.type == "cuda" else "cpu").clone()
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return t / self.world_size
+
+
+def setup_env(device: str = "auto") -> Env:
+    """Pick the device and join the process group when launched by ``torchrun``.
+
+    device: "auto" (CUDA when available, else CPU), "cuda" or "cpu". Under torchrun
+    (``WORLD_SIZE`` > 1) each process uses ``cuda:LOCAL_RANK`` with the NCCL backend, or
+    the CPU with gloo.
+    """
+    if device == "cuda" and not torch.cuda.is_available():
+        raise TrainingError("train.device is 'cuda' but CUDA is not available (use 'auto' or 'cpu')")
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local_rank)
+        dev = torch.device("cuda", local_rank)
+    else:
+        dev = torch.device("cpu")
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return Env(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def teardown_env(env: Env) -> None:
+    if env.distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def wrap_model(model: nn.Module, env: Env, *, channels_last: bool = False, sync_bn: bool = False,
+               compile: bool = False) -> nn.Module:
+    """Move ``model`` to the device and return the module the training step should call.
+
+    channels_last: NHWC memory format (faster convolutions on recent GPUs with AMP).
+    sync_bn: under DDP on CUDA, BatchNorm statistics over the global batch
+        (SyncBatchNorm); otherwise each process normalises over its own share and DDP
+        copies rank 0's running statistics to the others at every forward.
+    compile: torch.compile the forward.
+    The caller keeps ``model`` itself for state dicts (the wrapper's keys are prefixed).
+    """
+    model.to(env.device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    if sync_bn and env.distributed and env.device.type == "cuda":
+        # convert_sync_batchnorm replaces modules in place under the parent and keeps the
+        # Parameter objects, so weight tying (tied D trunk) survives
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    wrapped = model
+    if env.distributed and any(p.requires_grad for p in model.parameters()):
+        wrapped = nn.parallel.DistributedDataParallel(
+            model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+    if compile:
+        wrapped = torch.compile(wrapped)
+    return wrapped
+
+
+def autocast(env: Env, amp: str):
+    """Mixed precision context for the forward passes: amp is none | bf16 | fp16."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=env.device.type, dtype=dtype)
+
+
+def make_scaler(env: Env, amp: str) -> torch.amp.GradScaler:
+    """A GradScaler, enabled for fp16 only (bf16 and fp32 need none)."""
+    return torch.amp.GradScaler(env.device.type, enabled=amp == "fp16")
+
+
+def to_device(batch: dict, env: Env, channels_last: bool = False) -> dict:
+    """Move the tensors of a batch dict to the device (non-blocking from pinned memory)."""
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    out = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(env.device, non_blocking=True)
+            out[k] = v.contiguous(memory_format=fmt) if v.dim() == 4 else v
+        else:
+            out[k] = v
+    return out
+
+
+# Reproducibility --------------------------------------------------------------------
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed python, numpy and torch; each rank gets its own stream (seed + rank), model
+    initialisation is made identical across ranks by DDP broadcasting rank 0's weights."""
+    s = seed + rank
+    random.seed(s)
+    np.random.seed(s % 2**32)
+    torch.manual_seed(s)
+
+
+def rng_state() -> dict:
+    """This process's RNG states as tensors and plain lists (``weights_only``-loadable)."""
+    _, keys, pos, has_gauss, cached = np.random.get_state()
+    version, py_state, gauss = random.getstate()
+    return {
+        "torch": torch.get_rng_state(),
+        # this process's GPU only (get_rng_state_all would open a context on every GPU)
+        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(py_state), "gauss": gauss},
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+
+
+def gather_rng_states(env: Env) -> list[dict]:
+    """Every rank's RNG state, in rank order (on all ranks)."""
+    state = rng_state()
+    if not env.distributed:
+        return [state]
+    states = [None] * env.world_size
+    dist.all_gather_object(states, state)
+    return states
+
+
+def restore_rng_states(states: list[dict], env: Env) -> None:
+    if len(states) == env.world_size:
+        set_rng_state(states[env.rank])
+    elif env.is_main:
+        warnings.warn(f"checkpoint holds RNG states of {len(states)} processes, this run has "
+                      f"{env.world_size}: random streams are reseeded, the run is not bitwise "
+                      f"identical to an uninterrupted one", stacklevel=2)

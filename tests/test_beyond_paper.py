@@ -1,0 +1,165 @@
+"""Options beyond the paper (issue 8), all off in the paper configs: the blended output
+head, the occluded-region pixel loss and the mask loss, EMA of G, the learning-rate
+schedule. Shapes, gradients, exact pass-through, and a short training run that uses them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fsggan.config import load_config
+from fsggan.losses import LossWeights, mask_loss, masked_pixel_loss
+from fsggan.models import MultiRFDiscriminator, UNetGenerator, VAE
+from fsggan.train import gan
+from fsggan.train.config import TrainGANConfig
+from fsggan.train.ema import EMA
+from fsggan.train.schedule import lr_factor
+
+from test_train import data_config, gan_config, fixed_batch, one_thread, stage1, vae_config  # noqa: F401
+
+
+def blend_gen(**kw) -> UNetGenerator:
+    torch.manual_seed(0)
+    return UNetGenerator(base_channels=4, output="blend", **kw)
+
+
+def set_mask_logit(gen: UNetGenerator, value: float) -> None:
+    """Make the mask channel a constant logit: weights 0, bias ``value``."""
+    with torch.no_grad():
+        gen.out.weight[-1].zero_()
+        gen.out.bias[-1].fill_(value)
+
+
+def test_blend_passes_visible_pixels_through_exactly_when_mask_is_zero():
+    gen = blend_gen().eval()
+    x, g = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    set_mask_logit(gen, -200.0)          # sigmoid(-200) is exactly 0 in float32
+    out, m = gen(x, g, return_mask=True)
+    assert m.shape == (2, 1, 32, 32) and torch.all(m == 0)
+    assert torch.equal(out, x)
+    set_mask_logit(gen, 200.0)           # m = 1: the synthesised face everywhere
+    out, m = gen(x, g, return_mask=True)
+    assert torch.all(m == 1)
+    assert not torch.equal(out, x) and out.abs().max() <= 1
+
+
+def test_blend_shapes_range_and_every_parameter_gets_a_gradient():
+    gen = blend_gen()
+    x, g = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    out, m = gen(x, g, return_mask=True)
+    assert out.shape == x.shape and m.shape == (2, 1, 32, 32)
+    assert out.min() >= -1 and out.max() <= 1 and m.min() > 0 and m.max() < 1
+    (out.square().mean() + m.mean()).backward()
+    missing = [n for n, p in gen.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing, missing
+    # the paper's head: one tensor back, no mask
+    direct = UNetGenerator(base_channels=4)
+    assert isinstance(direct(x, g), torch.Tensor)
+    assert direct(x, g, return_mask=True)[1] is None
+
+
+def test_generator_output_option_is_checked():
+    with pytest.raises(ValueError, match="output must be one of"):
+        UNetGenerator(base_channels=4, output="mix")
+    with pytest.raises(ValueError, match="needs x among the inputs"):
+        UNetGenerator(in_channels=2, base_channels=4, output="blend")
+
+
+def test_masked_pixel_loss_averages_over_the_occluded_pixels_only():
+    y = torch.zeros(1, 3, 4, 4)
+    pred = torch.zeros(1, 3, 4, 4)
+    pred[..., :2, :] = 2.0               # wrong inside the mask
+    pred[..., 2:, :] = 5.0               # wrong outside it: must not count
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., :2, :] = 1
+    assert masked_pixel_loss(y, pred, mask).item() == pytest.approx(2.0)
+    assert masked_pixel_loss(y, pred, torch.zeros_like(mask)).item() == 0.0
+
+
+def test_mask_loss_is_binary_cross_entropy():
+    p = torch.tensor([0.9, 0.2]).view(1, 1, 1, 2)
+    t = torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)
+    expected = -(math.log(0.9) + math.log(0.8)) / 2
+    assert mask_loss(p, t).item() == pytest.approx(expected, rel=1e-5)
+    assert mask_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item() < 1e-5   # finite at p = 0
+
+
+def test_lr_schedule_warmup_then_cosine():
+    assert lr_factor(0, 100) == 1.0 and lr_factor(99, 100, decay="none") == 1.0
+    assert lr_factor(0, 100, warmup_steps=10) == pytest.approx(0.1)
+    assert lr_factor(9, 100, warmup_steps=10) == pytest.approx(1.0)
+    assert lr_factor(10, 100, warmup_steps=10, decay="cosine") == pytest.approx(1.0)
+    assert lr_factor(55, 100, warmup_steps=10, decay="cosine") == pytest.approx(0.5)
+    assert lr_factor(100, 100, warmup_steps=10, decay="cosine", min_ratio=0.1) == pytest.approx(0.1)
+    with pytest.raises(ValueError):
+        lr_factor(5, 100, decay="step")
+
+
+def test_ema_follows_the_weights_and_copies_buffers():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = EMA(net, decay=0.75)
+    before = [p.clone() for p in ema.module.parameters()]
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(1.0)
+    net(torch.randn(4, 2))               # train-mode BN updates its running statistics
+    ema.update(net)
+    for b, a, cur in zip(before, ema.module.parameters(), net.parameters()):
+        assert torch.allclose(a, 0.75 * b + 0.25 * cur)
+    assert torch.equal(ema.module[1].running_mean, net[1].running_mean)
+    assert not ema.module.training and not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_g_step_with_blend_hole_and_mask_terms_reduces_them():
+    x, y = fixed_batch()
+    mask = (x != y).any(1, keepdim=True).float()
+    torch.manual_seed(0)
+    gen = UNetGenerator(base_channels=4, output="blend")
+    disc = MultiRFDiscriminator(trunk=VAE(base_channels=4, latent_dim=8, image_size=32).encoder, head_channels=4)
+    opt = torch.optim.Adam(gen.parameters(), lr=2e-3)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    w = LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, pixel_hole=1.0, mask=1.0)
+    g = torch.zeros_like(x)
+    first = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, weights=w, mask=mask)[0]
+    for _ in range(40):
+        last = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, weights=w, mask=mask)[0]
+    assert {"pixel", "pixel_hole", "mask", "total"} <= set(last)
+    assert last["pixel_hole"] < first["pixel_hole"] and last["mask"] < first["mask"]
+    with pytest.raises(ValueError, match="need the occlusion mask"):
+        gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, weights=w)
+    with pytest.raises(ValueError, match="generator.output: blend"):
+        gan.g_step(UNetGenerator(base_channels=4), disc, opt, scaler, x=x, g=g, y=y,
+                   weights=LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, mask=1.0), mask=mask)
+
+
+def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_config, stage1, tmp_path):  # noqa: F811
+    from fsggan.pipeline import FSGGAN
+    from fsggan.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    cfg = gan_config(data_config, run, stage1, "generator.output=blend", "loss.mask=1.0", "loss.pixel_hole=10.0",
+                     "train.ema=0.9", "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.1")
+    result = gan.train_gan(**vars(cfg))
+    assert result["step"] == 6
+    ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
+    assert set(ckpt["models"]) == {"vae", "generator", "discriminator", "generator_ema"}
+    assert ckpt["config"]["generator"]["output"] == "blend"
+    assert not all(torch.equal(ckpt["models"]["generator"][k], ckpt["models"]["generator_ema"][k])
+                   for k in ckpt["models"]["generator"])
+    stats = (run / "stats.jsonl").read_text()
+    assert '"g/mask"' in stats and '"g/pixel_hole"' in stats
+    model = FSGGAN.from_checkpoints(gan=run / "checkpoints" / "last.pt", device="cpu")
+    ema_w = ckpt["models"]["generator_ema"]["out.weight"]
+    assert torch.equal(model.generator.out.weight, ema_w)
+    assert model.generator.output == "blend"
+    out = model.deocclude(torch.rand(2, 3, 32, 32) * 2 - 1)   # inference needs no mask
+    assert out.shape == (2, 3, 32, 32)
+
+
+def test_paper_configs_keep_the_options_off():
+    cfg = load_config(TrainGANConfig, "configs/gan.yaml", [])
+    assert cfg.generator.output == "direct"
+    assert cfg.loss.pixel_hole == 0 and cfg.loss.mask == 0 and cfg.train.ema == 0
+    assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none"
