@@ -1,32 +1,48 @@
-"""Checkpoint files, for every caller: the layout (:func:`make_checkpoint`), save (atomic),
-load (``weights_only``, one-line errors), resolve (a file or a run directory), and back
-into objects (:func:`load_states`, :func:`model_from_checkpoint`).
+"""Checkpoint files, for every caller: the layout (:func:`make_checkpoint`), save (atomic,
+cleaning up temp files that a killed save left behind), load (``weights_only``, one-line
+errors naming the file and what was expected), resolve (a file or a run directory), and
+back into objects (:func:`load_states`, :func:`load_state`, :func:`model_from_checkpoint`).
 
 Layout (DESIGN.md section 4): a plain dict ``{"version": 1, "step", "config": {resolved
 config; the model sections are constructor kwargs}, "models": {name: state_dict},
 "optimizers": {name: state_dict}, "scaler": {name: state_dict}, "rng": [per-rank states],
 "data": {"epoch", "batch"}, "best": {...}, "data_yaml": {the data YAML as read at start}}``
 - tensors, numbers, strings, lists and dicts only, so ``torch.load(path,
-weights_only=True)`` reads it and a model can be rebuilt without the YAML. A run directory holds ``checkpoints/last.pt`` (the latest state; what a resumed
-run continues), ``checkpoints/best.pt`` (chosen on the validation split; what inference
-uses) and optional snapshots.
+weights_only=True)`` reads it and a model can be rebuilt without the YAML. A Stage I
+checkpoint holds models {"vae"}; a Stage II one {"generator", "discriminator", "vae"[,
+"generator_ema"]}. A run directory holds ``checkpoints/last.pt`` (the latest state; what a
+resumed run continues), ``checkpoints/best.pt`` (chosen on the validation split; what
+inference uses) and optional snapshots.
+
+Every damaged file is a :class:`CheckpointError` whose message is one line: ``<file>:
+<what is wrong>; expected <what the caller needs>``, for example
+
+    runs/vae/checkpoints/last.pt: truncated or damaged (an incomplete torch.save zip archive);
+    expected an fsggan Stage I (VAE) checkpoint (what fsggan-train-vae writes)
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 import torch
 from torch import nn
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "make_checkpoint", "save_checkpoint", "resolve_checkpoint",
-           "load_checkpoint", "load_states", "model_from_checkpoint"]
+           "load_checkpoint", "checkpoint_stage", "load_state", "load_states", "model_from_checkpoint",
+           "remove_stale_temps"]
 
 CHECKPOINT_VERSION = 1
-STAGES = {"vae": "Stage I (VAE)", "generator": "Stage II (GAN)"}
+# stage -> (the model that identifies it, its name, the command that writes it)
+STAGES = {"vae": ("vae", "Stage I (VAE)", "fsggan-train-vae"),
+          "gan": ("generator", "Stage II (GAN)", "fsggan-train-gan")}
+TRAINING_STATE = ("step", "optimizers", "scaler", "rng", "data")   # what a resume needs besides the models
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")   # save_checkpoint's temp files
 
 
 class CheckpointError(ValueError):
@@ -51,20 +67,11 @@ def make_checkpoint(*, step: int, config: dict, models: dict, optimizers: dict, 
     }
 
 
-def load_states(ckpt: dict, *, models: dict, optimizers: dict, scalers: dict) -> tuple[int, tuple[int, int], dict]:
-    """Load a checkpoint's states into the given objects; returns (step, (epoch, batch), best)."""
-    for k, m in models.items():
-        m.load_state_dict(ckpt["models"][k])
-    for k, o in optimizers.items():
-        o.load_state_dict(ckpt["optimizers"][k])
-    for k, s in scalers.items():
-        if ckpt["scaler"].get(k):
-            s.load_state_dict(ckpt["scaler"][k])
-    return ckpt["step"], (ckpt["data"]["epoch"], ckpt["data"]["batch"]), dict(ckpt.get("best", {}))
-
+# Saving -------------------------------------------------------------------------------
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
-    """Write ``state`` atomically: temp file in the same folder, fsync, os.replace.
+    """Write ``state`` atomically: temp file ``.<name>.tmp<PID>`` in the same folder, fsync,
+    os.replace; then remove the temp files of saves that were killed (:func:`remove_stale_temps`).
 
     A crash while saving leaves the previous file intact.
     """
@@ -85,7 +92,42 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+    remove_stale_temps(path.parent)
 
+
+def remove_stale_temps(folder: str | Path) -> list[Path]:
+    """Delete the ``.<name>.tmp<PID>`` files in ``folder`` left by saves that were killed
+    (their process no longer runs); returns what was removed. Training calls it at start
+    and after every save."""
+    removed = []
+    folder = Path(folder)
+    if not folder.is_dir():
+        return removed
+    for p in folder.iterdir():
+        m = _TEMP.match(p.name)
+        if m is None or not p.is_file() or _running(int(m["pid"])):
+            continue
+        with contextlib.suppress(OSError):
+            p.unlink()
+            removed.append(p)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+# Loading ------------------------------------------------------------------------------
 
 def resolve_checkpoint(path: str | Path, prefer: Sequence[str] = ("best.pt", "last.pt")) -> Path:
     """A checkpoint file as it is, or a run directory -> its first existing
@@ -106,44 +148,175 @@ def resolve_checkpoint(path: str | Path, prefer: Sequence[str] = ("best.pt", "la
     return path
 
 
-def load_checkpoint(path: str | Path, *, require: str | None = None, version: int | None = None,
+def checkpoint_stage(ckpt: dict) -> Literal["vae", "gan"] | None:
+    """"gan" for a checkpoint holding a generator, "vae" for one holding only V, else None."""
+    models = ckpt.get("models") if isinstance(ckpt, dict) else None
+    if not isinstance(models, dict):
+        return None
+    return "gan" if "generator" in models else "vae" if "vae" in models else None
+
+
+def _expected(stage: str | None, require: str | None, resumable: bool) -> str:
+    kind = "training checkpoint" if resumable else "checkpoint"
+    where = " (checkpoints/last.pt)" if resumable else ""
+    if stage is not None:
+        _, name, writer = STAGES[stage]
+        return f"an fsggan {name} {kind}, as {writer} writes{where}"
+    if require is not None:
+        name = {"vae": "Stage I (VAE)", "generator": "Stage II (GAN)"}.get(require, f"'{require}'")
+        return f"an fsggan {name} {kind} (holding models['{require}'] and config['{require}'])"
+    return f"an fsggan {kind}, as fsggan-train-vae or fsggan-train-gan writes{where}"
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    """What is wrong with a file that torch.load refused, in a few words."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:  # permissions, ...
+        return f"cannot read it ({err.strerror or err})"
+    if not head:
+        return "empty file (0 bytes)"
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    imported = found[1] if found else _pickle_import(path) if head.startswith(b"\x80") else None
+    if imported:  # weights_only refused an import: the file carries code, not only data
+        return f"refused: loading it would import {imported} (code, not data)"
+    if head.startswith(b"PK"):
+        return "truncated or damaged (an incomplete torch.save zip archive)"
+    if isinstance(exc, EOFError):
+        return "truncated or damaged (the file ends early)"
+    if _is_text(head):
+        return "a text file, not a PyTorch checkpoint"
+    return "not a PyTorch checkpoint (unrecognised binary content)"
+
+
+def _pickle_import(path: Path) -> str | None:
+    """The first ``module.name`` a raw pickle file would import (read, never run), or None."""
+    import pickletools
+
+    strings: list[str] = []
+    try:
+        with open(path, "rb") as f:
+            for op, arg, _ in pickletools.genops(f):
+                if op.name == "GLOBAL":
+                    return str(arg).replace(" ", ".")
+                if op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                    return f"{strings[-2]}.{strings[-1]}"
+                if isinstance(arg, str):
+                    strings.append(arg)
+    except Exception:  # noqa: BLE001 - not a (complete) pickle
+        return None
+    return None
+
+
+def _is_text(head: bytes) -> bool:
+    """UTF-8 without control characters (a character cut at the end of ``head`` is fine)."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 3:
+            return False
+        text = head[:exc.start].decode("utf-8")
+    return all(c.isprintable() or c.isspace() for c in text)
+
+
+def load_checkpoint(path: str | Path, *, stage: Literal["vae", "gan"] | None = None, require: str | None = None,
+                    version: int | None = None, resumable: bool = False,
                     prefer: Sequence[str] = ("best.pt", "last.pt"), map_location="cpu") -> dict:
-    """Read a checkpoint safely (``weights_only=True``: no pickled objects).
+    """Read a checkpoint safely (``weights_only=True``: no pickled objects), the one loader
+    of every command.
 
     path: a file or a run directory (see :func:`resolve_checkpoint`, ``prefer``).
+    stage: "vae" (Stage I: models {"vae"}) or "gan" (Stage II: a "generator" among the
+        models), with the model's constructor kwargs in ``config``.
     require: a model name ("vae", "generator", ...) that must be in ``models``, with its
-        constructor kwargs in ``config``.
+        constructor kwargs in ``config`` (a Stage II checkpoint also satisfies "vae").
     version: the checkpoint version the caller reads (training resumes check it).
+    resumable: the training state (optimisers, RNG, data position) must be there too.
     Returns the dict with ``"path"`` (the resolved file) added. Raises FileNotFoundError
     or :class:`CheckpointError`, both one line naming the file.
     """
     path = resolve_checkpoint(path, prefer)
-    if require is not None:
-        stage = STAGES.get(require, f"'{require}'")
-        expected = (f"an fsggan {stage} checkpoint: a dict with 'models': {{'{require}': state_dict}} and "
-                    f"'config': {{'{require}': constructor kwargs}}")
-    else:
-        expected = "an fsggan checkpoint: a dict with 'models': {name: state_dict} and 'config'"
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    expected = _expected(stage, require, resumable)
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a raw pickle: torch warns about its protocol before refusing it
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # not a torch file, truncated, unsafe pickle, ...
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({msg}); expected {expected}") from exc
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("models"), dict) or (
-            require is None and not isinstance(ckpt.get("config"), dict)):
-        found = sorted(ckpt)[:8] if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(f"{path}: expected {expected}; found {found}")
-    if require is not None:
-        if require not in ckpt["models"]:
-            raise CheckpointError(f"{path}: holds models {sorted(ckpt['models'])}, not '{require}'; "
-                                  f"expected {expected}")
-        if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt["config"].get(require), dict):
-            raise CheckpointError(f"{path}: config['{require}'] (the constructor kwargs) is missing; "
-                                  f"expected {expected}")
+        raise CheckpointError(f"{path}: {_unreadable(path, exc)}; expected {expected}") from exc
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("models"), dict):
+        found = (f"top-level keys {sorted(map(str, ckpt))[:8]}" if isinstance(ckpt, dict)
+                 else f"a {type(ckpt).__name__}, not a dict")
+        raise CheckpointError(f"{path}: a PyTorch file but not an fsggan checkpoint (no 'models'; {found}); "
+                              f"expected {expected}")
+    models = ", ".join(sorted(map(str, ckpt["models"]))) or "none"
+    found_stage = checkpoint_stage(ckpt)
+    if stage is not None and found_stage != stage:
+        what = f"a {STAGES[found_stage][1]} checkpoint" if found_stage else "a checkpoint of neither stage"
+        raise CheckpointError(f"{path}: {what} (models: {models}); expected {expected}")
+    require = require or (STAGES[stage][0] if stage else None)
+    if require is not None and require not in ckpt["models"]:
+        raise CheckpointError(f"{path}: holds models {models}, not '{require}'; expected {expected}")
+    if not isinstance(ckpt.get("config"), dict) or (require is not None and not isinstance(
+            ckpt["config"].get(require), dict)):
+        key = f"config['{require}'] (the constructor arguments)" if require else "'config'"
+        raise CheckpointError(f"{path}: {key} is missing; expected {expected}")
+    if resumable:
+        lacking = [k for k in TRAINING_STATE if k not in ckpt]
+        if lacking:
+            raise CheckpointError(f"{path}: no training state ({', '.join(lacking)} missing), so it cannot be "
+                                  f"resumed; expected {expected}")
     if version is not None and ckpt.get("version") != version:
         raise CheckpointError(f"{path}: checkpoint version {ckpt.get('version')}, this code reads {version}")
     ckpt["path"] = str(path)
     return ckpt
+
+
+# Back into objects --------------------------------------------------------------------
+
+def load_state(model: nn.Module, ckpt: dict, name: str, *, state: str | None = None,
+               config: dict | None = None) -> None:
+    """``model.load_state_dict(ckpt["models"][state or name])``, or a one-line
+    CheckpointError naming the file and the tensors that do not fit. ``config``: the
+    constructor arguments the model was built with (named in the message)."""
+    path, stored = ckpt.get("path", "checkpoint"), ckpt["models"].get(state or name)
+    built = f"{type(model).__name__}({', '.join(f'{k}={v!r}' for k, v in (config or {}).items())})" if config \
+        else f"the {type(model).__name__} built from the config"
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: models['{state or name}'] is not a state dict; expected the weights of {built}")
+    own = model.state_dict()
+    shapes = [f"{k} is {tuple(stored[k].shape)} in the file, {tuple(v.shape)} in the model" for k, v in own.items()
+              if k in stored and isinstance(stored[k], torch.Tensor) and stored[k].shape != v.shape]
+    missing = [k for k in own if k not in stored]
+    unexpected = [k for k in stored if k not in own]
+    if shapes or missing or unexpected:
+        first = shapes[0] if shapes else f"{missing[0]} missing" if missing else f"{unexpected[0]} unexpected"
+        raise CheckpointError(f"{path}: the stored '{state or name}' weights do not fit {built}: {len(shapes)} "
+                              f"shape(s) differ, {len(missing)} tensor(s) missing, {len(unexpected)} unexpected "
+                              f"(first: {first})")
+    model.load_state_dict(stored)
+
+
+def load_states(ckpt: dict, *, models: dict, optimizers: dict, scalers: dict) -> tuple[int, tuple[int, int], dict]:
+    """Load a checkpoint's states into the given objects; returns (step, (epoch, batch), best).
+    Weights or optimiser states that do not fit raise a one-line CheckpointError."""
+    for k, m in models.items():
+        if k not in ckpt["models"]:
+            raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: holds models "
+                                  f"{', '.join(sorted(ckpt['models']))}, not '{k}', which this run needs")
+        load_state(m, ckpt, k)
+    for k, o in optimizers.items():
+        try:
+            o.load_state_dict(ckpt["optimizers"][k])
+        except (KeyError, ValueError, TypeError) as exc:
+            raise CheckpointError(f"{ckpt.get('path', 'checkpoint')}: the stored '{k}' optimiser state does not "
+                                  f"fit: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    for k, s in scalers.items():
+        if ckpt["scaler"].get(k):
+            s.load_state_dict(ckpt["scaler"][k])
+    return ckpt["step"], (ckpt["data"]["epoch"], ckpt["data"]["batch"]), dict(ckpt.get("best", {}))
 
 
 def model_from_checkpoint(cls: type[nn.Module], ckpt: dict, name: str, *, state: str | None = None) -> nn.Module:
@@ -152,11 +325,7 @@ def model_from_checkpoint(cls: type[nn.Module], ckpt: dict, name: str, *, state:
     kwargs, path = ckpt["config"][name], ckpt.get("path", "checkpoint")
     try:
         model = cls(**kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: config['{name}'] does not fit {cls.__name__}: {exc}") from exc
-    try:
-        model.load_state_dict(ckpt["models"][state or name])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: state dict of '{name}' does not fit {cls.__name__}({kwargs}): "
-                              f"{str(exc).splitlines()[0]}") from exc
+    load_state(model, ckpt, name, state=state, config=kwargs)
     return model.eval().requires_grad_(False)

@@ -35,6 +35,7 @@ inside PIL; callers that prefer to skip bad files catch `ImageError` and count
 from __future__ import annotations
 
 import io
+import math
 import warnings
 from pathlib import Path
 
@@ -44,6 +45,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MIN_FACE_SIZE",
     "ImageError",
     "read_rgb",
     "read_rgba",
@@ -60,6 +62,9 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
+# The smallest source image (shorter side, px) a face is cropped from: fsggan-prepare-data's
+# default dataset.min_source_size and fsggan-deocclude's limit.
+MIN_FACE_SIZE = 32
 
 # Never decode a truncated file silently into a half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -197,7 +202,7 @@ def read_rgb(path: str | Path, *, min_size: int = 1, background: int = 255) -> t
     if min(h, w) < min_size:
         raise ImageError(
             path, "too_small", f"image is {w}x{h}, smaller than the {min_size} px needed to crop a face; "
-            "delete it or lower dataset.min_source_size"
+            "replace it with a larger image"
         )
     return np.ascontiguousarray(arr), note
 
@@ -232,11 +237,18 @@ def read_rgba(path: str | Path) -> np.ndarray:
 def crop_resize(image: np.ndarray, box: tuple[float, float, float, float], size: int) -> np.ndarray:
     """Crop `box` (left, top, right, bottom; source pixels, may be fractional) and resize to size x size.
 
-    Parts of the box outside the image are filled by edge replication (PIL's box resampling
-    clamps), so the result is always defined.
+    Parts of the box outside the image (a face box of a very elongated photo) are filled by
+    edge replication, so the result is always defined; a box inside the image is cropped
+    from the image as it is.
     """
+    h, w = image.shape[:2]
+    left, top, right, bottom = (float(v) for v in box)
+    pad = [max(0, math.ceil(v)) for v in (-top, bottom - h, -left, right - w)]
+    if any(pad):
+        image = np.pad(image, ((pad[0], pad[1]), (pad[2], pad[3]), (0, 0))[:image.ndim], mode="edge")
+        left, top, right, bottom = left + pad[2], top + pad[0], right + pad[2], bottom + pad[0]
     im = Image.fromarray(image)
-    out = im.resize((size, size), resample=Image.Resampling.BICUBIC, box=tuple(float(v) for v in box))
+    out = im.resize((size, size), resample=Image.Resampling.BICUBIC, box=(left, top, right, bottom))
     return np.asarray(out, dtype=np.uint8)
 
 

@@ -13,6 +13,9 @@
 * a torch tensor (3, H, W) or (B, 3, H, W), float in [-1, 1] (fsggan's convention) ->
   a tensor of the same rank in [-1, 1], on the input's device.
 
+Values outside the range of their kind (a tensor in [0, 255], a float array in [0, 255])
+raise a ValueError naming the range expected (rounding errors up to 1e-3 are accepted).
+
 Inputs should be face crops like the training data (128x128, aligned as
 ``fsggan-prepare-data`` does); other sizes are resized to the model's ``image_size``.
 For uncropped photos use :func:`crop_faces` first (or ``fsggan-deocclude`` without
@@ -39,7 +42,8 @@ from PIL import Image
 from torch import nn
 
 from fsggan.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from fsggan.images import list_images, read_rgb, save_image, to_float01, to_tensor, to_uint8
+from fsggan.images import (MIN_FACE_SIZE, ImageError, list_images, read_rgb, save_image, to_float01, to_tensor,
+                           to_uint8)
 
 __all__ = ["FSGGAN", "crop_faces", "read_input", "collect_inputs", "deocclude_files", "resolve_device"]
 
@@ -74,11 +78,12 @@ def _to_batch(images) -> tuple[torch.Tensor, dict]:
     """Any supported input -> ((B, 3, H, W) float in [-1, 1] on CPU or the input's device,
     info needed to give the output back in the same kind)."""
     if isinstance(images, torch.Tensor):
-        if images.dim() == 3 and images.shape[0] == 3:
-            return images.unsqueeze(0).float(), {"kind": "tensor", "single": True, "device": images.device}
-        if images.dim() == 4 and images.shape[1] == 3:
-            return images.float(), {"kind": "tensor", "single": False, "device": images.device}
-        raise ValueError(f"tensor input must be (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+        if images.dim() not in (3, 4) or images.shape[-3] != 3:
+            raise ValueError(f"tensor input must be (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+        _check_range(images, -1.0, 1.0, "a tensor input", "fsggan's convention; from [0, 1] use x * 2 - 1, "
+                     "from [0, 255] x / 127.5 - 1")
+        info = {"kind": "tensor", "single": images.dim() == 3, "device": images.device}
+        return (images.unsqueeze(0) if images.dim() == 3 else images).float(), info
     if isinstance(images, Image.Image):
         return to_tensor(images).unsqueeze(0), {"kind": "pil", "single": True}
     if isinstance(images, np.ndarray):
@@ -86,6 +91,9 @@ def _to_batch(images) -> tuple[torch.Tensor, dict]:
             batch, info = _to_batch(list(images))
             info["kind"] = "ndarray_batch"
             return batch, info
+        if np.issubdtype(images.dtype, np.floating):
+            _check_range(torch.from_numpy(np.asarray(images)), 0.0, 1.0, "a float array",
+                         "for [0, 255] pass uint8 arrays")
         return to_tensor(images).unsqueeze(0), {"kind": "ndarray", "single": True, "dtype": images.dtype}
     if isinstance(images, (list, tuple)):
         if not images:
@@ -102,6 +110,16 @@ def _to_batch(images) -> tuple[torch.Tensor, dict]:
         return torch.cat(tensors), {**first, "single": False}
     raise TypeError(f"unsupported image input {type(images).__name__}: give PIL images, "
                     "numpy arrays (H, W, 3) or tensors (B, 3, H, W) in [-1, 1]")
+
+
+def _check_range(x: torch.Tensor, lo: float, hi: float, what: str, hint: str, tol: float = 1e-3) -> None:
+    """ValueError naming the range when ``x`` holds values outside [lo, hi] (or NaN / inf)."""
+    if x.numel() == 0:
+        return
+    vmin, vmax = float(x.min()), float(x.max())
+    if not (lo - tol <= vmin and vmax <= hi + tol):  # also false for NaN
+        raise ValueError(f"{what} must hold values in [{lo:g}, {hi:g}] ({hint}); got values in "
+                         f"[{vmin:g}, {vmax:g}]")
 
 
 def _from_batch(out: torch.Tensor, info: dict):
@@ -170,7 +188,7 @@ class FSGGAN:
 
         if gan is None:
             raise ValueError("gan= (the Stage II checkpoint or run directory) is required")
-        gckpt = load_checkpoint(gan, require="generator")
+        gckpt = load_checkpoint(gan, stage="gan")
         ema = "generator_ema" in gckpt["models"]  # the EMA weights when trained with them
         generator = model_from_checkpoint(UNetGenerator, gckpt, "generator", state="generator_ema" if ema else None)
         paths = {"gan": gckpt["path"]}
@@ -249,8 +267,9 @@ def crop_faces(images: Sequence, image_size: int = 128, crop: str = "lfw") -> li
 
 def read_input(path: Path, *, aligned: bool, crop: str, image_size: int) -> torch.Tensor:
     """One input file -> (3, S, S) in [-1, 1]: an aligned crop resized, or a photo cropped
-    like the data pipeline (raises with the file's name when unreadable)."""
-    arr, _ = read_rgb(path)
+    like the data pipeline (raises ImageError naming the file when it is unreadable or its
+    shorter side is under MIN_FACE_SIZE = 32 px, the limit of fsggan-prepare-data)."""
+    arr, _ = read_rgb(path, min_size=MIN_FACE_SIZE)
     if aligned:
         return _resize(to_tensor(arr).unsqueeze(0), (image_size, image_size))[0]
     return crop_faces([arr], image_size, crop)[0]
@@ -303,7 +322,7 @@ def deocclude_files(
                 try:
                     x = read_input(f, aligned=aligned, crop=crop, image_size=model.image_size)
                 except Exception as exc:  # report, go on with the rest
-                    failed.append(f"{f}: {exc}")
+                    failed.append(str(exc) if isinstance(exc, ImageError) else f"{f}: {exc}")  # named once
                     continue
                 xs.append(x)
                 ok.append(f)

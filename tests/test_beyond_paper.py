@@ -163,3 +163,28 @@ def test_paper_configs_keep_the_options_off():
     assert cfg.generator.output == "direct"
     assert cfg.loss.pixel_hole == 0 and cfg.loss.mask == 0 and cfg.train.ema == 0
     assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none"
+
+
+def test_cpu_bf16_autocast_falls_back_to_fp32_where_bf16_crashes(monkeypatch):
+    import subprocess
+
+    from fsggan.train import runtime
+
+    calls = []
+
+    def crashing(cmd, env, **kw):
+        calls.append(env.get("ONEDNN_MAX_CPU_ISA"))
+        return subprocess.CompletedProcess(cmd, -4)        # SIGILL, as oneDNN's AMX kernels on some VMs
+
+    monkeypatch.setattr(runtime.subprocess, "run", crashing)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    runtime.cpu_bf16_usable.cache_clear()
+    env = runtime.Env(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1)
+    try:
+        with pytest.warns(UserWarning, match="training in float32 instead"):
+            ctx = runtime.autocast(env, "bf16")
+        assert calls == [None, "AVX512_CORE_BF16"]           # tried as is, then without AMX
+        with ctx:
+            assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
+    finally:
+        runtime.cpu_bf16_usable.cache_clear()

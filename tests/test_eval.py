@@ -184,14 +184,31 @@ def test_predictions_missing_file_fails_then_counted(prepared, tmp_path):
                        allow_missing=True, progress=False)
     assert res["missing"] == ["person_2_0001.png"]
     assert [u["name"] for u in res["unreadable"]] == ["person_3_0000.png"]
-    assert res["quality"]["X"]["ssim"]["n"] == 16 and res["quality"][OCCLUDED]["ssim"]["n"] == 18
-    # the predictions are the occluded images: same figures as the baseline row on the same images
+    # every row on the same 16 images: predictions identical to the input score exactly as the input
+    assert res["quality"]["X"]["ssim"]["n"] == 16 and res["quality"][OCCLUDED]["ssim"]["n"] == 16
+    assert res["quality"]["X"] == res["quality"][OCCLUDED]
     assert res["quality"]["X"]["ssim"]["mean"] == pytest.approx(
         np.mean([metrics.ssim(np.asarray(Image.open(prepared / "occluded" / n)),
                               np.asarray(Image.open(prepared / "clean" / n)))
                  for n in sorted(p.name for p in (prepared / "clean").iterdir())
                  if n not in ("person_2_0001.png", "person_3_0000.png")]))
-    assert res["recognition"]["X"]["n_missing"] > 0
+    assert res["scored"] == {"images": 16, "identities": 6}
+    # rank-k: the two queries without a prediction (one per repeat) are left out of every row
+    rec = res["recognition"]
+    assert rec["X"] == rec[OCCLUDED] and rec["X"]["n_queries"] == rec[CLEAN]["n_queries"] == 22
+    assert rec["X"]["n_missing"] == rec[CLEAN]["n_missing"] == 2
+    assert res["protocol"] == {"repeats": 2, "identities": 6, "queries_per_identity": 2, "queries": 22,
+                               "queries_total": 24, "identities_queried": 6,
+                               "reduced": ["6 identities instead of 200", "2 queries per identity instead of 5",
+                                           "2 repeats instead of 5", "2 of 24 queries left out (no usable prediction)"]}
+    md = report.markdown([{"method": "X", "ks": [1, 5, 10], "recognizer": {"name": "pool"},
+                           "sets": {"set1-toy": res}}])
+    assert ("- set1-toy: 16 images of 6 identities (2 of 18 left out of every row: no usable prediction)"
+            in md.splitlines())
+    assert ("- set1-toy: 6 identities (1 clean gallery image each; 6 with queries), 2 queries per identity, "
+            "2 repeats: 22 queries. **Reduced protocol** (the paper's: 200 identities x 5 queries, 5 repeats): "
+            "6 identities instead of 200; 2 queries per identity instead of 5; 2 repeats instead of 5; "
+            "2 of 24 queries left out (no usable prediction)") in md.splitlines()
 
 
 def test_cli_predictions_outputs_parse_and_compare(prepared, tmp_path, capsys):

@@ -65,7 +65,7 @@ def test_explicit_vae_and_checkpoint_errors(runs, tmp_path):
                                 gan=runs["gan_run"] / "checkpoints" / "last.pt", device="cpu")
     assert m.uses_structure
     assert resolve_checkpoint(runs["gan_run"]).name == "last.pt"  # no best.pt there
-    with pytest.raises(CheckpointError, match="not 'generator'"):
+    with pytest.raises(CheckpointError, match=r"a Stage I \(VAE\) checkpoint .*expected an fsggan Stage II"):
         FSGGAN.from_checkpoints(gan=runs["vae_run"])  # a Stage I checkpoint given as Stage II
     bad = tmp_path / "bad.pt"
     bad.write_text("hello")

@@ -44,6 +44,9 @@ def test_quickstart_end_to_end_on_small_lfw_folder(tmp_path, monkeypatch):
     for stage in ("vae", "gan"):
         assert (out / stage / "checkpoints" / "last.pt").is_file()
         assert (out / stage / "config.yaml").is_file()
+    # each phase's wall time is reported
+    assert set(results["timings"]) == {"prepare", "stage1", "stage2", "evaluate", "total"}
+    assert all(v > 0 for v in results["timings"].values())
     # the report: tables + machine-readable results that parse and hold the method's row
     report = out / "report"
     assert (report / "deocclusion_grid.png").is_file()

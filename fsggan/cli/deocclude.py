@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fsggan.cli import fail
-from fsggan.images import IMAGE_EXTENSIONS
+from fsggan.images import IMAGE_EXTENSIONS, MIN_FACE_SIZE
 
 PROG = "fsggan-deocclude"
 
@@ -19,7 +19,9 @@ PROG = "fsggan-deocclude"
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=PROG,
-        description="De-occlude face images with trained FSG-GAN checkpoints (128x128 faces out).")
+        description="De-occlude face images with trained FSG-GAN checkpoints. Faces come out at the size the "
+                    f"model works at (its vae.image_size, e.g. 128x128); inputs need at least {MIN_FACE_SIZE} px "
+                    "on their shorter side.")
     p.add_argument("inputs", nargs="+", help="image files and/or folders of images "
                    f"({', '.join(IMAGE_EXTENSIONS)})")
     p.add_argument("--gan", required=True, help="Stage II checkpoint (.pt) or run directory")
@@ -44,6 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from fsggan.pipeline import FSGGAN, collect_inputs, deocclude_files
 
     args = build_parser().parse_args(argv)
+    if args.batch_size < 1:
+        return fail(PROG, f"--batch-size {args.batch_size}: must be >= 1")
     try:
         files = collect_inputs(args.inputs)
         model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device)

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="none (default) | lightcnn9 | lightcnn29 | lightcnn29v2 | mobilefacenet | arcface_r50 | "
                           "arcface_r100 | dlib_resnet (needs pip install 'fsggan[landmarks]')")
     rec.add_argument("--recognizer-weights", help="the recognizer's published weights; 'random' for a smoke test")
-    rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="ranks to report (default: 1 5 10)")
+    rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="ranks to report, >= 1 (default: 1 5 10)")
     out = p.add_argument_group("output")
     out.add_argument("--out", help="results folder: results.md, results.json, quality.csv, recognition.csv")
     out.add_argument("--per-image", action="store_true", help="also write per_image_<set>.csv")
@@ -61,12 +61,31 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    problem = _check_values(args)
+    if problem:
+        return fail(PROG, problem)
     try:
         return _run(args, parser, argv)
     except (MissingPredictionsError, FileNotFoundError, ImportError, ValueError, RuntimeError) as exc:
         if type(exc) is RuntimeError:  # a bare RuntimeError is a bug or a torch failure: keep the traceback
             raise
         return fail(PROG, exc)
+
+
+def _check_values(args: argparse.Namespace) -> str | None:
+    """A one-line complaint about an option value, checked before anything is loaded."""
+    from fsggan.eval.recognition import recognizer_names
+
+    if args.recognizer != "none" and args.recognizer not in recognizer_names():
+        return f"--recognizer {args.recognizer}: unknown name; choose from none, {', '.join(recognizer_names())}"
+    bad = [k for k in args.ks if k < 1]
+    if bad:
+        return f"--ks {' '.join(map(str, args.ks))}: ranks start at 1 (rank-1 = the best match), got {bad[0]}"
+    for name in ("batch_size", "workers"):
+        value, least = getattr(args, name), 1 if name == "batch_size" else 0
+        if value < least:
+            return f"--{name.replace('_', '-')} {value}: must be >= {least}"
+    return None
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -132,10 +151,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
                             progress=not args.no_progress)
     results["command"] = [PROG, *(argv if argv is not None else sys.argv[1:])]
 
-    print(report.markdown([results]))
-    skipped = report.skipped_summary(results)
-    if skipped:
-        print(skipped, file=sys.stderr)
+    print(report.markdown([results]))  # holds the skipped-predictions line, once
     if args.out:
         report.write_results(results, args.out)
         print(f"results written to {args.out}", file=sys.stderr)

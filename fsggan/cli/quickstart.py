@@ -2,7 +2,6 @@
 
     fsggan-quickstart                          # LFW from ../shared/data/lfw, small CPU run
     fsggan-quickstart --lfw /data/lfw --out runs/qs
-    fsggan-quickstart --download               # fetch LFW with torchvision (needs internet)
     fsggan-quickstart --full                   # the LFW configs at 128x128, for a GPU
 
 What it runs and writes: :mod:`fsggan.quickstart` (its docstring is the help's epilog).
@@ -20,35 +19,33 @@ from fsggan.quickstart import REPO_ROOT, SHARED_LFW, SHARED_MOBILEFACENET
 PROG = "fsggan-quickstart"
 
 
-def find_lfw(lfw: str | None, download: bool, out: Path) -> Path:
-    """The LFW root (`<root>/<Person>/<Person>_NNNN.jpg`): given, shared, or downloaded."""
+LFW_SOURCE = ("LFW (lfw.tgz) comes from the University of Massachusetts LFW page, "
+              "http://vis-www.cs.umass.edu/lfw/, or a mirror of it")
+
+
+def find_lfw(lfw: str | None) -> Path:
+    """The LFW root (`<root>/<Person>/<Person>_NNNN.jpg`): given, or the shared one.
+
+    There is no download option: torchvision's LFW download no longer works, and no option
+    may promise what it cannot do. The README says where LFW comes from."""
     if lfw is not None:
         root = Path(lfw)
         if not root.is_dir():
-            raise SystemExit(f"{PROG}: --lfw {root}: no such folder (expected <root>/<Person>/*.jpg)")
+            raise SystemExit(f"{PROG}: error: --lfw {root}: no such folder (expected the standard 'lfw' "
+                             f"layout, <root>/<Person>/<Person>_NNNN.jpg; {LFW_SOURCE})")
         return root
-    if not download:
-        if SHARED_LFW.is_dir():
-            return SHARED_LFW
-        raise SystemExit(f"{PROG}: no LFW folder at {SHARED_LFW}; pass --lfw DIR (the standard "
-                         "'lfw' layout) or --download to fetch it with torchvision (needs internet)")
-    from torchvision.datasets import LFWPeople
-
-    target = out / "lfw-download"
-    try:
-        LFWPeople(root=str(target), split="10fold", image_set="original", download=True)
-    except Exception as e:  # noqa: BLE001 - network errors come in many types
-        raise SystemExit(f"{PROG}: downloading LFW into {target} failed ({e}); download it by hand "
-                         "and pass --lfw DIR") from e
-    return target / "lfw-py" / "lfw"
+    if SHARED_LFW.is_dir():
+        return SHARED_LFW
+    raise SystemExit(f"{PROG}: error: no LFW folder at {SHARED_LFW}; pass --lfw DIR, a folder in the standard "
+                     f"'lfw' layout (<root>/<Person>/<Person>_NNNN.jpg; {LFW_SOURCE})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join([__doc__.split("\n\n")[1], *quickstart.__doc__.split("\n\n")[2:]]))
-    p.add_argument("--lfw", default=None, help=f"LFW root (<root>/<Person>/*.jpg); default {SHARED_LFW}")
-    p.add_argument("--download", action="store_true", help="download LFW with torchvision (needs internet)")
+    p.add_argument("--lfw", default=None, help=f"LFW root (<root>/<Person>/*.jpg); default {SHARED_LFW}. "
+                   "LFW: http://vis-www.cs.umass.edu/lfw/ (lfw.tgz) or a mirror")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--full", action="store_true", help="full-size LFW configs (128x128; meant for a GPU)")
     p.add_argument("--vae-steps", type=int, default=None, help="Stage I steps (quick default 300)")
@@ -65,9 +62,9 @@ def main(argv=None) -> int:
     from fsggan.config import ConfigError
 
     args = build_parser().parse_args(argv)
+    lfw = find_lfw(args.lfw).resolve()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    lfw = find_lfw(args.lfw, args.download, out).resolve()
     weights = str(Path(args.recognizer_weights).resolve()) if args.recognizer_weights else None
     # The configs name their files relative to the repository root (configs/data/anchors,
     # ../shared/data): run from there, whatever the caller's directory.

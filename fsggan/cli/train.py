@@ -8,9 +8,12 @@
 Fresh run: config = the YAML files (``--config``, layered in order; each may name its
 ``base:``) + ``--set`` overrides (+ ``--run-dir``). Resume (``--resume``: the run
 directory's ``checkpoints/last.pt``; ``--resume PATH``: a checkpoint file or a run
-directory): config = the checkpoint's resolved config + ``--set`` overrides (e.g.
-``--set train.steps=200000`` to train longer), so the run continues with exactly the
-settings it started with.
+directory): config = the checkpoint's resolved config + ``--set`` overrides of the keys
+that may change on resume (``fsggan.train.resume.RESUMABLE_KEYS``: ``train.steps`` to
+train longer, the logging / validation / checkpoint periods, ``train.progress``,
+``train.run_dir``, the device and loader settings), so the run continues with exactly the
+settings it started with. Everything is checked - the checkpoint file, its stage, the
+overrides, the weights against the config - before anything in the run directory changes.
 """
 
 from __future__ import annotations
@@ -20,11 +23,15 @@ import os
 import sys
 from typing import Any
 
+from fsggan.cli import fail
+
 PATHS_NOTE = "Paths in the config are relative to the current directory."
 
 
-def parse_args(argv, config_cls, *, prog: str, description: str, default_config: str) -> tuple[Any, str | None]:
-    """The training command line -> ``(config, checkpoint to resume from or None)``."""
+def parse_args(argv, config_cls, *, prog: str, description: str, default_config: str,
+               stage: str) -> tuple[Any, str | None]:
+    """The training command line -> ``(config, checkpoint to resume from or None)``;
+    ``stage`` ("vae" / "gan") is the kind of checkpoint ``--resume`` takes."""
     from fsggan.checkpoint import CHECKPOINT_VERSION, load_checkpoint, resolve_checkpoint
     from fsggan.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
     from fsggan.train.config import config_of_checkpoint
@@ -39,7 +46,9 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
     p.add_argument("--run-dir", default=None, help="run directory (overrides train.run_dir)")
     p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
                    help="continue a run: a checkpoint file or run directory (no PATH: the run "
-                        "directory's checkpoints/last.pt)")
+                        "directory's checkpoints/last.pt); with it, --set may change train.steps, the "
+                        "logging/validation/checkpoint periods, train.progress, train.run_dir and the "
+                        "device/loader settings only (fsggan.train.resume.RESUMABLE_KEYS)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     args = p.parse_args(argv)
     overrides = list(args.overrides)
@@ -55,7 +64,8 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
             resume = resolve_checkpoint(where, prefer=("last.pt",))
         except FileNotFoundError as e:
             raise TrainingError(f"cannot resume: {e}") from None
-        stored = config_of_checkpoint(load_checkpoint(resume, version=CHECKPOINT_VERSION))
+        stored = config_of_checkpoint(load_checkpoint(resume, stage=stage, version=CHECKPOINT_VERSION,
+                                                      resumable=True))
         try:
             cfg = from_dict(config_cls, apply_overrides(stored, overrides))
         except ConfigError as e:
@@ -70,11 +80,12 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
     return cfg, None if resume is None else str(resume)
 
 
-def run(argv, config_cls, train_fn, *, prog: str, description: str, default_config: str) -> int:
+def run(argv, config_cls, train_fn, *, prog: str, description: str, default_config: str, stage: str) -> int:
     """Parse, train, turn known errors into a one-line exit.
 
-    Exit status: 0 done, 1 error (config, files, non-finite loss), 130 stopped by Ctrl-C /
-    SIGTERM after saving ``last.pt``.
+    Exit status: 0 done (or nothing to do: the resumed run is already complete), 2 a user
+    error found at start (config, checkpoint, files, data: one line on stderr, nothing
+    written), 1 a non-finite loss, 130 stopped by Ctrl-C / SIGTERM after saving ``last.pt``.
     """
     from fsggan.checkpoint import CheckpointError
     from fsggan.config import ConfigError
@@ -85,11 +96,13 @@ def run(argv, config_cls, train_fn, *, prog: str, description: str, default_conf
 
     try:
         cfg, resume = parse_args(argv, config_cls, prog=prog, description=description,
-                                 default_config=default_config)
+                                 default_config=default_config, stage=stage)
         result = train_fn(**vars(cfg), resume=resume)
-    except (ConfigError, CheckpointError, TrainingError, NonFiniteLossError, WeightsError, DatasetError, ImageError,
-            OccluderError, SplitError) as e:
-        raise SystemExit(f"{prog}: error: {e}") from None
+    except NonFiniteLossError as e:
+        return fail(prog, e, status=1)
+    except (ConfigError, CheckpointError, TrainingError, WeightsError, DatasetError, ImageError, OccluderError,
+            SplitError, FileNotFoundError) as e:
+        return fail(prog, e)
     except KeyboardInterrupt:  # a second Ctrl-C: nothing saved
         raise SystemExit(f"{prog}: aborted") from None
     if result["interrupted"]:
@@ -106,7 +119,7 @@ def vae_main(argv=None) -> int:
     from fsggan.train.config import TrainVAEConfig
 
     return run(argv, TrainVAEConfig, vae.train_vae, prog="fsggan-train-vae", description=vae.__doc__,
-               default_config="configs/vae.yaml")
+               default_config="configs/vae.yaml", stage="vae")
 
 
 def gan_main(argv=None) -> int:
@@ -115,4 +128,4 @@ def gan_main(argv=None) -> int:
     from fsggan.train.config import TrainGANConfig
 
     return run(argv, TrainGANConfig, gan.train_gan, prog="fsggan-train-gan", description=gan.__doc__,
-               default_config="configs/gan.yaml")
+               default_config="configs/gan.yaml", stage="gan")

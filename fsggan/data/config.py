@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from fsggan.config import load_config
+from fsggan.images import MIN_FACE_SIZE
 
 from .synthesis import Placement
 
@@ -41,7 +42,7 @@ class DataSection:
     crop: list[float] | None = None  # [left, top, right, bottom] source px; null: dataset default
     crop_reference_size: list[int] | None = None  # [W, H] the crop refers to; null: dataset default
     image_size: int = 128  # output faces are image_size x image_size
-    min_source_size: int = 32  # smaller source images are skipped ("too_small")
+    min_source_size: int = MIN_FACE_SIZE  # 32: smaller source images are skipped ("too_small")
     landmarks: Literal["auto", "file", "dlib", "template"] = "auto"  # landmark source
 
 

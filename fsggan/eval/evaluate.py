@@ -18,7 +18,10 @@ Our own outputs are rounded to 8 bits before scoring, so that scoring in memory 
 the same figures as saving them (``--save-predictions``) and scoring the files.
 A prediction that is missing, unreadable or of another size than the clean image is
 reported by name; the run fails unless ``--allow-missing``, which leaves those images
-out of the method's figures and counts them.
+out of EVERY row (the baselines too, so that all rows are computed on the same images)
+and counts them. Each set's result says what its tables used: ``"scored"`` (images and
+identities of the quality table) and ``"protocol"`` (identities, queries and repeats of
+the rank-k table, with the reasons it is smaller than the paper's protocol, if it is).
 
 ``fsggan-eval --compare RUN_A RUN_B ...`` puts earlier results folders side by side
 (e.g. the ablations of Table 4).
@@ -36,7 +39,7 @@ from fsggan.data import PreparedSet
 from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
 
 from .metrics import image_metrics, summarize
-from .recognition import evaluate_protocol, load_protocol, protocol_names
+from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
 from .report import CLEAN, OCCLUDED
 
 METRICS = ("psnr", "psnr_pm1", "ssim")
@@ -152,9 +155,8 @@ def evaluate_set(
             raise ValueError(f"{set_dir}/protocol.json names images that are not in the set: {unknown[:5]}")
     feats = {"clean": {}, "occluded": {}, "method": {}}
 
-    rows = {OCCLUDED: {m: [] for m in METRICS}}
-    if has_method:
-        rows[method] = {m: [] for m in METRICS}
+    # row -> image name -> metrics; summarised at the end over the images every row has
+    scores: dict[str, dict[str, dict]] = {OCCLUDED: {}, **({method: {}} if has_method else {})}
     per_image_rows, unreadable, missing = [], [], []
     loader = DataLoader(_ScoredItems(prepared, pred_files), batch_size=batch_size, num_workers=workers)
     save_dir = Path(save_predictions) if save_predictions is not None else None
@@ -180,14 +182,10 @@ def evaluate_set(
         # image quality, per image
         for i, n in enumerate(bnames):
             target = to_uint8(clean[i])
-            m_occ = image_metrics(to_uint8(occ[i]), target)
+            m_occ = scores[OCCLUDED][n] = image_metrics(to_uint8(occ[i]), target)
             record = {"name": n, **{f"occluded_{k}": v for k, v in m_occ.items()}}
-            for k in METRICS:
-                rows[OCCLUDED][k].append(m_occ[k])
             if pred is not None and ok[i]:
-                m_pred = image_metrics(to_uint8(pred[i]), target)
-                for k in METRICS:
-                    rows[method][k].append(m_pred[k])
+                m_pred = scores[method][n] = image_metrics(to_uint8(pred[i]), target)
                 record.update({f"method_{k}": v for k, v in m_pred.items()})
             if per_image:
                 per_image_rows.append(record)
@@ -203,23 +201,27 @@ def evaluate_set(
     if (missing or unreadable) and not allow_missing:
         raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))
 
+    # every row on the same images: those with a usable prediction (all without a method)
+    left_out = set(missing) | {u["name"] for u in unreadable}
+    kept = [n for n in names if n not in left_out]
+    identity = {e["name"]: e.get("identity") for e in (prepared.manifest or {}).get("images", [])}
     result = {
         "path": str(set_dir),
         "num_images": len(names),
-        "quality": {row: {k: summarize(v) for k, v in vals.items()} for row, vals in rows.items()},
+        "scored": {"images": len(kept), "identities": len({identity[n] for n in kept if identity.get(n)}) or None},
+        "quality": {row: {k: summarize([by_name[n][k] for n in kept]) for k in METRICS}
+                    for row, by_name in scores.items()},
         "missing": missing,
         "unreadable": unreadable,
         "recognition": None,
     }
     if recognizer is not None:
-        rec = {OCCLUDED: evaluate_protocol(protocol, feats["clean"], feats["occluded"], ks)}
-        if has_method:
-            rec[method] = evaluate_protocol(protocol, feats["clean"], feats["method"], ks)
-        rec[CLEAN] = evaluate_protocol(protocol, feats["clean"], feats["clean"], ks)
-        result["recognition"] = rec
-        result["protocol"] = {"repeats": len(protocol["repeats"]),
-                              "identities": len(protocol["repeats"][0]["gallery"]),
-                              "queries_per_identity": protocol.get("queries_per_identity")}
+        usable = query_names - left_out
+        queries = {row: {n: f for n, f in feats[key].items() if n in usable}
+                   for row, key in ((OCCLUDED, "occluded"), (method, "method"), (CLEAN, "clean"))}
+        rows = [OCCLUDED, *([method] if has_method else []), CLEAN]
+        result["recognition"] = {row: evaluate_protocol(protocol, feats["clean"], queries[row], ks) for row in rows}
+        result["protocol"] = protocol_summary(protocol, usable)
     if per_image:
         result["per_image"] = per_image_rows
     return result

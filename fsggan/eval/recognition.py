@@ -30,6 +30,9 @@ from torch import nn
 from fsggan.models.identity.dlib_resnet import DLIB_NAME, DlibResNetEmbedder
 
 DEFAULT_KS = (1, 5, 10)
+# The paper's protocol (Table 3): 200 identities with more than 6 images, 1 clean gallery
+# image + 5 queries each, 5 repeats. Smaller protocols are reported as reduced.
+PAPER_PROTOCOL = {"identities": 200, "queries_per_identity": 5, "repeats": 5}
 
 
 # ---------------------------------------------------------------- protocol
@@ -65,6 +68,34 @@ def protocol_names(protocol: Mapping) -> tuple[list[str], list[str]]:
         for names in rep["queries"].values():
             queries.update(names)
     return sorted(gallery), sorted(queries)
+
+
+def protocol_summary(protocol: Mapping, usable: set[str] | None = None) -> dict:
+    """What a rank-k table was computed on: ``{"repeats", "identities" (gallery size),
+    "queries_per_identity", "queries" (used, over all repeats), "queries_total",
+    "identities_queried" (identities with at least one query used), "reduced": [reasons
+    the protocol is smaller than the paper's]}``.
+
+    usable: the query names that could be scored (None: all); the others are left out of
+    every row (``--allow-missing``).
+    """
+    repeats = protocol["repeats"]
+    identities = len(repeats[0]["gallery"])
+    per_id = protocol.get("queries_per_identity") or max(
+        (len(q) for rep in repeats for q in rep["queries"].values()), default=0)
+    total = sum(len(q) for rep in repeats for q in rep["queries"].values())
+    used = sum(usable is None or n in usable for rep in repeats for qs in rep["queries"].values() for n in qs)
+    queried = {ident for rep in repeats for ident, qs in rep["queries"].items()
+               if any(usable is None or n in usable for n in qs)}
+    paper = PAPER_PROTOCOL
+    reduced = [f"{got} {what} instead of {want}" for got, want, what in (
+        (identities, paper["identities"], "identities"), (per_id, paper["queries_per_identity"],
+                                                          "queries per identity"),
+        (len(repeats), paper["repeats"], "repeats")) if got < want]
+    if used < total:
+        reduced.append(f"{total - used} of {total} queries left out (no usable prediction)")
+    return {"repeats": len(repeats), "identities": identities, "queries_per_identity": per_id,
+            "queries": used, "queries_total": total, "identities_queried": len(queried), "reduced": reduced}
 
 
 # ---------------------------------------------------------------- rank-k

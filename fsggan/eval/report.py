@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .metrics import json_number
+from .recognition import PAPER_PROTOCOL
 
 OCCLUDED = "Occluded input"
 CLEAN = "Clean (upper bound)"
@@ -136,19 +137,62 @@ def recognition_table(runs: Sequence[dict], labels: Sequence[str] | None = None)
     return "\n".join(lines)
 
 
+def _used(runs: Sequence[dict], labels: Sequence[str] | None, describe) -> list[str]:
+    """One line per (run, set): what its table was computed on (``describe(set data)``)."""
+    lines = []
+    for i, r in enumerate(runs):
+        for s, data in r["sets"].items():
+            text = describe(data)
+            if text:
+                who = f"{labels[i]}, " if labels and len(runs) > 1 else ""
+                lines.append(f"- {who}{s}: {text}")
+    return lines
+
+
+def _scored(data: dict) -> str:
+    scored = data.get("scored")
+    if not scored:
+        return ""
+    ids = f" of {scored['identities']} identities" if scored.get("identities") else ""
+    left = data["num_images"] - scored["images"]
+    return (f"{scored['images']} images{ids}" + (f" ({left} of {data['num_images']} left out of every row: "
+                                                  "no usable prediction)" if left else ""))
+
+
+def _protocol(data: dict) -> str:
+    p = data.get("protocol") if data.get("recognition") else None
+    if not p or "queries" not in p:
+        return ""
+    text = (f"{p['identities']} identities (1 clean gallery image each; {p['identities_queried']} with queries), "
+            f"{p['queries_per_identity']} queries per identity, {p['repeats']} repeats: {p['queries']} queries")
+    if p["reduced"]:
+        paper = PAPER_PROTOCOL
+        text += (f". **Reduced protocol** (the paper's: {paper['identities']} identities x "
+                 f"{paper['queries_per_identity']} queries, {paper['repeats']} repeats): " + "; ".join(p["reduced"]))
+    return text
+
+
 def markdown(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
-    """Both tables with captions and notes, as Markdown."""
+    """Both tables with captions and notes (what each table was computed on), as Markdown."""
     parts = ["## Image quality (Table 2)", "", quality_table(runs, labels), "",
              "PSNR: standard, on [0, 1] images. PSNR[-1,1]: the FSG-GAN authors' convention "
              "(10 log10(1/MSE) on [-1, 1] images = PSNR - 6.02 dB), to compare with the paper. "
              "Mean ± std over the images; identical images (infinite PSNR) are left out of the PSNR "
              "mean and counted."]
+    scored = _used(runs, labels, _scored)
+    if scored:
+        parts[-1] += " Every row of a set is computed on the same images:"
+        parts += scored
     rec = recognition_table(runs, labels)
     if rec:
         names = sorted({(r.get("recognizer") or {}).get("name", "?") for r in runs if r.get("recognizer")})
         parts += ["", "## Identification (Table 3)", "", rec, "",
                   f"Recognizer: {', '.join(names)}. Gallery: one clean image per identity; "
                   "rank-k accuracy in %, mean ± std over the protocol's repeats."]
+        used = _used(runs, labels, _protocol)
+        if used:
+            parts[-1] += " Every row of a set uses the same queries:"
+            parts += used
     notes = [skipped_summary(r) for r in runs]
     notes = [n for n in notes if n]
     if notes:

@@ -10,8 +10,9 @@ Configs are dataclasses (:mod:`fsggan.train.config`) filled from ``configs/*.yam
 The machinery both stages share, one topic per module: :mod:`~fsggan.train.runtime`
 (devices, DDP, AMP, seeding and RNG states), :mod:`~fsggan.train.batches` (sampler,
 loaders, training and validation sets), :mod:`~fsggan.train.housekeeping` (logging,
-validation, periodic saves, stop signals, the non-finite guard); the checkpoint files are
-:mod:`fsggan.checkpoint`'s. Beyond the paper: :mod:`~fsggan.train.ema`,
+validation, periodic saves, stop signals, the non-finite guard), :mod:`~fsggan.train.resume`
+(the checks made before a run writes anything: what may change on resume); the checkpoint
+files are :mod:`fsggan.checkpoint`'s. Beyond the paper: :mod:`~fsggan.train.ema`,
 :mod:`~fsggan.train.schedule`. The stage modules are imported lazily.
 """
 

@@ -13,13 +13,12 @@ from __future__ import annotations
 import signal
 import warnings
 from dataclasses import fields
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 import torch
 
-from fsggan.config import from_dict, read_layers, save_config
+from fsggan.config import from_dict, read_layers
 from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
 
 from .config import config_of_checkpoint
@@ -89,7 +88,7 @@ def device_batches(loader, sampler: ShardedBatchSampler, dataset, pos: tuple[int
         yield epoch, index, occlude_batch(dataset, b, epoch) if data.occlude_on == "device" else b
 
 
-def setup_data(data, train, *, env: Env, run_dir: Path, ckpt: dict | None):
+def setup_data(data, train, *, env: Env, ckpt: dict | None):
     """Both stages' data: ``(train_set, val_set, data_state, sampler, loader, val)``.
 
     data: the ``data`` section (:class:`fsggan.train.config.DataConfig`); train: ``train``.
@@ -103,22 +102,19 @@ def setup_data(data, train, *, env: Env, run_dir: Path, ckpt: dict | None):
 
     A resumed run (``ckpt``) uses the data config stored in its checkpoint, so editing the
     data YAML later cannot change a run half-way; a warning says when the given ``data``
-    or the data YAML differ from it. The data config is also saved as
-    ``run_dir/data_config.yaml`` (what ``fsggan-prepare-data --config`` reads).
+    or the data YAML differ from it. Nothing is written here (the run directory does not
+    exist yet on a fresh start: :func:`fsggan.train.housekeeping.prepare_run_dir`).
     """
-    run_dir = run_dir if env.is_main else None  # only rank 0 warns and writes
     prep = data.prepare_config()
     data_yaml = read_layers(data.config) if data.config else None
     if ckpt is not None:
         stored = config_of_checkpoint(ckpt)["data"]
         stored_prep = from_dict(PrepareConfig, {f.name: stored[f.name] for f in fields(PrepareConfig)})
         stored_yaml = ckpt.get("data_yaml", data_yaml)
-        if run_dir is not None and (stored_prep != prep or stored_yaml != data_yaml):
+        if env.is_main and (stored_prep != prep or stored_yaml != data_yaml):
             warnings.warn(f"the data config ({data.config or 'data section'}) differs from the one stored in the "
                           f"checkpoint; the run continues with the stored one", stacklevel=2)
         prep, data_yaml = stored_prep, stored_yaml
-    if run_dir is not None:
-        save_config(prep, run_dir / "data_config.yaml")
     train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers")
     if data.max_images:
         train_set.records = train_set.records[:data.max_images]

@@ -197,9 +197,11 @@ class OptimConfig:
 class TrainConfig:
     """The training loop. Counts are optimisation steps (one global batch each).
 
-    amp: bf16 / fp16 autocast (fp16 with a GradScaler) - for CUDA. On CPU both are slow,
-    and on machines whose kernel does not enable AMX (some VMs) oneDNN's bf16 matmul dies
-    with "Illegal instruction"; ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 avoids that.
+    amp: bf16 / fp16 autocast (fp16 with a GradScaler). On a CPU with AVX512-BF16/AMX, bf16
+    trains Stage II 1.7-1.9x faster than fp32 (benchmarks/quickstart_throughput.py); where
+    bf16 convolutions crash (AMX not enabled by the kernel, some VMs) training first tries
+    ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16, else falls back to fp32 with a warning
+    (fsggan.train.runtime.cpu_bf16_usable). fp16 is for CUDA.
     sync_bn: under DDP on CUDA, SyncBatchNorm (statistics over the global batch).
     Default off: each process normalises over its own share of the batch, and DDP copies
     rank 0's running statistics to the other processes at every forward (checkpoints hold

@@ -40,7 +40,7 @@ from dataclasses import asdict
 import torch
 from torch import nn
 
-from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint
+from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, load_state
 from fsggan.losses import (LossWeights, discriminator_loss, gaussian_blur, generator_adversarial_loss,
                            identity_loss, mask_loss, masked_pixel_loss, pixel_loss, total_variation)
 from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
@@ -50,6 +50,7 @@ from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, Glob
                      OptimConfig, PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
 from .ema import EMA
 from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
+from .resume import already_done, check_start
 from .runtime import Env, TrainingError, autocast, make_scaler, seed_everything, setup_env, wrap_model
 from .schedule import lr_factor, set_lr
 
@@ -154,7 +155,8 @@ def train_gan(
     # Processes, device, seeds
     with setup_env(train.device) as env:
         seed_everything(train.seed, env.rank)
-        ckpt = load_checkpoint(resume, version=CHECKPOINT_VERSION, prefer=("last.pt",)) if resume else None
+        ckpt = load_checkpoint(resume, stage="gan", version=CHECKPOINT_VERSION, resumable=True,
+                               prefer=("last.pt",)) if resume else None
 
         # V from Stage I (or, when resuming, V as this run left it), frozen
         source = ckpt if ckpt is not None else _load_stage1(gan.vae_checkpoint)
@@ -163,19 +165,20 @@ def train_gan(
                           stacklevel=2)
         vae = VAEKwargs(**source["config"]["vae"])
         v_net = VAE(**asdict(vae))
-        v_net.load_state_dict(source["models"]["vae"])
+        load_state(v_net, source, "vae", config=source["config"]["vae"])
         v_net.eval().requires_grad_(False).to(env.device)
         if train.channels_last:
             v_net.to(memory_format=torch.channels_last)
         cfg = TrainGANConfig(gan=gan, vae=vae, generator=generator, discriminator=discriminator,
                              global_discriminator=global_discriminator, patch_discriminator=patch_discriminator,
                              data=data, loss=loss, optim=optim, train=train)
+        done = check_start(cfg, ckpt)  # nothing is written before this and the loading below succeed
+        if done:
+            return already_done(done, ckpt, cfg, env)
         identity_net = build_identity_net(loss, env)
-        run_dir = prepare_run_dir(cfg, env, resuming=ckpt is not None)
 
         # Data: training shards, fixed validation set (faces at V's image_size: cfg.data)
-        train_set, val_set, data_state, sampler, loader, val = setup_data(
-            cfg.data, train, env=env, run_dir=run_dir, ckpt=ckpt)
+        train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
 
         # G and D (D's feature extractor is V's encoder: one line, trunk_mode says how)
         gen = UNetGenerator(**asdict(generator))
@@ -204,6 +207,7 @@ def train_gan(
             step, pos, best = restore_checkpoint(ckpt, models=models, optimizers=optimizers, scalers=scalers,
                                                  env=env)
         del ckpt, source
+        run_dir = prepare_run_dir(cfg, env, resume_step=step if resume else None)
         describe(run_dir, env, len(train_set), len(val_set),
                  {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()})
 
@@ -249,12 +253,13 @@ def train_gan(
 
 
 def _load_stage1(path: str) -> dict:
+    """The Stage I checkpoint named by ``gan.vae_checkpoint``: TrainingError when there is
+    none, CheckpointError (prefixed with the key) when the file is not a Stage I checkpoint."""
     try:
-        ckpt = load_checkpoint(path, version=CHECKPOINT_VERSION)
-    except (FileNotFoundError, CheckpointError):
+        return load_checkpoint(path, stage="vae", version=CHECKPOINT_VERSION)
+    except FileNotFoundError:
         raise TrainingError(f"gan.vae_checkpoint: no Stage I checkpoint at {path}; train V first "
                             f"(fsggan-train-vae --config configs/vae.yaml) or set "
                             f"--set gan.vae_checkpoint=PATH") from None
-    if "vae" not in ckpt["models"]:
-        raise TrainingError(f"gan.vae_checkpoint: {path} holds no VAE (models: {', '.join(ckpt['models'])})")
-    return ckpt
+    except CheckpointError as exc:
+        raise CheckpointError(f"gan.vae_checkpoint: {exc}") from None

@@ -4,8 +4,10 @@
   validation and ``best.pt``, ``last.pt`` / snapshots, the progress bar;
 * :func:`validate` (PSNR / SSIM on the fixed validation set), :class:`RunLog`,
   :class:`Meter`, :func:`describe`;
-* the run directory (:func:`prepare_run_dir`) and checkpoints in and out
-  (:func:`restore_checkpoint`; the layout is :mod:`fsggan.checkpoint`'s);
+* the run directory (:func:`prepare_run_dir`, written only once the start has been
+  checked; on resume ``stats.jsonl`` is cut back to the checkpoint's step by
+  :func:`truncate_stats`) and checkpoints in and out (:func:`restore_checkpoint`; the
+  layout is :mod:`fsggan.checkpoint`'s);
 * safety: :func:`check_finite` (non-finite loss -> :class:`NonFiniteLossError` naming the
   step and term), :class:`StopSignal` (Ctrl-C / SIGTERM -> finish the step, checkpoint,
   exit).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import sys
 import time
@@ -23,13 +26,14 @@ from typing import Callable
 
 import torch
 
-from fsggan.checkpoint import load_states, make_checkpoint, save_checkpoint
+from fsggan.checkpoint import load_states, make_checkpoint, remove_stale_temps, save_checkpoint
 from fsggan.config import save_config, to_dict
 from fsggan.eval.metrics import psnr, ssim, summarize
 
-from .runtime import Env, TrainingError, gather_rng_states, restore_rng_states
+from .runtime import Env, gather_rng_states, restore_rng_states
 
-__all__ = ["NonFiniteLossError", "check_finite", "StopSignal", "prepare_run_dir", "restore_checkpoint", "RunLog",
+__all__ = ["NonFiniteLossError", "check_finite", "StopSignal", "prepare_run_dir", "truncate_stats",
+           "restore_checkpoint", "RunLog",
            "Meter", "validate", "describe", "due", "Housekeeping"]
 
 
@@ -95,19 +99,48 @@ class StopSignal:
 
 # Run directory and checkpoints ------------------------------------------------------
 
-def prepare_run_dir(cfg, env: Env, resuming: bool) -> Path:
-    """Create the run directory (rank 0), refuse to overwrite another run, save config.yaml."""
+def prepare_run_dir(cfg, env: Env, resume_step: int | None = None) -> Path:
+    """Create the run directory and write config.yaml and data_config.yaml (rank 0).
+
+    Called once everything that can fail at start has been checked (:mod:`.resume`), so
+    a failed start leaves nothing behind. A resumed run (``resume_step``: the checkpoint's
+    step) also gets ``stats.jsonl`` cut back to that step - the records of steps after it
+    are written again, once - and the temp files of killed saves removed.
+    """
     run_dir = Path(cfg.train.run_dir)
     if env.is_main:
-        last = run_dir / "checkpoints" / "last.pt"
-        if not resuming and last.exists():
-            raise TrainingError(f"{run_dir} already holds a run ({last}); continue it with --resume "
-                                f"or choose another --run-dir")
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         (run_dir / "samples").mkdir(exist_ok=True)
         save_config(cfg, run_dir / "config.yaml")
+        save_config(cfg.data.prepare_config(), run_dir / "data_config.yaml")  # what fsggan-prepare-data reads
+        remove_stale_temps(run_dir / "checkpoints")
+        if resume_step is not None:
+            truncate_stats(run_dir / "stats.jsonl", resume_step)
     env.barrier()
     return run_dir
+
+
+def truncate_stats(path: Path, step: int) -> int:
+    """Keep the records of ``stats.jsonl`` up to ``step`` (and drop a line cut by a kill);
+    returns how many were dropped. The file is replaced atomically."""
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+            keep = int(record["step"]) <= step
+        except (ValueError, KeyError, TypeError):
+            keep = False
+        if keep:
+            kept.append(line + "\n")
+        else:
+            dropped += 1
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+    return dropped
 
 
 def restore_checkpoint(ckpt: dict, *, models: dict, optimizers: dict, scalers: dict, env: Env) -> tuple:
@@ -129,7 +162,7 @@ class RunLog:
     """TensorBoard scalars/images, ``stats.jsonl`` and ``samples/*.png`` (rank 0 only;
     on other ranks every method does nothing)."""
 
-    def __init__(self, run_dir: Path, env: Env):
+    def __init__(self, run_dir: Path, env: Env, step: int = 0):
         self.active = env.is_main
         self.run_dir = run_dir
         self.writer = None
@@ -137,7 +170,8 @@ class RunLog:
         if self.active:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.writer = SummaryWriter(str(run_dir))
+            # resumed at ``step``: TensorBoard hides the events of later steps written before
+            self.writer = SummaryWriter(str(run_dir), purge_step=step + 1 if step else None)
             self.stats = open(run_dir / "stats.jsonl", "a")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -267,7 +301,7 @@ class Housekeeping:
         self.models, self.optimizers, self.scalers = models, optimizers, scalers
         self.predict, self.val, self.best_key, self.best = predict, val, best_key, best
         self.extra = dict(extra or {})
-        self.log = RunLog(run_dir, env)
+        self.log = RunLog(run_dir, env, step)
         self.meter = Meter()
         self.pbar = tqdm(total=self.train.steps, initial=step, disable=not (env.is_main and self.train.progress),
                          dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)

@@ -13,8 +13,11 @@ states.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import random
+import subprocess
+import sys
 import warnings
 from dataclasses import dataclass
 
@@ -132,9 +135,45 @@ def wrap_model(model: nn.Module, env: Env, *, channels_last: bool = False, sync_
     return wrapped
 
 
+_BF16_PROBE = ("import torch\n"
+               "c = torch.nn.Conv2d(8, 8, 3, padding=1)\n"
+               "with torch.autocast('cpu', dtype=torch.bfloat16):\n"
+               "    y = c(torch.randn(2, 8, 16, 16, requires_grad=True))\n"
+               "y.float().sum().backward()\n")
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_usable() -> bool:
+    """Whether bf16 convolutions run on this CPU, tried once in a child process.
+
+    oneDNN picks AMX kernels when the CPU reports AMX; on machines whose kernel does not
+    enable AMX (some VMs) the process dies with "Illegal instruction". Then the child is
+    retried with ``ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16``; if that works the variable is set
+    in this process too (before its first convolution), else bf16 is not used.
+    """
+    def probe(env: dict) -> bool:
+        try:
+            return subprocess.run([sys.executable, "-c", _BF16_PROBE], env=env, capture_output=True,
+                                  timeout=120).returncode == 0
+        except (OSError, subprocess.SubprocessError):
+            return False
+
+    if probe(dict(os.environ)):
+        return True
+    if "ONEDNN_MAX_CPU_ISA" not in os.environ and probe({**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}):
+        os.environ["ONEDNN_MAX_CPU_ISA"] = "AVX512_CORE_BF16"
+        warnings.warn("bf16 on this CPU needs ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16 (AMX kernels crash here); "
+                      "set it for this run", stacklevel=3)
+        return True
+    warnings.warn("train.amp=bf16: bf16 convolutions crash on this CPU; training in float32 instead",
+                  stacklevel=3)
+    return False
+
+
 def autocast(env: Env, amp: str):
-    """Mixed precision context for the forward passes: amp is none | bf16 | fp16."""
-    if amp == "none":
+    """Mixed precision context for the forward passes: amp is none | bf16 | fp16.
+    On CPU, bf16 falls back to float32 where it cannot run (:func:`cpu_bf16_usable`)."""
+    if amp == "none" or (amp == "bf16" and env.device.type == "cpu" and not cpu_bf16_usable()):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if amp == "bf16" else torch.float16
     return torch.autocast(device_type=env.device.type, dtype=dtype)

@@ -25,6 +25,7 @@ from fsggan.models import VAE
 from .batches import device_batches, setup_data
 from .config import DataConfig, OptimConfig, TrainConfig, TrainVAEConfig, VAEKwargs, VAELossConfig
 from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
+from .resume import already_done, check_start
 from .runtime import autocast, make_scaler, seed_everything, setup_env, wrap_model
 from .schedule import lr_factor, set_lr
 
@@ -74,12 +75,14 @@ def train_vae(
     # Processes, device, seeds
     with setup_env(train.device) as env:
         seed_everything(train.seed, env.rank)
-        ckpt = load_checkpoint(resume, version=CHECKPOINT_VERSION, prefer=("last.pt",)) if resume else None
-        run_dir = prepare_run_dir(cfg, env, resuming=ckpt is not None)
+        ckpt = load_checkpoint(resume, stage="vae", version=CHECKPOINT_VERSION, resumable=True,
+                               prefer=("last.pt",)) if resume else None
+        done = check_start(cfg, ckpt)  # nothing is written before this and the loading below succeed
+        if done:
+            return already_done(done, ckpt, cfg, env)
 
         # Data: training shards, fixed validation set (faces at vae.image_size: cfg.data)
-        train_set, val_set, data_state, sampler, loader, val = setup_data(
-            cfg.data, train, env=env, run_dir=run_dir, ckpt=ckpt)
+        train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
 
         # Model, optimiser, loss scaler
         model = VAE(**asdict(vae))
@@ -95,6 +98,7 @@ def train_vae(
             step, pos, best = restore_checkpoint(ckpt, models=models, optimizers=optimizers, scalers=scalers,
                                                  env=env)
             del ckpt
+        run_dir = prepare_run_dir(cfg, env, resume_step=step if resume else None)
         describe(run_dir, env, len(train_set), len(val_set), {"vae": sum(p.numel() for p in model.parameters())})
 
         @torch.no_grad()
