@@ -84,9 +84,12 @@ def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: 
                 raise ValueError("loss.mask needs generator.output: blend (a predicted occlusion map)")
             terms["mask"] = mask_loss(pred_mask, mask)
         if identity_net is not None and weights.identity:
-            with torch.no_grad():
-                feat_real = identity_net(gaussian_blur(y, identity_blur)) if identity_feat is None else identity_feat
-            terms["identity"] = identity_loss(feat_real, identity_net(gaussian_blur(fake, identity_blur)))
+            with _identity_precision(y):
+                with torch.no_grad():
+                    feat_real = (identity_net(gaussian_blur(y.float(), identity_blur)) if identity_feat is None
+                                 else identity_feat)
+                feat_fake = identity_net(gaussian_blur(fake.float(), identity_blur))
+            terms["identity"] = identity_loss(feat_real, feat_fake)
         if weights.adversarial:
             terms["adversarial"] = generator_adversarial_loss(disc(fake).log_prob)
         if weights.tv:
@@ -99,6 +102,13 @@ def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: 
     disc.requires_grad_(True)
     terms["total"] = total
     return {k: v.detach() for k, v in terms.items()}, fake
+
+
+def _identity_precision(t: torch.Tensor):
+    """On CPU F runs in float32 even under bf16 autocast: MobileFaceNet's depthwise
+    convolutions and PReLUs are slower in bf16 there (measured: fwd + bwd of a batch of 16,
+    3.3-5.2 s in bf16 against 1.7-3.1 s in fp32, 2 threads; docs/experiments.md)."""
+    return torch.autocast("cpu", enabled=False) if t.device.type == "cpu" else contextlib.nullcontext()
 
 
 def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
