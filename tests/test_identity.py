@@ -211,18 +211,24 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
     return float((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean())
 
 
-def test_mobilefacenet_real_weights_verify_lfw():
-    """Real CASIA MobileFaceNet on unaligned LFW centre crops: same-person pairs are far
-    more similar than different-person pairs. Measured (12 people x 3 images, 120 px
-    centre crop): genuine ~0.49, impostor ~0.05, AUC ~0.98; the bounds leave margin."""
+def _real_mobilefacenet_and_lfw_people(people: int, per_person: int) -> list:
+    """LFW image groups for the real-weights tests; skips when the weights or faces are absent."""
     lfw = DATA / "lfw"
     if not MOBILEFACENET.is_file():
         pytest.skip(f"real MobileFaceNet weights not found at {MOBILEFACENET}")
     if not lfw.is_dir():
         pytest.skip(f"LFW images not found at {lfw}")
-    groups = _lfw_people(lfw, people=12, per_person=3)
-    if len(groups) < 12:
-        pytest.skip(f"need 12 LFW people with >= 3 images under {lfw}, found {len(groups)}")
+    groups = _lfw_people(lfw, people=people, per_person=per_person)
+    if len(groups) < people:
+        pytest.skip(f"need {people} LFW people with >= {per_person} images under {lfw}, found {len(groups)}")
+    return groups
+
+
+def test_mobilefacenet_real_weights_verify_lfw():
+    """Real CASIA MobileFaceNet on unaligned LFW centre crops: same-person pairs are far
+    more similar than different-person pairs. Measured (12 people x 3 images, 120 px
+    centre crop): genuine ~0.49, impostor ~0.05, AUC ~0.98; the bounds leave margin."""
+    groups = _real_mobilefacenet_and_lfw_people(people=12, per_person=3)
 
     emb = build_embedder("mobilefacenet", MOBILEFACENET)
     x = torch.stack([_load_center(p, 120) for g in groups for p in g])
@@ -326,14 +332,7 @@ def test_eye_mouth_alignment_with_real_mobilefacenet():
     unaligned 0.54 (100 people: AUC 0.955 / 0.995 / 0.994; cosine 0.98 / 0.68 / 0.51)."""
     from fsggan.models.identity.base import REFERENCE_112x96, align_eyes_mouth, align_to_reference
 
-    lfw = DATA / "lfw"
-    if not MOBILEFACENET.is_file():
-        pytest.skip(f"real MobileFaceNet weights not found at {MOBILEFACENET}")
-    if not lfw.is_dir():
-        pytest.skip(f"LFW images not found at {lfw}")
-    groups = _lfw_people(lfw, people=12, per_person=3)
-    if len(groups) < 12:
-        pytest.skip(f"need 12 LFW people with >= 3 images under {lfw}, found {len(groups)}")
+    groups = _real_mobilefacenet_and_lfw_people(people=12, per_person=3)
 
     net = build_embedder("mobilefacenet", MOBILEFACENET, align=False, aspect="resize")  # input as given
     ref = np.asarray(REFERENCE_112x96)
