@@ -170,6 +170,10 @@ class FSGGAN:
         self.uses_structure = getattr(generator, "in_channels", 6) != 3
         if self.uses_structure and self.vae is None:
             raise ValueError("this generator takes the structure image g: a VAE is needed")
+        if self.device.type == "cpu":  # oneDNN's fast layout: about 1.3x for G and V on a 2-core CPU
+            for net in (self.vae, self.generator):
+                if net is not None:
+                    net.to(memory_format=torch.channels_last)
         self.image_size = int(image_size or 128)
         self.checkpoints: dict[str, str] = {}
 

@@ -119,7 +119,7 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     if weights is not None:
         from fsggan.eval.recognition import build_recognizer
 
-        recognizer = build_recognizer("mobilefacenet", weights).to(model.device)
+        recognizer = build_recognizer("mobilefacenet", weights).place(model.device)
         info = {"name": "mobilefacenet", "weights": weights}
     else:
         _say("no MobileFaceNet weights found: rank-k accuracy skipped (pass --recognizer-weights)")

@@ -107,6 +107,28 @@ def test_metrics_equal_scikit_image():
     assert metrics.psnr_pm1(tb, ta) == pytest.approx(10 * math.log10(1 / mse), abs=1e-6)
 
 
+
+@pytest.mark.parametrize("size", [(40, 36), (64, 64), (9, 12)])  # (9, 12): smaller than the SSIM window
+def test_batch_metrics_equal_the_per_image_ones(size):
+    rng = np.random.default_rng(2)
+    target = rng.integers(0, 256, (5, *size, 3), dtype=np.uint8)
+    pred = np.clip(target.astype(int) + rng.integers(-40, 40, target.shape), 0, 255).astype(np.uint8)
+    pred[1] = target[1]  # identical: infinite PSNR, SSIM 1
+    pred[2, : size[0] // 2] = 0  # a large error in half the image
+    if min(size) < 11:
+        with pytest.raises(ValueError):
+            metrics.image_metrics_batch(pred, target)
+        return
+    got = metrics.image_metrics_batch(pred, target)
+    for i, g in enumerate(got):
+        want = metrics.image_metrics(pred[i], target[i])
+        assert g.keys() == want.keys()
+        for k in want:
+            assert g[k] == pytest.approx(want[k], abs=1e-10), (i, k)
+    assert math.isinf(got[1]["psnr"]) and got[1]["ssim"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="one shape"):
+        metrics.image_metrics_batch(pred[:2], target)
+
 def test_identical_images_infinite_psnr_summarised_and_json_safe():
     a = np.full((16, 16, 3), 77, np.uint8)
     b = a.copy()

@@ -189,6 +189,23 @@ def test_mobilefacenet_crop_and_flip():
     assert build_embedder("mobilefacenet", aspect="resize").preprocess(x).shape == (1, 3, 112, 96)
 
 
+
+def test_mobilefacenet_folded_batchnorm_is_the_same_function(tmp_path):
+    net = MobileFaceNet()
+    randomize_bn_stats(net)
+    torch.save({"epoch": 1, "net_state_dict": net.state_dict()}, tmp_path / "mfn.ckpt")
+    emb = build_embedder("mobilefacenet", tmp_path / "mfn.ckpt").place("cpu")  # folded, channels_last
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in emb.modules())
+    assert emb.net.conv1.conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = emb.preprocess(images(2, 64, 64))
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    fa, fb = net.eval()(xa), emb.net(xb)
+    torch.testing.assert_close(fb, fa, atol=1e-4, rtol=1e-4)
+    w = torch.randn_like(fa)
+    (fa * w).sum().backward()
+    (fb * w).sum().backward()
+    torch.testing.assert_close(xb.grad, xa.grad, atol=1e-4, rtol=1e-3)  # the identity loss's gradient to G
+
 # ------------------------------------------------------------------ real weights
 
 def _lfw_people(root: Path, people: int, per_person: int):

@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
         weights = None if weights == "random" else weights
         recognizer = build_recognizer(args.recognizer, weights)
         if args.recognizer != DLIB_NAME:
-            recognizer = recognizer.to(device)
+            recognizer = recognizer.place(device)
         info = {"name": args.recognizer, "weights": args.recognizer_weights}
     rec_device = device if recognizer is not None and args.recognizer != DLIB_NAME else torch.device("cpu")
 

@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from fsggan.data import PreparedSet
 from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
 
-from .metrics import image_metrics, summarize
+from .metrics import image_metrics_batch, summarize
 from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
 from .report import CLEAN, OCCLUDED
 
@@ -179,13 +179,17 @@ def evaluate_set(
                     (missing if err == "missing" else unreadable).append(
                         bnames[i] if err == "missing" else {"name": bnames[i], "error": err})
 
-        # image quality, per image
+        # image quality, per image (computed for the batch at once)
+        target = to_uint8(clean)
+        m_occ_batch = image_metrics_batch(to_uint8(occ), target)
+        good = [i for i in range(len(bnames)) if ok[i]]
+        m_pred_batch = (dict(zip(good, image_metrics_batch(to_uint8(pred[good]), target[good])))
+                        if pred is not None and good else {})
         for i, n in enumerate(bnames):
-            target = to_uint8(clean[i])
-            m_occ = scores[OCCLUDED][n] = image_metrics(to_uint8(occ[i]), target)
+            m_occ = scores[OCCLUDED][n] = m_occ_batch[i]
             record = {"name": n, **{f"occluded_{k}": v for k, v in m_occ.items()}}
-            if pred is not None and ok[i]:
-                m_pred = scores[method][n] = image_metrics(to_uint8(pred[i]), target)
+            if i in m_pred_batch:
+                m_pred = scores[method][n] = m_pred_batch[i]
                 record.update({f"method_{k}": v for k, v in m_pred.items()})
             if per_image:
                 per_image_rows.append(record)

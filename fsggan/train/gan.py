@@ -144,7 +144,7 @@ def build_identity_net(loss: GANLossConfig, env: Env) -> nn.Module | None:
 
     # An unset path is reported like a missing file, so the message says where to get it.
     weights = loss.identity_weights or "<loss.identity_weights is not set>"
-    return build_embedder(loss.identity_net, weights).to(env.device)
+    return build_embedder(loss.identity_net, weights).place(env.device)
 
 
 def train_gan(

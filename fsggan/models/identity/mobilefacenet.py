@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from .base import FaceEmbedder, align_to_reference, center_crop_aspect, load_checked, read_state_dict, resize
 
@@ -78,6 +79,19 @@ class MobileFaceNet(nn.Module):
         self.linear7 = ConvBlock(512, 512, (7, 6), depthwise=True, linear=True)  # global depthwise conv
         self.linear1 = ConvBlock(512, embedding_dim, 1, linear=True)
 
+    def fold_batchnorm(self) -> MobileFaceNet:
+        """Fold every (frozen, eval-mode) BatchNorm into the convolution before it; same
+        function up to float rounding, about 1.25x faster on CPU. For a frozen network only:
+        the BatchNorm modules become ``nn.Identity`` (their state_dict keys disappear)."""
+        for block in list(self.modules()):
+            names = list(block._modules)
+            for conv_name, bn_name in zip(names, names[1:]):  # children are registered in forward order
+                conv, bn = block._modules[conv_name], block._modules[bn_name]
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    block._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval())
+                    block._modules[bn_name] = nn.Identity()
+        return self
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.dw_conv1(self.conv1(x)))
         x = self.linear1(self.linear7(self.conv2(x)))
@@ -109,7 +123,7 @@ class MobileFaceNetEmbedder(FaceEmbedder):
             state = read_state_dict(weights, expected=EXPECTED, source=SOURCE,
                                     wrapper_keys=("net_state_dict", "state_dict"), weights_only=weights_only)
             load_checked(net, state, path=weights, expected=EXPECTED, source=SOURCE)
-        super().__init__(net, dim=256 if flip else 128)
+        super().__init__(net.fold_batchnorm(), dim=256 if flip else 128)
         self.align, self.aspect, self.flip = align, aspect, flip
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
