@@ -222,7 +222,7 @@ def _is_text(head: bytes) -> bool:
 
 def load_checkpoint(path: str | Path, *, stage: Literal["vae", "gan"] | None = None, require: str | None = None,
                     version: int | None = None, resumable: bool = False,
-                    prefer: Sequence[str] = ("best.pt", "last.pt"), map_location="cpu") -> dict:
+                    prefer: Sequence[str] = ("best.pt", "last.pt"), map_location="cpu", mmap: bool = False) -> dict:
     """Read a checkpoint safely (``weights_only=True``: no pickled objects), the one loader
     of every command.
 
@@ -233,6 +233,8 @@ def load_checkpoint(path: str | Path, *, stage: Literal["vae", "gan"] | None = N
         constructor kwargs in ``config`` (a Stage II checkpoint also satisfies "vae").
     version: the checkpoint version the caller reads (training resumes check it).
     resumable: the training state (optimisers, RNG, data position) must be there too.
+    mmap: map the tensors from the file instead of reading them (cheap when only the config
+        and the checks are wanted, e.g. by the command line before a resume).
     Returns the dict with ``"path"`` (the resolved file) added. Raises FileNotFoundError
     or :class:`CheckpointError`, both one line naming the file.
     """
@@ -243,7 +245,7 @@ def load_checkpoint(path: str | Path, *, stage: Literal["vae", "gan"] | None = N
     try:
         with warnings.catch_warnings():  # a raw pickle: torch warns about its protocol before refusing it
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            ckpt = torch.load(path, map_location=map_location, weights_only=True)
+            ckpt = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as exc:  # not a torch file, truncated, unsafe pickle, ...
         raise CheckpointError(f"{path}: {_unreadable(path, exc)}; expected {expected}") from exc
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("models"), dict):

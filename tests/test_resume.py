@@ -117,6 +117,15 @@ def test_gan_resume_damaged_checkpoint_is_one_line(kind, stage1, gan_run, tmp_pa
     assert snapshot(run) == before
 
 
+def test_mapped_checkpoint_reads_as_the_loaded_one(stage1):  # noqa: F811
+    # the command line maps a checkpoint (mmap) to read its config before a resume
+    read = load_checkpoint(stage1.parent / "last.pt", stage="vae", resumable=True)
+    mapped = load_checkpoint(stage1.parent / "last.pt", stage="vae", resumable=True, mmap=True)
+    assert mapped["config"] == read["config"] and mapped["step"] == read["step"]
+    assert mapped["models"]["vae"].keys() == read["models"]["vae"].keys()
+    assert all(torch.equal(mapped["models"]["vae"][k], v) for k, v in read["models"]["vae"].items())
+
+
 def test_resume_weights_that_do_not_fit_the_config(stage1, tmp_path, capsys):  # noqa: F811
     run = Path(shutil.copytree(stage1.parents[1], tmp_path / "run"))
     last = run / "checkpoints" / "last.pt"

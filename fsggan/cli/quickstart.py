@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
     p.add_argument("--full", action="store_true", help="full-size LFW configs (128x128; meant for a GPU)")
     p.add_argument("--vae-steps", type=int, default=None, help="Stage I steps (quick default 300)")
-    p.add_argument("--gan-steps", type=int, default=None, help="Stage II steps (quick default 450)")
+    p.add_argument("--gan-steps", type=int, default=None, help="Stage II steps (quick default 500)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--recognizer-weights", default=None,
                    help=f"MobileFaceNet checkpoint for rank-k (default {SHARED_MOBILEFACENET} when present)")

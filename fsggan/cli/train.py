@@ -64,8 +64,9 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
             resume = resolve_checkpoint(where, prefer=("last.pt",))
         except FileNotFoundError as e:
             raise TrainingError(f"cannot resume: {e}") from None
+        # only its config is needed here (the training function loads the weights): map, don't read
         stored = config_of_checkpoint(load_checkpoint(resume, stage=stage, version=CHECKPOINT_VERSION,
-                                                      resumable=True))
+                                                      resumable=True, mmap=True))
         try:
             cfg = from_dict(config_cls, apply_overrides(stored, overrides))
         except ConfigError as e:
