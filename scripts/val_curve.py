@@ -26,7 +26,10 @@ def read_curve(run: Path) -> tuple[list[tuple[int, float, float]], tuple[float, 
         raise FileNotFoundError(f"{stats}: no such file; give a Stage II run directory (it writes stats.jsonl)")
     points, inputs = {}, None
     for line in stats.read_text().splitlines():
-        row = json.loads(line)
+        try:
+            row = json.loads(line)
+        except ValueError:  # the last line of a run still writing, or one cut by a kill
+            continue
         if "val/output_psnr" in row:
             points[int(row["step"])] = (float(row["val/output_psnr"]), float(row["val/output_ssim"]))
             inputs = (float(row["val/input_psnr"]), float(row["val/input_ssim"]))
@@ -38,7 +41,7 @@ def read_curve(run: Path) -> tuple[list[tuple[int, float, float]], tuple[float, 
 def panel(draw: ImageDraw.ImageDraw, box, title: str, curves, baseline: float | None, fmt: str) -> None:
     """One plot in ``box`` (x0, y0, x1, y1): each curve a list of (step, value)."""
     x0, y0, x1, y1 = box
-    steps = [s for c in curves for s, _ in c] or [0]
+    steps = [s for c in curves for s, _ in c]
     values = [v for c in curves for _, v in c] + ([baseline] if baseline is not None else [])
     lo, hi = min(values), max(values)
     pad = (hi - lo) * 0.08 or 1.0

@@ -18,8 +18,8 @@ def val_curve():
 
 
 def write_stats(run: Path, rows: list[dict]) -> Path:
-    run.mkdir(parents=True)
-    (run / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run.mkdir(parents=True)  # the last line is cut, as in a run still writing
+    (run / "stats.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"step": 250, "val/ou')
     return run
 
 
