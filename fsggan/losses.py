@@ -16,7 +16,7 @@ from .models.vae import VAEOutput
 
 __all__ = ["LossWeights", "vae_loss", "gaussian_nll", "kl_standard_normal", "pixel_loss",
            "masked_pixel_loss", "mask_loss", "gaussian_blur", "identity_loss", "generator_adversarial_loss", "discriminator_loss",
-           "total_variation"]
+           "total_variation", "random_views"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -122,3 +122,41 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     dy = (img[..., 1:, :] - img[..., :-1, :]).abs().mean()
     dx = (img[..., :, 1:] - img[..., :, :-1]).abs().mean()
     return dx + dy
+
+
+def random_views(*images: torch.Tensor, shift: float = 0.06, scale: tuple[float, float] = (0.9, 1.1),
+                 blur: float = 1.0, down: tuple[float, float] = (0.5, 1.0),
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
+    """The same random view of each image batch: per sample a random shift (up to ``shift``
+    of the width), zoom (``scale``), horizontal flip, Gaussian blur (sigma up to ``blur``
+    px) and down-and-up sampling (by a factor drawn from ``down``), all differentiable.
+
+    Beyond the paper (``loss.identity_views``): the identity term compares F on such views
+    of G(x, g) and y (an expectation over transformations), so a texture that moves F's
+    embedding only on one exact pixel grid no longer pays off.
+    """
+    ref = images[0]
+    b, dev = ref.shape[0], ref.device
+
+    def draw(lo: float, hi: float, n: int = b) -> torch.Tensor:
+        return (torch.rand(n, generator=generator) * (hi - lo) + lo).to(dev)
+
+    zoom = draw(*scale)
+    flip = torch.where(draw(0.0, 1.0) < 0.5, -1.0, 1.0).to(dev)
+    theta = torch.zeros(b, 2, 3, device=dev)
+    theta[:, 0, 0], theta[:, 1, 1] = flip / zoom, 1.0 / zoom
+    theta[:, 0, 2], theta[:, 1, 2] = draw(-2 * shift, 2 * shift), draw(-2 * shift, 2 * shift)
+    sigma = float(draw(0.0, blur, 1)) if blur > 0 else 0.0
+    factor = float(draw(*down, 1))
+    out = []
+    for img in images:
+        grid = F.affine_grid(theta.to(img.dtype), list(img.shape), align_corners=False)
+        v = F.grid_sample(img, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+        v = gaussian_blur(v, sigma)
+        if factor < 1.0:
+            h, w = img.shape[-2:]
+            small = (max(8, round(h * factor)), max(8, round(w * factor)))
+            v = F.interpolate(F.interpolate(v, size=small, mode="bilinear", align_corners=False, antialias=True),
+                              size=(h, w), mode="bilinear", align_corners=False)
+        out.append(v)
+    return tuple(out)

@@ -176,6 +176,7 @@ class FSGGAN:
                     net.to(memory_format=torch.channels_last)
         self.image_size = int(image_size or 128)
         self.checkpoints: dict[str, str] = {}
+        self.identity_net: str | None = None  # the recogniser of G's identity loss (not a fair judge of G)
 
     @classmethod
     def from_checkpoints(cls, vae: str | Path | None = None, gan: str | Path | None = None,
@@ -212,6 +213,8 @@ class FSGGAN:
         size = (vae_kwargs or gckpt["config"].get("vae") or {}).get("image_size", 128)
         model = cls(vae_model, generator, device=device, image_size=size)
         model.checkpoints = paths
+        loss = gckpt["config"].get("loss") or {}
+        model.identity_net = loss.get("identity_net") if loss.get("identity") else None
         return model
 
     # -- tensors in, tensors out (B, 3, S, S) in [-1, 1] on self.device

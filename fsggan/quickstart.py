@@ -110,22 +110,15 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     _call(train_gan, gan_cfg, _last(gan_dir))
     timings["stage2"] = _done(t0)
 
-    # 4. Evaluation on the prepared test sets, with MobileFaceNet rank-k when its weights are here
+    # 4. Evaluation: PSNR / SSIM, rank-k judged by dlib's recogniser (independent: nothing trained
+    #    against it) and by MobileFaceNet (G's identity loss: marked, not a fair judge) when here
     t0 = time.perf_counter()
     _say("[4/4] evaluating")
     model = FSGGAN.from_checkpoints(gan=gan_dir, device=device)
-    weights = recognizer_weights or (str(SHARED_MOBILEFACENET) if SHARED_MOBILEFACENET.is_file() else None)
-    recognizer, info = None, None
-    if weights is not None:
-        from fsggan.eval.recognition import build_recognizer
-
-        recognizer = build_recognizer("mobilefacenet", weights).place(model.device)
-        info = {"name": "mobilefacenet", "weights": weights}
-    else:
-        _say("no MobileFaceNet weights found: rank-k accuracy skipped (pass --recognizer-weights)")
+    recognizers, infos = _recognizers(model, recognizer_weights)
     test_sets = [data_dir / f"{s}-lfw" for s in sets if s != "val"]
-    results = evaluate_sets(test_sets, method="FSG-GAN (quickstart)", model=model, recognizer=recognizer,
-                            recognizer_info=info, device=model.device, progress=progress)
+    results = evaluate_sets(test_sets, method="FSG-GAN (quickstart)", model=model, recognizers=recognizers,
+                            recognizer_info=infos, device=model.device, progress=progress)
     report_dir = out / "report"
     save_grid(model, test_sets[0], report_dir / "deocclusion_grid.png")
     timings["evaluate"] = _done(t0)
@@ -137,6 +130,22 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     _say("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     _say(f"report written to {report_dir}")
     return results
+
+
+def _recognizers(model, mobilefacenet_weights: str | None) -> tuple[dict, list[dict]]:
+    """The judges of the report: dlib's recogniser first (independent), then MobileFaceNet
+    when its weights are found (marked when it is the identity loss G was trained with)."""
+    from fsggan.eval.recognition import DLIB_NAME, build_recognizer
+
+    infos = [{"name": DLIB_NAME, "weights": None, "role": "independent"}]
+    weights = mobilefacenet_weights or (str(SHARED_MOBILEFACENET) if SHARED_MOBILEFACENET.is_file() else None)
+    if weights is not None:
+        infos.append({"name": "mobilefacenet", "weights": weights,
+                      "role": "training loss" if model.identity_net == "mobilefacenet" else "independent"})
+    else:
+        _say("no MobileFaceNet weights found: its rank-k is skipped (pass --recognizer-weights)")
+    nets = {i["name"]: build_recognizer(i["name"], i["weights"]).place(model.device) for i in infos}
+    return nets, infos
 
 
 def _say(line: str) -> None:

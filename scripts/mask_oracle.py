@@ -55,19 +55,22 @@ def main(argv=None) -> int:
     ap.add_argument("gan", help="Stage II checkpoint or run directory (blended output head)")
     ap.add_argument("set_dir", type=Path, help="a prepared set (with mask/)")
     ap.add_argument("--out", type=Path, required=True, help="folder for the three prediction folders")
-    ap.add_argument("--recognizer-weights", default=None, help="MobileFaceNet weights (rank-1 left out without)")
+    ap.add_argument("--recognizer-weights", default=None,
+                    help="MobileFaceNet weights: its rank-1 is added (the training loss's network: not independent)")
     ap.add_argument("--device", default="auto")
     args = ap.parse_args(argv)
     model = FSGGAN.from_checkpoints(gan=args.gan, device=args.device)
     dirs = write_variants(model, args.set_dir, args.out)
-    rec = (build_recognizer("mobilefacenet", args.recognizer_weights).place(model.device)
-           if args.recognizer_weights else None)
-    print("| variant | PSNR | SSIM | rank-1 (%) |\n|---|---|---|---|")
+    recs = {"dlib_resnet": build_recognizer("dlib_resnet").place(model.device)}
+    if args.recognizer_weights:
+        recs["mobilefacenet"] = build_recognizer("mobilefacenet", args.recognizer_weights).place(model.device)
+    print("| variant | PSNR | SSIM | " + " | ".join(f"{n} rank-1 (%)" for n in recs) + " |\n|---|---|---|"
+          + "---|" * len(recs))
     for key, folder in dirs.items():
-        r = evaluate_set(args.set_dir, method=key, predictions=folder, recognizer=rec, device=model.device,
+        r = evaluate_set(args.set_dir, method=key, predictions=folder, recognizers=recs, device=model.device,
                          progress=False)
         q = r["quality"][key]
-        rank1 = f"{100 * r['recognition'][key]['rank1']['mean']:.1f}" if rec is not None else "-"
+        rank1 = " | ".join(f"{100 * r['recognition'][n][key]['rank1']['mean']:.1f}" for n in recs)
         print(f"| {key} | {q['psnr']['mean']:.2f} | {q['ssim']['mean']:.4f} | {rank1} |", flush=True)
     return 0
 

@@ -177,6 +177,7 @@ def test_cpu_bf16_autocast_falls_back_to_fp32_where_bf16_crashes(monkeypatch):
         return subprocess.CompletedProcess(cmd, -4)        # SIGILL, as oneDNN's AMX kernels on some VMs
 
     monkeypatch.setattr(runtime.subprocess, "run", crashing)
+    monkeypatch.setattr(runtime, "fast_cpu_bf16", lambda: True)   # as on an AVX512-BF16 CPU
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     runtime.cpu_bf16_usable.cache_clear()
     env = runtime.Env(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1)
@@ -184,6 +185,22 @@ def test_cpu_bf16_autocast_falls_back_to_fp32_where_bf16_crashes(monkeypatch):
         with pytest.warns(UserWarning, match="training in float32 instead"):
             ctx = runtime.autocast(env, "bf16")
         assert calls == [None, "AVX512_CORE_BF16"]           # tried as is, then without AMX
+        with ctx:
+            assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
+    finally:
+        runtime.cpu_bf16_usable.cache_clear()
+
+
+def test_cpu_bf16_autocast_is_float32_on_a_cpu_without_bf16(monkeypatch):
+    """An AVX2-only CPU emulates bf16 (several times slower): amp=bf16 runs float32 there."""
+    from fsggan.train import runtime
+
+    monkeypatch.setattr(runtime, "fast_cpu_bf16", lambda: False)
+    runtime.cpu_bf16_usable.cache_clear()
+    env = runtime.Env(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1)
+    try:
+        with pytest.warns(UserWarning, match="no bf16 arithmetic"):
+            ctx = runtime.autocast(env, "bf16")
         with ctx:
             assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
     finally:

@@ -171,25 +171,27 @@ def test_evaluate_protocol_repeats_and_missing_queries():
     assert out["n_queries"] == 4 and out["n_missing"] == 2  # b3 has no feature, twice
 
 
-def test_dlib_recognizer_clear_error_when_extra_missing():
-    try:
-        import dlib  # noqa: F401
-    except ImportError:
-        with pytest.raises(ImportError, match="fsggan\\[landmarks\\]"):
-            recognition.build_recognizer("dlib_resnet")
-    else:
-        pytest.skip("dlib is installed")
+def test_dlib_recognizer_weights_file_errors_name_the_file(tmp_path):
+    from fsggan.models.identity.base import WeightsError
+
+    bad = tmp_path / "dlib.dat"
+    for content in (b"", b"not dlib", b"\x01\x01\x01\x0dloss_metric_2" + bytes(64)):
+        bad.write_bytes(content)
+        with pytest.raises(WeightsError, match="dlib.dat"):
+            recognition.build_recognizer("dlib_resnet", bad)
+    with pytest.raises(WeightsError, match="no_such.dat"):
+        recognition.build_recognizer("dlib_resnet", tmp_path / "no_such.dat")
 
 
 # ---------------------------------------------------------------- evaluate on a tiny set
 
 def test_baseline_rows_and_recognition_on_tiny_set(prepared):
-    res = evaluate_set(prepared, recognizer=PoolEmbedder(), ks=(1, 5), progress=False)
+    res = evaluate_set(prepared, recognizers={"pool": PoolEmbedder()}, ks=(1, 5), progress=False)
     assert res["num_images"] == 18 and set(res["quality"]) == {OCCLUDED}
     q = res["quality"][OCCLUDED]
     assert q["psnr"]["n"] == 18 and 5 < q["psnr"]["mean"] < 30 and 0 < q["ssim"]["mean"] < 1
     assert q["psnr_pm1"]["mean"] == pytest.approx(q["psnr"]["mean"] - metrics.PSNR_PM1_OFFSET)
-    rec = res["recognition"]
+    rec = res["recognition"]["pool"]
     assert rec[CLEAN]["rank1"]["mean"] == 1.0  # identity patterns are distinct, noise is small
     assert rec[OCCLUDED]["rank1"]["mean"] < rec[CLEAN]["rank1"]["mean"]
     assert rec[OCCLUDED]["n_queries"] == 2 * 6 * 2
@@ -202,7 +204,7 @@ def test_predictions_missing_file_fails_then_counted(prepared, tmp_path):
     with pytest.raises(MissingPredictionsError, match="person_2_0001.png"):
         evaluate_set(prepared, method="X", predictions=preds, progress=False)
 
-    res = evaluate_set(prepared, method="X", predictions=preds, recognizer=PoolEmbedder(),
+    res = evaluate_set(prepared, method="X", predictions=preds, recognizers={"pool": PoolEmbedder()},
                        allow_missing=True, progress=False)
     assert res["missing"] == ["person_2_0001.png"]
     assert [u["name"] for u in res["unreadable"]] == ["person_3_0000.png"]
@@ -216,14 +218,14 @@ def test_predictions_missing_file_fails_then_counted(prepared, tmp_path):
                  if n not in ("person_2_0001.png", "person_3_0000.png")]))
     assert res["scored"] == {"images": 16, "identities": 6}
     # rank-k: the two queries without a prediction (one per repeat) are left out of every row
-    rec = res["recognition"]
+    rec = res["recognition"]["pool"]
     assert rec["X"] == rec[OCCLUDED] and rec["X"]["n_queries"] == rec[CLEAN]["n_queries"] == 22
     assert rec["X"]["n_missing"] == rec[CLEAN]["n_missing"] == 2
     assert res["protocol"] == {"repeats": 2, "identities": 6, "queries_per_identity": 2, "queries": 22,
                                "queries_total": 24, "identities_queried": 6,
                                "reduced": ["6 identities instead of 200", "2 queries per identity instead of 5",
                                            "2 repeats instead of 5", "2 of 24 queries left out (no usable prediction)"]}
-    md = report.markdown([{"method": "X", "ks": [1, 5, 10], "recognizer": {"name": "pool"},
+    md = report.markdown([{"method": "X", "ks": [1, 5, 10], "recognizers": [{"name": "pool"}],
                            "sets": {"set1-toy": res}}])
     assert ("- set1-toy: 16 images of 6 identities (2 of 18 left out of every row: no usable prediction)"
             in md.splitlines())
@@ -249,7 +251,7 @@ def test_cli_predictions_outputs_parse_and_compare(prepared, tmp_path, capsys):
     data = json.loads((out / "results.json").read_text())
     q = data["sets"]["set1-toy"]["quality"]["Perfect"]
     assert q["psnr"]["n_inf"] == 18 and q["psnr"]["mean"] is None and q["ssim"]["mean"] == pytest.approx(1.0)
-    rec = data["sets"]["set1-toy"]["recognition"]
+    rec = data["sets"]["set1-toy"]["recognition"]["mobilefacenet"]
     assert rec["Perfect"]["rank1"]["mean"] == rec[CLEAN]["rank1"]["mean"]
     md = (out / "results.md").read_text()
     assert "| Perfect |" in md and "(18 inf)" in md and "Occluded input" in md and "rank-5" in md
@@ -272,7 +274,9 @@ def test_cli_predictions_outputs_parse_and_compare(prepared, tmp_path, capsys):
     cmp_dir = tmp_path / "cmp"
     assert eval_main(["--compare", str(out), str(out2), "--out", str(cmp_dir)]) == 0
     text = (cmp_dir / "comparison.md").read_text()
-    assert "| Perfect |" in text and "| Partial |" in text and text.count("| Occluded input |") == 2  # 2 tables
+    # 3 tables: quality, rank-k by MobileFaceNet (Perfect) and by dlib (Partial: the default judge)
+    assert "| Perfect |" in text and "| Partial |" in text and text.count("| Occluded input |") == 3
+    assert "judged by dlib_resnet (independent)" in text and "judged by mobilefacenet (independent)" in text
     runs = json.loads((cmp_dir / "comparison.json").read_text())["runs"]
     assert set(runs) == {"res_perfect", "res_partial"}
     assert (cmp_dir / "comparison_quality.csv").is_file()

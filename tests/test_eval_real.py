@@ -70,8 +70,8 @@ def test_mobilefacenet_clean_beats_occluded_on_real_lfw(tmp_path):
     from fsggan.eval import CLEAN, OCCLUDED, build_recognizer, evaluate_set
 
     s = build_lfw_protocol_set(tmp_path / "set1-lfw20", n_ids=20, queries=3, repeats=3)
-    res = evaluate_set(s, recognizer=build_recognizer("mobilefacenet", weights), ks=(1, 5), progress=False)
-    rec = res["recognition"]
+    res = evaluate_set(s, recognizers={"m": build_recognizer("mobilefacenet", weights)}, ks=(1, 5), progress=False)
+    rec = res["recognition"]["m"]
     clean, occ = rec[CLEAN]["rank1"]["mean"], rec[OCCLUDED]["rank1"]["mean"]
     assert rec[CLEAN]["n_queries"] == 20 * 3 * 3
     # measured: clean 0.81, occluded 0.57 (random weights give about 1/20 = 0.05)

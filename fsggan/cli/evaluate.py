@@ -33,10 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "(DIR/<set name>/ when scoring several sets)")
     src.add_argument("--method-name", help="row label (default: FSG-GAN, or the predictions folder's name)")
     rec = p.add_argument_group("recognition (Table 3)")
-    rec.add_argument("--recognizer", default="none",
-                     help="none (default) | lightcnn9 | lightcnn29 | lightcnn29v2 | mobilefacenet | arcface_r50 | "
-                          "arcface_r100 | dlib_resnet (needs pip install 'fsggan[landmarks]')")
-    rec.add_argument("--recognizer-weights", help="the recognizer's published weights; 'random' for a smoke test")
+    rec.add_argument("--recognizer", action="append", default=None, metavar="NAME",
+                     help="repeat for several; one Table 3 each. dlib_resnet (default: the independent judge, its "
+                          "weights ship with fsggan) | mobilefacenet | lightcnn9 | lightcnn29 | lightcnn29v2 | "
+                          "arcface_r50 | arcface_r100 | none (no rank-k)")
+    rec.add_argument("--recognizer-weights", action="append", default=None, metavar="[NAME=]PATH",
+                     help="published weights of a recognizer (NAME=PATH when several need them); 'random' for a "
+                          "smoke test. The network that trained G's identity loss is marked as not independent")
     rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="ranks to report, >= 1 (default: 1 5 10)")
     out = p.add_argument_group("output")
     out.add_argument("--out", help="results folder: results.md, results.json, quality.csv, recognition.csv")
@@ -76,8 +79,9 @@ def _check_values(args: argparse.Namespace) -> str | None:
     """A one-line complaint about an option value, checked before anything is loaded."""
     from fsggan.eval.recognition import recognizer_names
 
-    if args.recognizer != "none" and args.recognizer not in recognizer_names():
-        return f"--recognizer {args.recognizer}: unknown name; choose from none, {', '.join(recognizer_names())}"
+    for name in args.recognizer or []:
+        if name != "none" and name not in recognizer_names():
+            return f"--recognizer {name}: unknown name; choose from none, {', '.join(recognizer_names())}"
     bad = [k for k in args.ks if k < 1]
     if bad:
         return f"--ks {' '.join(map(str, args.ks))}: ranks start at 1 (rank-1 = the best match), got {bad[0]}"
@@ -101,8 +105,6 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int:
-    import torch
-
     from fsggan.eval import report
     from fsggan.eval.evaluate import evaluate_sets
     from fsggan.eval.recognition import DLIB_NAME, build_recognizer
@@ -131,23 +133,18 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
             parser.error(f"--predictions {args.predictions}: no such folder")
         method = method or Path(args.predictions).resolve().name
 
-    recognizer, info = None, None
-    if args.recognizer != "none":
-        weights = args.recognizer_weights
-        if weights is None and args.recognizer != DLIB_NAME:
-            parser.error(f"--recognizer {args.recognizer} needs --recognizer-weights PATH "
-                         "(or 'random' for a smoke test: random features carry no identity information)")
-        weights = None if weights == "random" else weights
-        recognizer = build_recognizer(args.recognizer, weights)
-        if args.recognizer != DLIB_NAME:
-            recognizer = recognizer.place(device)
-        info = {"name": args.recognizer, "weights": args.recognizer_weights}
-    rec_device = device if recognizer is not None and args.recognizer != DLIB_NAME else torch.device("cpu")
+    names = [n for n in (args.recognizer or [DLIB_NAME]) if n != "none"]
+    weights = _weights_by_name(names, args.recognizer_weights or [], parser)
+    trained_with = getattr(model, "identity_net", None)  # the recogniser of G's identity loss, if any
+    infos = sorted(({"name": n, "weights": weights.get(n),
+                     "role": "training loss" if n == trained_with else "independent"} for n in dict.fromkeys(names)),
+                   key=lambda i: i["role"] == "training loss")
+    recognizers = {i["name"]: build_recognizer(i["name"], i["weights"]).place(device) for i in infos}
 
     results = evaluate_sets(args.sets, method=method, model=model, predictions=args.predictions,
-                            recognizer=recognizer, recognizer_info=info, save_predictions=args.save_predictions,
+                            recognizers=recognizers, recognizer_info=infos, save_predictions=args.save_predictions,
                             ks=tuple(args.ks), allow_missing=args.allow_missing, batch_size=args.batch_size,
-                            device=rec_device, workers=args.workers, per_image=args.per_image,
+                            device=device, workers=args.workers, per_image=args.per_image,
                             progress=not args.no_progress)
     results["command"] = [PROG, *(argv if argv is not None else sys.argv[1:])]
 
@@ -156,6 +153,29 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
         report.write_results(results, args.out)
         print(f"results written to {args.out}", file=sys.stderr)
     return 0
+
+
+def _weights_by_name(names: list[str], given: list[str], parser) -> dict[str, str | None]:
+    """``--recognizer-weights`` entries (``PATH`` or ``NAME=PATH``) -> {name: path or "random"};
+    dlib_resnet needs none (its weights ship with fsggan), every other recogniser one."""
+    from fsggan.eval.recognition import DLIB_NAME, recognizer_names
+
+    out: dict[str, str | None] = {}
+    plain = [g for g in given if "=" not in g or g.split("=", 1)[0] not in recognizer_names()]
+    for g in given:
+        if g not in plain:
+            name, path = g.split("=", 1)
+            out[name] = path
+    needing = [n for n in names if n != DLIB_NAME and n not in out]
+    if len(plain) > 1 or (plain and len(needing) > 1):
+        parser.error("several recognizers need weights: give each as --recognizer-weights NAME=PATH")
+    if plain:
+        out[needing[0] if needing else (names[0] if names else DLIB_NAME)] = plain[0]
+    for n in names:
+        if n != DLIB_NAME and out.get(n) is None:
+            parser.error(f"--recognizer {n} needs --recognizer-weights PATH "
+                         "(or 'random' for a smoke test: random features carry no identity information)")
+    return out
 
 
 if __name__ == "__main__":

@@ -11,8 +11,11 @@ folders holding ``clean/ occluded/ mask/``, ``manifest.json`` and ``protocol.jso
 * the "Occluded input" row (the occluded image scored as if it were the output) is
   always included; for recognition also "Clean (upper bound)" (clean queries);
 * PSNR / SSIM (mean and std per set, :mod:`fsggan.eval.metrics`) and, with
-  ``--recognizer``, rank-1/5/10 identification accuracy over the protocol's repeats
-  (:mod:`fsggan.eval.recognition`).
+  one or more recognisers, rank-1/5/10 identification accuracy over the protocol's
+  repeats, one table per recogniser (:mod:`fsggan.eval.recognition`). The recogniser that
+  trained G (its identity loss) is not a fair judge of G: G learns its blind spots. The
+  caller says which recogniser is which (``recognizer_info[i]["role"]``) and the report
+  puts the independent ones first.
 
 Our own outputs are rounded to 8 bits before scoring, so that scoring in memory gives
 the same figures as saving them (``--save-predictions``) and scoring the files.
@@ -113,11 +116,11 @@ def evaluate_set(
     method: str | None = None,            # row label of the method (None: baseline rows only)
     model=None,                           # an FSGGAN (or anything with .run(x) -> (y, g)) ...
     predictions: str | Path | None = None,  # ... or a folder of predicted images with the set's names
-    recognizer: Callable | None = None,   # FaceEmbedder-like: (B,3,H,W) [-1,1] -> (B,D) unit features
+    recognizers: Mapping[str, Callable] | None = None,  # name -> (B,3,H,W) [-1,1] -> (B,D) unit features
     ks: Sequence[int] = (1, 5, 10),       # ranks to report
     allow_missing: bool = False,          # skip missing/unreadable predictions instead of failing
     batch_size: int = 64,                 # images per batch (model and recognizer)
-    device="cpu",                         # where the recognizer runs
+    device="cpu",                         # where the recognisers run
     workers: int = 0,                     # DataLoader worker processes for reading images
     save_predictions: str | Path | None = None,  # write the model's outputs here (<name> per image)
     per_image: bool = False,              # keep per-image metrics in the result
@@ -145,15 +148,16 @@ def evaluate_set(
             raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, []))
 
     # -- recognition: which features are needed
+    recognizers = dict(recognizers or {})
     protocol, gallery_names, query_names = None, set(), set()
-    if recognizer is not None:
+    if recognizers:
         protocol = load_protocol(set_dir)
         g, q = protocol_names(protocol)
         gallery_names, query_names = set(g), set(q)
         unknown = sorted((gallery_names | query_names) - set(names))
         if unknown:
             raise ValueError(f"{set_dir}/protocol.json names images that are not in the set: {unknown[:5]}")
-    feats = {"clean": {}, "occluded": {}, "method": {}}
+    feats = {r: {"clean": {}, "occluded": {}, "method": {}} for r in recognizers}
 
     # row -> image name -> metrics; summarised at the end over the images every row has
     scores: dict[str, dict[str, dict]] = {OCCLUDED: {}, **({method: {}} if has_method else {})}
@@ -194,13 +198,14 @@ def evaluate_set(
             if per_image:
                 per_image_rows.append(record)
 
-        # recognition features
-        if recognizer is not None:
-            _embed_subset(recognizer, clean, bnames, gallery_names | query_names, feats["clean"], device)
-            _embed_subset(recognizer, occ, bnames, query_names, feats["occluded"], device)
+        # recognition features, per recogniser
+        for rec_name, recognizer in recognizers.items():
+            store = feats[rec_name]
+            _embed_subset(recognizer, clean, bnames, gallery_names | query_names, store["clean"], device)
+            _embed_subset(recognizer, occ, bnames, query_names, store["occluded"], device)
             if pred is not None:
                 usable = {n for n, good in zip(bnames, ok) if good} & query_names
-                _embed_subset(recognizer, pred, bnames, usable, feats["method"], device)
+                _embed_subset(recognizer, pred, bnames, usable, store["method"], device)
 
     if (missing or unreadable) and not allow_missing:
         raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))
@@ -219,12 +224,13 @@ def evaluate_set(
         "unreadable": unreadable,
         "recognition": None,
     }
-    if recognizer is not None:
+    if recognizers:
         usable = query_names - left_out
-        queries = {row: {n: f for n, f in feats[key].items() if n in usable}
-                   for row, key in ((OCCLUDED, "occluded"), (method, "method"), (CLEAN, "clean"))}
-        rows = [OCCLUDED, *([method] if has_method else []), CLEAN]
-        result["recognition"] = {row: evaluate_protocol(protocol, feats["clean"], queries[row], ks) for row in rows}
+        rows = [(OCCLUDED, "occluded"), *([(method, "method")] if has_method else []), (CLEAN, "clean")]
+        result["recognition"] = {
+            rec_name: {row: evaluate_protocol(protocol, f["clean"], {n: v for n, v in f[key].items() if n in usable}, ks)
+                       for row, key in rows}
+            for rec_name, f in feats.items()}
         result["protocol"] = protocol_summary(protocol, usable)
     if per_image:
         result["per_image"] = per_image_rows
@@ -262,8 +268,8 @@ def evaluate_sets(
     method: str | None = None,
     model=None,
     predictions: str | Path | None = None,
-    recognizer: Callable | None = None,
-    recognizer_info: Mapping | None = None,
+    recognizers: Mapping[str, Callable] | None = None,
+    recognizer_info: Sequence[Mapping] | None = None,
     save_predictions: str | Path | None = None,
     **options,
 ) -> dict:
@@ -271,7 +277,9 @@ def evaluate_sets(
 
     Keyword options are those of :func:`evaluate_set`. ``predictions`` is one folder for
     a single set, or a folder with one sub-folder per set name; ``save_predictions``
-    gets one sub-folder per set.
+    gets one sub-folder per set. ``recognizer_info``: one dict per recogniser (``name``,
+    ``weights``, ``role``: "independent" or "training loss"), stored in the results in
+    the order given (independent first).
     """
     set_dirs = [Path(s) for s in sets]
     labels = [d.name for d in set_dirs]
@@ -281,7 +289,7 @@ def evaluate_sets(
         "version": 1,
         "method": method,
         "source": _source(model, predictions),
-        "recognizer": dict(recognizer_info) if recognizer_info else None,
+        "recognizers": [dict(i) for i in recognizer_info or ({"name": n} for n in recognizers or {})],
         "ks": list(options.get("ks", (1, 5, 10))),
         "psnr_note": ("psnr: standard PSNR on [0, 1] (data_range 1); psnr_pm1: the FSG-GAN code's convention "
                       "on [-1, 1] images = psnr - 20 log10(2) = psnr - 6.02 dB"),
@@ -291,7 +299,7 @@ def evaluate_sets(
         pred = prediction_folder(predictions, d, len(set_dirs)) if predictions is not None else None
         save = Path(save_predictions) / d.name if save_predictions is not None else None
         results["sets"][d.name] = evaluate_set(d, method=method, model=model, predictions=pred,
-                                               recognizer=recognizer, save_predictions=save, **options)
+                                               recognizers=recognizers, save_predictions=save, **options)
     return results
 
 

@@ -12,9 +12,10 @@ true identity is ``1 + (number of gallery entries strictly more similar)``, so e
 ties are resolved in the query's favour. Accuracies are averaged over the queries of a
 repeat; the reported figure is mean and (population) std over the repeats.
 
-Recognizers: every :data:`fsggan.models.identity.EMBEDDER_NAMES` network through
-``build_embedder``, plus ``"dlib_resnet"``: dlib's 128-d ResNet from the optional extra
-``fsggan[landmarks]`` (``face_recognition_models`` + ``dlib``), imported only when asked for.
+Recognizers: ``"dlib_resnet"`` - dlib's 128-d ResNet in torch (weights from the
+``face-recognition-models`` package, a dependency), the default and the independent judge:
+no training config uses it - and every :data:`fsggan.models.identity.EMBEDDER_NAMES`
+network through ``build_embedder``.
 """
 
 from __future__ import annotations
@@ -172,14 +173,15 @@ def recognizer_names() -> tuple[str, ...]:
 def build_recognizer(name: str, weights: str | Path | None = None, **options) -> nn.Module:
     """A frozen face embedder by name: ``(B, 3, H, W)`` in [-1, 1] -> ``(B, D)`` unit features.
 
-    name: ``lightcnn9`` ... ``arcface_r100`` (see ``fsggan.models.identity.build_embedder``)
-        or ``dlib_resnet`` (needs ``pip install 'fsggan[landmarks]'``; ``weights`` then
-        defaults to the file that ``face_recognition_models`` ships).
-    weights: path to the published checkpoint; ``None`` keeps random weights, whose
-        features carry no identity information (smoke tests only).
+    name: ``dlib_resnet`` (the independent judge: dlib's recogniser ported to torch, weights
+        from the ``face-recognition-models`` package that fsggan installs) or ``lightcnn9`` ...
+        ``arcface_r100`` (see ``fsggan.models.identity.build_embedder``).
+    weights: path to the published weights (``dlib_resnet``: None = the packaged file);
+        ``"random"`` keeps random weights, whose features carry no identity information
+        (smoke tests only).
     """
-    if name == DLIB_NAME:
-        return DlibResNetEmbedder(weights)
     from fsggan.models.identity import build_embedder
 
-    return build_embedder(name, weights, **options)
+    if name == DLIB_NAME:
+        return DlibResNetEmbedder(weights, **options)
+    return build_embedder(name, None if weights == "random" else weights, **options)

@@ -5,7 +5,9 @@ A results folder (``fsggan-eval --out DIR``) holds
 * ``results.json``: everything (see :func:`fsggan.eval.evaluate.evaluate_sets`); infinite
   PSNR values are written as the string ``"inf"`` and NaN as ``null``;
 * ``results.md``: Table 2 shape (rows = methods, per set PSNR, PSNR on [-1, 1] and
-  SSIM, mean +/- std) and Table 3 shape (rows = query kinds, per set rank-1/5/10 in %);
+  SSIM, mean +/- std) and Table 3 shape (rows = query kinds, per set rank-1/5/10 in %),
+  one Table 3 per recogniser: the independent ones first, the one that trained G marked
+  "(training loss: not an independent judge)";
 * ``quality.csv`` and ``recognition.csv``: one line per (set, row, metric);
 * ``per_image_<set>.csv`` with ``--per-image``.
 
@@ -73,21 +75,28 @@ def _cell(summary: dict | None, digits: int, scale: float = 1.0) -> str:
     return text
 
 
+def _section(data: dict, section: str) -> dict:
+    """A set's table: ``"quality"``, or ``"recognition/<recogniser>"``."""
+    kind, _, rec = section.partition("/")
+    table = data.get(kind) or {}
+    return table.get(rec) or {} if rec else table
+
+
 def _rows(runs: Sequence[dict], labels: Sequence[str] | None, section: str) -> tuple[list[str], list[tuple[str, dict]]]:
     """Set names (first-seen order) and (label, {set: row data}) rows for ``section``
-    ("quality" or "recognition"): the baseline rows once, then each run's method."""
+    ("quality" or "recognition/<recogniser>"): the baseline rows once, then each run's method."""
     set_names: list[str] = []
     for r in runs:
         for s, data in r["sets"].items():
-            if data.get(section) and s not in set_names:
+            if _section(data, section) and s not in set_names:
                 set_names.append(s)
     base_first = {OCCLUDED: {}}
-    base_last = {CLEAN: {}} if section == "recognition" else {}
+    base_last = {CLEAN: {}} if section.startswith("recognition") else {}
     methods: list[tuple[str, dict]] = []
     names = [r.get("method") for r in runs]
     for i, r in enumerate(runs):
         for s, data in r["sets"].items():
-            table = data.get(section) or {}
+            table = _section(data, section)
             for base in (base_first, base_last):
                 for key in base:
                     if key in table and s not in base[key]:
@@ -98,7 +107,7 @@ def _rows(runs: Sequence[dict], labels: Sequence[str] | None, section: str) -> t
         label = method
         if labels and (names.count(method) > 1 or method in (OCCLUDED, CLEAN)):
             label = f"{method} ({labels[i]})"
-        methods.append((label, {s: (data.get(section) or {}).get(method) for s, data in r["sets"].items()}))
+        methods.append((label, {s: _section(data, section).get(method) for s, data in r["sets"].items()}))
     rows = [(k, v) for k, v in base_first.items()] + methods + [(k, v) for k, v in base_last.items() if v]
     return set_names, rows
 
@@ -119,10 +128,33 @@ def quality_table(runs: Sequence[dict], labels: Sequence[str] | None = None) -> 
     return "\n".join(lines)
 
 
-def recognition_table(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
+def recognizers(runs: Sequence[dict]) -> list[dict]:
+    """The recognisers of ``runs`` (first-seen order, independent ones first): ``{"name",
+    "role"}``; a recogniser that trained any run's G is marked "training loss" for all."""
+    seen: dict[str, dict] = {}
+    for r in runs:
+        for info in r.get("recognizers") or []:
+            entry = seen.setdefault(info["name"], {"name": info["name"], "role": "independent"})
+            if info.get("role") == "training loss":
+                entry["role"] = "training loss"
+    return sorted(seen.values(), key=lambda i: i["role"] == "training loss")
+
+
+def recognizer_label(info: dict) -> str:
+    """``dlib_resnet (independent)``, ``mobilefacenet (training loss: not an independent judge)``."""
+    role = "training loss: not an independent judge" if info.get("role") == "training loss" else "independent"
+    return f"{info['name']} ({role})"
+
+
+def recognition_table(runs: Sequence[dict], labels: Sequence[str] | None = None, recognizer: str | None = None) -> str:
     """Markdown table in the shape of the paper's Table 3 (rank-k accuracy in %, mean ± std
-    over the protocol's repeats)."""
-    sets, rows = _rows(runs, labels, "recognition")
+    over the protocol's repeats) for one recogniser (default: the first of :func:`recognizers`)."""
+    if recognizer is None:
+        recs = recognizers(runs)
+        if not recs:
+            return ""
+        recognizer = recs[0]["name"]
+    sets, rows = _rows(runs, labels, f"recognition/{recognizer}")
     if not sets:
         return ""
     ks = list(runs[0].get("ks", (1, 5, 10)))
@@ -183,13 +215,16 @@ def markdown(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
     if scored:
         parts[-1] += " Every row of a set is computed on the same images:"
         parts += scored
-    rec = recognition_table(runs, labels)
-    if rec:
-        names = sorted({(r.get("recognizer") or {}).get("name", "?") for r in runs if r.get("recognizer")})
-        parts += ["", "## Identification (Table 3)", "", rec, "",
-                  f"Recognizer: {', '.join(names)}. Gallery: one clean image per identity; "
-                  "rank-k accuracy in %, mean ± std over the protocol's repeats."]
-        used = _used(runs, labels, _protocol)
+    for n, info in enumerate(recognizers(runs)):
+        rec = recognition_table(runs, labels, info["name"])
+        if not rec:
+            continue
+        parts += ["", f"## Identification (Table 3), judged by {recognizer_label(info)}", "", rec, "",
+                  "Gallery: one clean image per identity; rank-k accuracy in %, mean ± std over the "
+                  "protocol's repeats."
+                  + (" G was trained against this network's features (identity loss), so it can score "
+                     "G's blind spots, not identity." if info["role"] == "training loss" else "")]
+        used = _used(runs, labels, _protocol) if n == 0 else []
         if used:
             parts[-1] += " Every row of a set uses the same queries:"
             parts += used
@@ -228,12 +263,14 @@ def _quality_rows(results: dict, label: str | None = None) -> list[dict]:
 def _recognition_rows(results: dict, label: str | None = None) -> list[dict]:
     out = []
     for s, data in results["sets"].items():
-        for row, rec in (data.get("recognition") or {}).items():
-            for key, val in rec.items():
-                if key.startswith("rank"):
-                    out.append({**({"run": label} if label else {}), "set": s, "queries": row, "metric": key,
-                                "mean": val["mean"], "std": val["std"], "repeats": len(val["values"]),
-                                "n_queries": rec["n_queries"], "n_missing": rec["n_missing"]})
+        for rec_name, table in (data.get("recognition") or {}).items():
+            for row, rec in table.items():
+                for key, val in rec.items():
+                    if key.startswith("rank"):
+                        out.append({**({"run": label} if label else {}), "set": s, "recognizer": rec_name,
+                                    "queries": row, "metric": key, "mean": val["mean"], "std": val["std"],
+                                    "repeats": len(val["values"]), "n_queries": rec["n_queries"],
+                                    "n_missing": rec["n_missing"]})
     return out
 
 

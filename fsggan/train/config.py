@@ -168,6 +168,10 @@ class GANLossConfig(LossWeights):
     arcface_r50, arcface_r100; identity_weights: its published checkpoint.
     """
     identity_blur: float = 0.0           # beyond the paper: Gaussian sigma (px) on both faces before F
+    identity_views: bool = False         # beyond the paper: F sees the same random view of both faces
+                                         # (shift, zoom, flip, blur, down-up sampling; losses.random_views)
+    identity_ramp: tuple[int, int] = (0, 0)  # beyond the paper: identity weight 0 before step a, full
+                                             # from step b, linear between; (0, 0) = full from the start
     identity_net: str = "lightcnn29v2"
     identity_weights: str | None = "weights/LightCNN_29Layers_V2_checkpoint.pth.tar"
 
@@ -244,6 +248,9 @@ class GANConfig:
     """Stage II specifics."""
     vae_checkpoint: str = "runs/vae/checkpoints/best.pt"
     d_arch: Literal["multi_rf", "global", "patch"] = "multi_rf"   # global: the "regular D" ablation; patch: PatchGAN
+    init_generator: str | None = None    # beyond the paper: start G from this Stage II checkpoint's G (its EMA
+                                         # weights if any), e.g. a 64 px run fine-tuned at 128 px (G is fully
+                                         # convolutional); read at a fresh start only
 
 
 # Whole runs -------------------------------------------------------------------------

@@ -35,14 +35,15 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import torch
 from torch import nn
 
 from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, load_state
 from fsggan.losses import (LossWeights, discriminator_loss, gaussian_blur, generator_adversarial_loss,
-                           identity_loss, mask_loss, masked_pixel_loss, pixel_loss, total_variation)
+                           identity_loss, mask_loss, masked_pixel_loss, pixel_loss, random_views,
+                           total_variation)
 from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
 from .batches import device_batches, setup_data
@@ -52,7 +53,7 @@ from .ema import EMA
 from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
 from .resume import already_done, check_start
 from .runtime import Env, TrainingError, autocast, make_scaler, seed_everything, setup_env, wrap_model
-from .schedule import lr_factor, set_lr
+from .schedule import lr_factor, ramp, set_lr
 
 __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
@@ -60,8 +61,8 @@ __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
            x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, weights: LossWeights,
            identity_net: nn.Module | None = None, amp=None, mask: torch.Tensor | None = None,
-           identity_feat: torch.Tensor | None = None,
-           identity_blur: float = 0.0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+           identity_feat: torch.Tensor | None = None, identity_blur: float = 0.0,
+           identity_views: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One generator update (Eq. 8). Returns ({term: detached scalar}, G(x, g)).
 
     D is held fixed - its parameters stop requiring grad for the step - but it stays in
@@ -69,7 +70,8 @@ def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: 
     wrapper (DDP would wait for D gradients that this step never makes).
     ``mask`` (B, 1, H, W), the synthesis mask, is needed by the terms beyond the paper
     (``weights.pixel_hole``, ``weights.mask``); ``identity_feat`` = F(y) when already known;
-    ``identity_blur`` > 0 compares F on Gaussian-blurred faces (sigma in pixels).
+    ``identity_blur`` > 0 compares F on Gaussian-blurred faces (sigma in pixels);
+    ``identity_views`` on the same random view of both faces (``losses.random_views``).
     """
     if (weights.pixel_hole or weights.mask) and mask is None:
         raise ValueError("loss.pixel_hole and loss.mask need the occlusion mask of the batch")
@@ -85,10 +87,13 @@ def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: 
             terms["mask"] = mask_loss(pred_mask, mask)
         if identity_net is not None and weights.identity:
             with _identity_precision(y):
+                real_f, fake_f = gaussian_blur(y.float(), identity_blur), gaussian_blur(fake.float(), identity_blur)
+                if identity_views:
+                    real_f, fake_f = random_views(real_f, fake_f)
+                    identity_feat = None
                 with torch.no_grad():
-                    feat_real = (identity_net(gaussian_blur(y.float(), identity_blur)) if identity_feat is None
-                                 else identity_feat)
-                feat_fake = identity_net(gaussian_blur(fake.float(), identity_blur))
+                    feat_real = identity_net(real_f) if identity_feat is None else identity_feat
+                feat_fake = identity_net(fake_f)
             terms["identity"] = identity_loss(feat_real, feat_fake)
         if weights.adversarial:
             terms["adversarial"] = generator_adversarial_loss(disc(fake).log_prob)
@@ -192,6 +197,8 @@ def train_gan(
 
         # G and D (D's feature extractor is V's encoder: one line, trunk_mode says how)
         gen = UNetGenerator(**asdict(generator))
+        if gan.init_generator and ckpt is None:
+            _init_generator(gen, gan.init_generator, asdict(generator))
         if gan.d_arch == "multi_rf":
             disc = MultiRFDiscriminator(trunk=v_net.encoder, **asdict(discriminator))
         elif gan.d_arch == "global":
@@ -204,7 +211,6 @@ def train_gan(
         opt_g = torch.optim.Adam(gen.parameters(), lr=optim.lr, betas=betas, weight_decay=wd)
         opt_d = torch.optim.Adam(disc.parameters(), lr=optim.lr_d or optim.lr, betas=betas, weight_decay=wd)
         scaler_g, scaler_d = make_scaler(env, train.amp), make_scaler(env, train.amp)
-        weights = loss  # GANLossConfig is LossWeights plus the identity network
         ema = EMA(gen, train.ema) if train.ema else None   # beyond the paper: averaged G for val/inference
         models = {"vae": v_net, "generator": gen, "discriminator": disc,
                   **({"generator_ema": ema.module} if ema else {})}
@@ -233,7 +239,7 @@ def train_gan(
 
         house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, models=models, optimizers=optimizers,
                              scalers=scalers, predict=predict, val=val, best_key=f"val/output_{train.best_metric}",
-                             best=best, step=step, extra=data_state)
+                             best=best, step=step, extra=data_state, judges=validation_judges(loss, identity_net, env))
 
         # Training loop
         batches = device_batches(loader, sampler, train_set, pos, data, train, env)
@@ -248,9 +254,10 @@ def train_gan(
                 set_lr(opt_d, (optim.lr_d or optim.lr) * factor)
                 with torch.no_grad(), autocast(env, train.amp):
                     g = v_net(x)
+                weights = replace(loss, identity=loss.identity * ramp(step, loss.identity_ramp))
                 g_terms, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, weights=weights,
                                        identity_net=identity_net, amp=autocast(env, train.amp), mask=b.get("mask"),
-                                       identity_blur=loss.identity_blur)
+                                       identity_blur=loss.identity_blur, identity_views=loss.identity_views)
                 d_terms = d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, amp=autocast(env, train.amp))
                 if ema:
                     ema.update(gen)
@@ -260,6 +267,34 @@ def train_gan(
                 if house(step, pos, values, stop.requested):
                     break
         return house.result(step)
+
+
+def validation_judges(loss: GANLossConfig, identity_net: nn.Module | None, env: Env) -> dict[str, nn.Module]:
+    """The recognisers whose output-to-clean cosine validation logs: the identity loss's own
+    network (``train_<name>``) and dlib's, the independent judge (``judge_dlib``; its weights
+    ship with fsggan, left out if they are missing)."""
+    from fsggan.models.identity.dlib_resnet import DlibResNetEmbedder, packaged_weights
+
+    judges = {f"train_{loss.identity_net}": identity_net} if identity_net is not None else {}
+    if env.is_main and packaged_weights() is not None and loss.identity_net != "dlib_resnet":
+        judges["judge_dlib"] = DlibResNetEmbedder().place(env.device)
+    return judges
+
+
+def _init_generator(gen: nn.Module, path: str, kwargs: dict) -> None:
+    """Copy G's weights (the EMA ones when saved) from the Stage II checkpoint ``path``;
+    a one-line error when it is not one or its G was built differently."""
+    try:
+        src = load_checkpoint(path, stage="gan", version=CHECKPOINT_VERSION)
+    except (FileNotFoundError, CheckpointError) as exc:
+        raise CheckpointError(f"gan.init_generator: {exc}") from None
+    as_lists = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
+    stored = {k: list(v) if isinstance(v, tuple) else v for k, v in (src["config"].get("generator") or {}).items()}
+    if stored != as_lists:
+        raise CheckpointError(f"gan.init_generator: {src['path']} holds a G built with {src['config'].get('generator')}, "
+                              f"this run builds {kwargs}: set the generator section alike")
+    load_state(gen, src, "generator", state="generator_ema" if "generator_ema" in src["models"] else None,
+               config=kwargs)
 
 
 def _load_stage1(path: str) -> dict:

@@ -244,12 +244,19 @@ class Meter:
 
 @torch.no_grad()
 def validate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], val: dict[str, torch.Tensor],
-             env: Env, batch_size: int = 32, channels_last: bool = False) -> dict[str, float]:
+             env: Env, batch_size: int = 32, channels_last: bool = False,
+             judges: dict[str, Callable] | None = None) -> dict[str, float]:
     """PSNR / SSIM (fsggan.eval.metrics, DESIGN.md section 5) of each output of
     ``predict(x)`` against the clean faces, and of the occluded input itself.
 
-    Returns ``{"val/<name>_psnr", "val/<name>_ssim"}`` for name in ("input", *outputs).
+    Returns ``{"val/<name>_psnr", "val/<name>_ssim"}`` for name in ("input", *outputs), and
+    for each face recogniser in ``judges`` (name -> (B, 3, H, W) -> unit features) the mean
+    cosine between the features of the input / the output and of the clean face,
+    ``{"val/<name>_cos_<judge>"}``: the training recogniser's rising while an independent
+    one's falls is G learning the training recogniser's blind spots.
     """
+    judges = judges or {}
+    cosines: dict[str, list[float]] = {}
     values: dict[str, tuple[list[float], list[float]]] = {}
     for i in range(0, len(val["clean"]), batch_size):
         x = val["occluded"][i:i + batch_size]
@@ -263,7 +270,13 @@ def validate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], val: di
             for a, b in zip(out, y):
                 p.append(psnr(a, b))
                 s.append(ssim(a, b))
-    metrics = {}
+        for judge, net in judges.items():
+            ref = net(y.to(env.device)).float()
+            for name in ("input", "output"):
+                if name in outputs:
+                    feat = net(outputs[name].to(env.device)).float()
+                    cosines.setdefault(f"val/{name}_cos_{judge}", []).extend((feat * ref).sum(1).cpu().tolist())
+    metrics = {k: sum(v) / len(v) for k, v in cosines.items()}
     for name, (p, s) in values.items():  # summarize leaves out infinite PSNRs (identical images)
         metrics[f"val/{name}_psnr"] = summarize(p)["mean"]
         metrics[f"val/{name}_ssim"] = summarize(s)["mean"]
@@ -294,13 +307,14 @@ class Housekeeping:
 
     def __init__(self, *, cfg, env: Env, run_dir: Path, models: dict, optimizers: dict, scalers: dict,
                  predict: Callable, val: dict | None, best_key: str, best: dict, step: int,
-                 extra: dict | None = None):
+                 extra: dict | None = None, judges: dict | None = None):
         from tqdm import tqdm
 
         self.cfg, self.train, self.env, self.run_dir = cfg, cfg.train, env, run_dir
         self.models, self.optimizers, self.scalers = models, optimizers, scalers
         self.predict, self.val, self.best_key, self.best = predict, val, best_key, best
         self.extra = dict(extra or {})
+        self.judges = judges
         self.log = RunLog(run_dir, env, step)
         self.meter = Meter()
         self.pbar = tqdm(total=self.train.steps, initial=step, disable=not (env.is_main and self.train.progress),
@@ -337,7 +351,8 @@ class Housekeeping:
             rng = gather_rng_states(env)  # collective: every rank, same steps
             if env.is_main and val_due and self.val is not None:
                 t0 = time.perf_counter()
-                metrics = validate(self.predict, self.val, env, channels_last=train.channels_last)
+                metrics = validate(self.predict, self.val, env, channels_last=train.channels_last,
+                                   judges=self.judges)
                 metrics["val/seconds"] = time.perf_counter() - t0
                 self.last_val = metrics
                 self.log.scalars(step, metrics)

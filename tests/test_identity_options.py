@@ -1,0 +1,98 @@
+"""Identity options beyond the paper (issue 16), off in the paper configs: the identity term on
+random views of both faces, the identity-weight ramp; and validation's judge cosines (the
+training recogniser next to the independent one)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from fsggan.config import load_config
+from fsggan.losses import random_views
+from fsggan.train import gan
+from fsggan.train.config import TrainGANConfig
+from fsggan.train.schedule import ramp
+
+from test_train import data_config, gan_config, one_thread, stage1, vae_config  # noqa: F401
+
+MOBILEFACENET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "weights" / "mobilefacenet_casia_068.ckpt"
+
+
+def test_random_views_transform_every_batch_alike_and_pass_gradients():
+    torch.manual_seed(0)
+    a = (torch.rand(4, 3, 32, 32) * 2 - 1).requires_grad_(True)
+    b = a.detach().clone()
+    va, vb = random_views(a, b, generator=torch.Generator().manual_seed(1))
+    assert va.shape == a.shape and torch.allclose(va, vb)          # the same view of equal images
+    assert not torch.allclose(va, a)                                 # ... and not the identity map
+    va.square().mean().backward()
+    assert a.grad is not None and a.grad.abs().sum() > 0
+    # seeded: the same generator state gives the same view
+    again, _ = random_views(a.detach(), b, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(again, va.detach())
+
+
+def test_random_views_without_jitter_are_the_image_or_its_mirror():
+    x = torch.rand(6, 3, 16, 16) * 2 - 1
+    (v,) = random_views(x, shift=0.0, scale=(1.0, 1.0), blur=0.0, down=(1.0, 1.0),
+                        generator=torch.Generator().manual_seed(0))
+    for i in range(len(x)):
+        assert torch.allclose(v[i], x[i], atol=1e-5) or torch.allclose(v[i], x[i].flip(-1), atol=1e-5)
+
+
+def test_identity_ramp():
+    assert [ramp(s, (0, 0)) for s in (0, 5)] == [1.0, 1.0]
+    assert [ramp(s, (10, 20)) for s in (0, 9, 10, 15, 20, 30)] == [0.0, 0.0, 0.0, 0.5, 1.0, 1.0]
+
+
+def test_paper_configs_keep_identity_options_off():
+    for path in ("configs/gan.yaml", "configs/lfw_gan.yaml"):
+        loss = load_config(TrainGANConfig, path, []).loss
+        assert not loss.identity_views and tuple(loss.identity_ramp) == (0, 0) and loss.identity_blur == 0
+
+
+def test_train_gan_logs_training_and_independent_judge_cosines(data_config, stage1, tmp_path):  # noqa: F811
+    """With the identity loss on MobileFaceNet, views and a ramp: validation logs the mean
+    output-to-clean cosine of MobileFaceNet (train_) and of dlib's recogniser (judge_)."""
+    if not MOBILEFACENET.is_file():
+        pytest.skip(f"pretrained MobileFaceNet weights not found at {MOBILEFACENET}")
+    from fsggan.models.identity.dlib_resnet import packaged_weights
+
+    if packaged_weights() is None:
+        pytest.skip("face-recognition-models is not installed (a dependency of fsggan)")
+    run = tmp_path / "id"
+    cfg = gan_config(data_config, run, stage1, "loss.identity=50.0", "loss.identity_net=mobilefacenet",
+                     f"loss.identity_weights={MOBILEFACENET}", "loss.identity_views=true",
+                     "loss.identity_ramp=[1,3]", "train.steps=4", "train.log_every=1", "train.val_every=4")
+    gan.train_gan(**vars(cfg))
+    stats = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    ident = [s["g/identity"] for s in stats if "g/identity" in s]
+    # ramp [1, 3] over 0-based steps 0..3: weights 0, 0, 0.5, 1 - F is skipped while the weight is 0
+    assert len(ident) == 2 and all(0.0 <= v <= 2.0 for v in ident)
+    val = [s for s in stats if "val/output_cos_judge_dlib" in s]
+    assert val, "validation did not log the independent judge"
+    for key in ("val/output_cos_judge_dlib", "val/input_cos_judge_dlib", "val/output_cos_train_mobilefacenet"):
+        assert -1.0 <= val[-1][key] <= 1.0, key
+
+
+def test_init_generator_starts_g_from_another_runs_g_and_checks_its_shape(data_config, stage1, tmp_path):  # noqa: F811
+    """gan.init_generator (the 128 px recipe starts G from the 64 px run's): G begins as the
+    source's EMA weights; a G built differently is a one-line error before anything runs."""
+    from fsggan.checkpoint import CheckpointError, load_checkpoint
+
+    src = tmp_path / "src"
+    gan.train_gan(**vars(gan_config(data_config, src, stage1, "train.steps=2", "train.ema=0.5")))
+    dst = tmp_path / "dst"
+    gan.train_gan(**vars(gan_config(data_config, dst, stage1, "train.steps=1", "optim.lr=1.0e-9",
+                                    f"gan.init_generator={src / 'checkpoints' / 'last.pt'}")))
+    a = load_checkpoint(src / "checkpoints" / "last.pt")["models"]["generator_ema"]
+    b = load_checkpoint(dst / "checkpoints" / "last.pt")["models"]["generator"]
+    weights = [k for k in a if "running" not in k and "num_batches" not in k]   # BN statistics move in train mode
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)          # lr 1e-9: G is still the source's
+    with pytest.raises(CheckpointError, match="gan.init_generator"):
+        gan.train_gan(**vars(gan_config(data_config, tmp_path / "bad", stage1, "train.steps=1",
+                                        "generator.base_channels=8",
+                                        f"gan.init_generator={src / 'checkpoints' / 'last.pt'}")))
