@@ -1,4 +1,4 @@
-"""Architecture rules (DESIGN.md section 3), read from the source with ``ast``: layers
+"""Architecture rules (docs/design.md, Layers), read from the source with ``ast``: layers
 import downwards only, no two modules import each other, no package reaches for another
 package's private names, and no module grows past 450 lines.
 
