@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "fsggan"
+from conftest import REPO
+
+PACKAGE = REPO / "fsggan"
 MAX_LINES = 450
 
 # Layers, top to bottom: what each may NOT import.
@@ -34,7 +35,7 @@ FORBIDDEN = {
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)
