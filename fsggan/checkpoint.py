@@ -3,7 +3,7 @@ cleaning up temp files that a killed save left behind), load (``weights_only``, 
 errors naming the file and what was expected), resolve (a file or a run directory), and
 back into objects (:func:`load_states`, :func:`load_state`, :func:`model_from_checkpoint`).
 
-Layout (DESIGN.md section 4): a plain dict ``{"version": 1, "step", "config": {resolved
+Layout (docs/design.md, Checkpoint): a plain dict ``{"version": 1, "step", "config": {resolved
 config; the model sections are constructor kwargs}, "models": {name: state_dict},
 "optimizers": {name: state_dict}, "scaler": {name: state_dict}, "rng": [per-rank states],
 "data": {"epoch", "batch"}, "best": {...}, "data_yaml": {the data YAML as read at start}}``

@@ -17,7 +17,9 @@ from fsggan.train.config import TrainGANConfig
 from fsggan.train.ema import EMA
 from fsggan.train.schedule import lr_factor
 
-from test_train import data_config, gan_config, fixed_batch, one_thread, stage1, vae_config  # noqa: F401
+from test_train import data_config, gan_config, fixed_batch, stage1, vae_config  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blend_gen(**kw) -> UNetGenerator:

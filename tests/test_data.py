@@ -36,14 +36,13 @@ from fsggan.cli.prepare_data import main as prepare_data_main
 from fsggan.data.config import load_data_config
 from fsggan.data.prepare import prepare_data
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from conftest import REPO, SHARED, need
+
 LFW = SHARED / "lfw"
 
 
 def need_lfw():
-    if not LFW.is_dir():
-        pytest.skip(f"real LFW not found at {LFW} (expected ../shared/data/lfw next to the repo)")
+    need(LFW, "real LFW")
 
 
 def face_image(seed: int, size=(250, 250)) -> np.ndarray:

@@ -31,24 +31,11 @@ from fsggan.data.occluders import read_ocfr_csv
 from fsggan.data.procedural import NEW_KINDS, PROCEDURAL_KINDS, SEEN_KINDS
 from fsggan.data.synthesis import similarity_fit
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared" / "data"
+from conftest import REPO, SHARED, need
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 OCC = SHARED / "occluders"
 LFW = SHARED / "lfw"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small tensors: one torch thread is faster and steadier on a shared machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def need(path: Path):
-    if not path.exists():
-        pytest.skip(f"shared data not found at {path} (expected ../shared/data next to the repo)")
 
 
 def rgba_png(path: Path, w=60, h=30, alpha=True):

@@ -14,9 +14,10 @@ from fsggan.models.identity import (
 )
 from fsggan.models.identity.base import center_crop_aspect
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-LIGHTCNN_KEYS = DATA / "reference" / "lightcnn_official_keys.json"
-MOBILEFACENET = DATA / "weights" / "mobilefacenet_casia_068.ckpt"
+from conftest import SHARED
+
+LIGHTCNN_KEYS = SHARED / "reference" / "lightcnn_official_keys.json"
+MOBILEFACENET = SHARED / "weights" / "mobilefacenet_casia_068.ckpt"
 LIGHTCNN = {"lightcnn9": ("LightCNN-9", LightCNN9), "lightcnn29": ("LightCNN-29", LightCNN29),
             "lightcnn29v2": ("LightCNN-29v2", LightCNN29v2)}
 DIMS = {"lightcnn9": 256, "lightcnn29": 256, "lightcnn29v2": 256, "mobilefacenet": 128,
@@ -230,7 +231,7 @@ def _auc(pos: np.ndarray, neg: np.ndarray) -> float:
 
 def _real_mobilefacenet_and_lfw_people(people: int, per_person: int) -> list:
     """LFW image groups for the real-weights tests; skips when the weights or faces are absent."""
-    lfw = DATA / "lfw"
+    lfw = SHARED / "lfw"
     if not MOBILEFACENET.is_file():
         pytest.skip(f"real MobileFaceNet weights not found at {MOBILEFACENET}")
     if not lfw.is_dir():

@@ -1,4 +1,4 @@
-"""Architecture rules (DESIGN.md section 3), read from the source with ``ast``: layers
+"""Architecture rules (docs/design.md, Layers), read from the source with ``ast``: layers
 import downwards only, no two modules import each other, no package reaches for another
 package's private names, and no module grows past 450 lines.
 
@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-PACKAGE = ROOT / "fsggan"
+from conftest import REPO
+
+PACKAGE = REPO / "fsggan"
 MAX_LINES = 450
 
 # Layers, top to bottom: what each may NOT import.
@@ -34,7 +35,7 @@ FORBIDDEN = {
 
 
 def module_name(path: Path) -> str:
-    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    parts = list(path.relative_to(REPO).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts.pop()
     return ".".join(parts)

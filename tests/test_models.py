@@ -15,13 +15,7 @@ from fsggan.models.discriminator import combine_heads, patch_log_probs
 from fsggan.models.vae import LOG_SIGMA_RANGE
 
 
-@pytest.fixture(autouse=True)
-def _single_thread():
-    """Tiny models: intra-op threads only add contention on a shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny models: threads only add contention
 
 
 def _img(b=2, size=32, seed=0):
@@ -134,22 +128,17 @@ def test_generator_all_params_get_grad(train, hdc):
 
 
 def _receptive_field(gen, block, size=128):
-    """Height and width (px) of the input region that one centre unit of ``block`` depends on,
-    measured by back-propagation in float64 (exactly zero outside the theoretical field),
-    and the fraction of that box with non-zero gradient."""
+    """Height and width (px) of the input region that one centre unit of the generator's
+    encoder ``block`` depends on, and the fraction of that box with non-zero gradient."""
     x = torch.randn(1, 6, size, size, dtype=torch.float64, requires_grad=True)
-    f = gen.encode(x)[block]
-    f[0, :, f.shape[-2] // 2, f.shape[-1] // 2].sum().backward()
-    hit = x.grad.abs().sum((0, 1)) > 0
-    rows, cols = hit.any(1).nonzero().squeeze(1), hit.any(0).nonzero().squeeze(1)
-    h, w = int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1)
-    box = hit[rows.min():rows.max() + 1, cols.min():cols.max() + 1]
-    return h, w, box.double().mean().item()
+    return _field_of(x, gen.encode(x)[block])
 
 
 def _field_of(x: torch.Tensor, out: torch.Tensor):
-    """Like ``_receptive_field``, for the centre unit of any (B, C, N, N) map ``out`` computed
-    from the float64 input ``x`` (which requires grad)."""
+    """Height and width (px) of the region of the float64 input ``x`` (which requires grad)
+    that the centre unit of the (B, C, N, N) map ``out`` depends on, measured by
+    back-propagation (exactly zero outside the theoretical field), and the fraction of that
+    box with non-zero gradient."""
     out[0, :, out.shape[-2] // 2, out.shape[-1] // 2].sum().backward()
     hit = x.grad.abs().sum((0, 1)) > 0
     rows, cols = hit.any(1).nonzero().squeeze(1), hit.any(0).nonzero().squeeze(1)

@@ -3,7 +3,6 @@ small LFW-layout folder the test writes, with the real occluders of ../shared/da
 
 import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,8 +10,9 @@ from PIL import Image
 
 from fsggan.quickstart import run_quickstart
 
-REPO = Path(__file__).resolve().parents[1]
-OCCLUDERS = REPO.parent / "shared" / "data" / "occluders"
+from conftest import REPO, SHARED
+
+OCCLUDERS = SHARED / "occluders"
 
 
 def _face(rng: np.random.Generator) -> np.ndarray:

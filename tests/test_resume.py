@@ -27,9 +27,10 @@ from fsggan.cli import train_vae as vae_cli
 from fsggan.train import vae
 from fsggan.train.housekeeping import Housekeeping
 from fsggan.train.resume import RESUMABLE_KEYS
-from test_train import TRAIN, data_config, one_thread, same_state, stage1, vae_config  # noqa: F401 (fixtures)
+from conftest import REPO
+from test_train import TRAIN, data_config, same_state, stage1, vae_config  # noqa: F401 (fixtures)
 
-ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures("one_thread")
 EXPECT_VAE = ("expected an fsggan Stage I (VAE) training checkpoint, as fsggan-train-vae writes "
               "(checkpoints/last.pt)")
 EXPECT_GAN = ("expected an fsggan Stage II (GAN) training checkpoint, as fsggan-train-gan writes "
@@ -167,7 +168,7 @@ def test_resume_of_a_complete_run_says_so_and_writes_nothing(steps, stage1, tmp_
 
 def test_failed_start_leaves_no_run_directory(data_config, tmp_path, capsys):  # noqa: F811
     run = tmp_path / "run"
-    argv = ["--config", str(ROOT / "configs" / "tiny_cpu_vae.yaml"), "--run-dir", str(run),
+    argv = ["--config", str(REPO / "configs" / "tiny_cpu_vae.yaml"), "--run-dir", str(run),
             "--set", f"data.config={data_config}", "--set", f"data.dataset.root={tmp_path / 'no_faces'}",
             "--set", "train.device=cpu", "--set", "data.num_workers=0"]
     assert vae_cli.main(argv) == 2
@@ -177,7 +178,7 @@ def test_failed_start_leaves_no_run_directory(data_config, tmp_path, capsys):  #
 
 
 def test_gan_vae_checkpoint_that_is_not_stage1(data_config, gan_run, tmp_path, capsys):  # noqa: F811
-    base = ["--config", str(ROOT / "configs" / "tiny_cpu_gan.yaml"), "--run-dir", str(tmp_path / "run"),
+    base = ["--config", str(REPO / "configs" / "tiny_cpu_gan.yaml"), "--run-dir", str(tmp_path / "run"),
             "--set", f"data.config={data_config}", "--set", "loss.identity=0", "--set", "train.device=cpu"]
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint\n")
@@ -234,7 +235,7 @@ def test_kill_during_save_then_resume(data_config, tmp_path, monkeypatch):  # no
     overrides = ["vae.base_channels=4", "vae.latent_dim=8", "vae.image_size=32", f"data.config={data_config}",
                  f"train.run_dir={run}", *TRAIN]
     proc = subprocess.Popen([sys.executable, str(script), *overrides], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"})
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == -9, err[-2000:]
     ckpts = run / "checkpoints"

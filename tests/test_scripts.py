@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+from conftest import REPO
+
+SCRIPTS = REPO / "scripts"
 
 
 @pytest.fixture(scope="module")

@@ -33,15 +33,9 @@ from fsggan.train.config import TrainGANConfig, TrainVAEConfig
 from fsggan.train.housekeeping import NonFiniteLossError
 from fsggan.train.runtime import TrainingError
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import REPO, SHARED
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -309,7 +303,7 @@ def test_train_gan_regular_d_and_no_hdc_run(data_config, stage1, tmp_path):
 
 
 def test_identity_loss_with_pretrained_mobilefacenet(data_config, stage1, tmp_path):
-    weights = ROOT.parent / "shared" / "data" / "weights" / "mobilefacenet_casia_068.ckpt"
+    weights = SHARED / "weights" / "mobilefacenet_casia_068.ckpt"
     if not weights.is_file():
         pytest.skip(f"pretrained MobileFaceNet weights not found at {weights}")
     run = tmp_path / "id"
@@ -321,7 +315,7 @@ def test_identity_loss_with_pretrained_mobilefacenet(data_config, stage1, tmp_pa
 
 def test_missing_identity_weights_stop_at_start(data_config, stage1, tmp_path, capsys):
     missing = tmp_path / "nowhere" / "LightCNN_29Layers_V2_checkpoint.pth.tar"
-    argv = ["--config", str(ROOT / "configs" / "tiny_cpu_gan.yaml"), "--run-dir", str(tmp_path / "run"),
+    argv = ["--config", str(REPO / "configs" / "tiny_cpu_gan.yaml"), "--run-dir", str(tmp_path / "run"),
             "--set", f"gan.vae_checkpoint={stage1}", "--set", f"data.config={data_config}",
             "--set", "loss.identity=50.0", "--set", "loss.identity_net=lightcnn29v2",
             "--set", f"loss.identity_weights={missing}"]
@@ -367,7 +361,7 @@ def test_ddp_gloo_two_processes_keep_identical_weights(data_config, stage1, tmp_
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                            "--standalone", str(script), str(tmp_path), *overrides],
-                          capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
+                          capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in range(2))
     # Parameters are identical. BatchNorm running statistics are each rank's own since the

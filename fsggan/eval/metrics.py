@@ -1,4 +1,4 @@
-"""Image-quality metrics, defined once (DESIGN.md section 5).
+"""Image-quality metrics, defined once (docs/design.md, Metrics).
 
 * PSNR: ``skimage.metrics.peak_signal_noise_ratio`` on float RGB images in [0, 1],
   ``data_range=1``.
@@ -67,7 +67,7 @@ def psnr_pm1(pred, target) -> float:
 
 
 def ssim(pred, target) -> float:
-    """SSIM of two RGB images on [0, 1] with the settings of DESIGN.md section 5
+    """SSIM of two RGB images on [0, 1] with the settings of docs/design.md, Metrics
     (Gaussian window sigma 1.5, population covariance, data_range 1)."""
     a, b = to_unit_numpy(pred), to_unit_numpy(target)
     _check_same_shape(a, b)

@@ -1,4 +1,4 @@
-"""Rank-k face identification (paper Table 3; DESIGN.md section 5).
+"""Rank-k face identification (paper Table 3; docs/design.md, Metrics).
 
 Protocol (``protocol.json`` in a prepared set folder, written by ``fsggan-prepare-data``)::
 

@@ -33,7 +33,7 @@ logits saturate:
     log d_u     = logsumexp_i(log w_i + log d_i)
     log(1 - d_u) = logsumexp_i(log w_i + log(1 - d_i))   (since sum_i w_i = 1)
 
-How D holds the encoder (``trunk_mode``; DESIGN.md section 2). The trunk is V's encoder
+How D holds the encoder (``trunk_mode``; docs/design.md, Decisions). The trunk is V's encoder
 body (``trunk``) and, when level 4 is used, its last down-sampling unit (``trunk_down``);
 the latent head (the mu/logvar projection) plays no part in D.
 

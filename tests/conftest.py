@@ -1,0 +1,34 @@
+"""What the test modules share: where the repository and the shared data are, a skip for
+missing shared data, and a fixture that runs torch on one thread.
+
+Test modules import the constants (``from conftest import REPO, SHARED, need``: pytest puts
+tests/ on ``sys.path``) and opt into the fixture with
+``pytestmark = pytest.mark.usefixtures("one_thread")``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]   # the repository root: configs/, scripts/, fsggan/
+SHARED = REPO.parent / "shared" / "data"     # ../shared/data: real LFW, occluders, weights (never in the repo)
+
+
+def need(path: Path, what: str = "shared data") -> None:
+    """Skip the calling test when ``path`` (usually under :data:`SHARED`) does not exist."""
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (expected ../shared/data next to the repository)")
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small tensors: one torch thread is faster and steadier on a shared CPU. Module scope,
+    so that module-scoped fixtures (a trained Stage I run) run under it too."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
