@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import SHARED, need
 from fsggan.models.identity.dlib_resnet import DlibResNetEmbedder, packaged_weights
 
-LFW = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lfw"
+LFW = SHARED / "lfw"
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +26,7 @@ def judge():
 
 
 def _lfw_files(people: int, per_person: int) -> list[list[Path]]:
-    if not LFW.is_dir():
-        pytest.skip(f"LFW images not found at {LFW} (see shared/data/README.md)")
+    need(LFW, "LFW images")
     folders = [f for f in sorted(LFW.iterdir()) if f.is_dir() and len(list(f.glob("*.jpg"))) >= per_person]
     step = max(1, len(folders) // people)
     return [sorted(f.glob("*.jpg"))[:per_person] for f in folders[::step][:people]]

@@ -5,7 +5,6 @@ training recogniser next to the independent one)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -16,9 +15,11 @@ from fsggan.train import gan
 from fsggan.train.config import TrainGANConfig
 from fsggan.train.schedule import ramp
 
-from test_train import data_config, gan_config, one_thread, stage1, vae_config  # noqa: F401
+from conftest import SHARED, need
+from test_train import data_config, gan_config, stage1, vae_config  # noqa: F401
 
-MOBILEFACENET = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "weights" / "mobilefacenet_casia_068.ckpt"
+pytestmark = pytest.mark.usefixtures("one_thread")
+MOBILEFACENET = SHARED / "weights" / "mobilefacenet_casia_068.ckpt"
 
 
 def test_random_views_transform_every_batch_alike_and_pass_gradients():
@@ -57,8 +58,7 @@ def test_paper_configs_keep_identity_options_off():
 def test_train_gan_logs_training_and_independent_judge_cosines(data_config, stage1, tmp_path):  # noqa: F811
     """With the identity loss on MobileFaceNet, views and a ramp: validation logs the mean
     output-to-clean cosine of MobileFaceNet (train_) and of dlib's recogniser (judge_)."""
-    if not MOBILEFACENET.is_file():
-        pytest.skip(f"pretrained MobileFaceNet weights not found at {MOBILEFACENET}")
+    need(MOBILEFACENET, "pretrained MobileFaceNet weights")
     from fsggan.models.identity.dlib_resnet import packaged_weights
 
     if packaged_weights() is None:
