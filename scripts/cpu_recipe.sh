@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The CPU reference recipe end to end, each phase timed (README "Measured results"):
-# prepare the 64 px evaluation sets, Stage I, Stage II, evaluate Set1 + Set2.
+# prepare the 64 px evaluation sets, Stage I, Stage II, evaluate Set1 + Set2 with the
+# independent judge (dlib) and the training recogniser (MobileFaceNet, marked).
 #   bash scripts/cpu_recipe.sh          # from the repository root, the venv active
 # Interrupted? Run it again: prepared sets are kept and a training stage that has a
 # checkpoints/last.pt resumes from it (a finished stage says so and is skipped).
@@ -15,6 +16,6 @@ start=$SECONDS
     --set dataset.image_size=64 --out data64 --quiet
 timed stage1 train fsggan-train-vae configs/cpu/vae.yaml runs/cpu_vae
 timed stage2 train fsggan-train-gan configs/cpu/gan.yaml runs/cpu_gan
-timed evaluate fsggan-eval data64/set1-lfw data64/set2-lfw --gan runs/cpu_gan --recognizer mobilefacenet \
-    --recognizer-weights "$WEIGHTS" --out results/cpu
+timed evaluate fsggan-eval data64/set1-lfw data64/set2-lfw --gan runs/cpu_gan --recognizer dlib_resnet \
+    --recognizer mobilefacenet --recognizer-weights "$WEIGHTS" --out results/cpu
 echo "total: $(( SECONDS - start )) s; results in results/cpu/results.md"

@@ -48,3 +48,25 @@ def test_val_curve_errors_name_the_file(val_curve, tmp_path, capsys):
     assert val_curve["main"]([str(run), "--out", str(tmp_path / "c.png")]) == 2
     assert "early/stats.jsonl: no validation rows" in capsys.readouterr().err
     assert not (tmp_path / "c.png").exists()
+
+
+@pytest.mark.parametrize("script", ["cpu_recipe.sh", "cpu_recipe128.sh", "screen.sh"])
+def test_shell_scripts_parse_and_name_configs_that_load(script):
+    """bash -n accepts the script, and every training config it names loads, so a 90-minute
+    recipe cannot fail on a typo an hour in; the 128 px stage chains onto the 64 px runs."""
+    import re
+    import subprocess
+
+    from fsggan.config import load_config
+    from fsggan.train.config import TrainGANConfig, TrainVAEConfig
+
+    text = (SCRIPTS / script).read_text()
+    assert subprocess.run(["bash", "-n", str(SCRIPTS / script)]).returncode == 0
+    configs = sorted(set(re.findall(r"configs/cpu/\w+\.yaml", text)))
+    assert configs, script
+    loaded = {c: load_config(TrainVAEConfig if "vae" in c else TrainGANConfig, REPO / c, []) for c in configs}
+    if script == "cpu_recipe128.sh":
+        gan128, gan64 = loaded["configs/cpu/gan128.yaml"], loaded["configs/cpu/gan.yaml"]
+        assert gan128.gan.init_generator == f"{gan64.train.run_dir}/checkpoints/best.pt"
+        assert gan128.gan.vae_checkpoint == f"{loaded['configs/cpu/vae128.yaml'].train.run_dir}/checkpoints/best.pt"
+        assert gan128.generator == gan64.generator
