@@ -15,7 +15,7 @@ train() {  # train <command> <config> <run dir>: a fresh run, or a resume when l
 start=$SECONDS
 [ -d data128/set2-lfw ] || timed prepare fsggan-prepare-data --config configs/data/lfw.yaml --out data128 --quiet
 timed stage1_64 train fsggan-train-vae configs/cpu/vae.yaml runs/cpu_vae
-timed stage2_64 train fsggan-train-gan configs/cpu/gan.yaml runs/cpu_gan
+timed stage2_64 train fsggan-train-gan configs/cpu/gan128_stage64.yaml runs/cpu128_gan64
 timed stage1_128 train fsggan-train-vae configs/cpu/vae128.yaml runs/cpu_vae128
 timed stage2_128 train fsggan-train-gan configs/cpu/gan128.yaml runs/cpu_gan128
 timed evaluate fsggan-eval data128/set1-lfw data128/set2-lfw --gan runs/cpu_gan128 \

@@ -66,7 +66,7 @@ def test_shell_scripts_parse_and_name_configs_that_load(script):
     assert configs, script
     loaded = {c: load_config(TrainVAEConfig if "vae" in c else TrainGANConfig, REPO / c, []) for c in configs}
     if script == "cpu_recipe128.sh":
-        gan128, gan64 = loaded["configs/cpu/gan128.yaml"], loaded["configs/cpu/gan.yaml"]
+        gan128, gan64 = loaded["configs/cpu/gan128.yaml"], loaded["configs/cpu/gan128_stage64.yaml"]
         assert gan128.gan.init_generator == f"{gan64.train.run_dir}/checkpoints/best.pt"
         assert gan128.gan.vae_checkpoint == f"{loaded['configs/cpu/vae128.yaml'].train.run_dir}/checkpoints/best.pt"
         assert gan128.generator == gan64.generator
