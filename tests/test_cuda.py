@@ -120,7 +120,8 @@ def test_gan_steps_on_cuda_reduce_losses(amp, channels_last):
         terms, fake = gan.g_step(gen_net, disc, opt_g, sg, x=x, g=g, y=y, weights=LossWeights(identity=0.0),
                                  amp=runtime.autocast(env, amp))
         g_losses.append(terms["pixel"].item())
-        d_losses.append(gan.d_step(disc_net, opt_d, sd, real=y, fake=fake, amp=runtime.autocast(env, amp))["loss"].item())
+        d_terms = gan.d_step(disc_net, opt_d, sd, real=y, fake=fake, amp=runtime.autocast(env, amp))
+        d_losses.append(d_terms["loss"].item())
     assert np.isfinite(g_losses).all() and np.isfinite(d_losses).all()
     assert g_losses[-1] < g_losses[0]
     assert all(torch.isfinite(p).all() for p in gen.parameters())
