@@ -213,7 +213,9 @@ def render(s: dict) -> str:
     lines = ["# fsggan GPU check", "",
              f"- machine: {gpu}, {m['cpus']} CPUs; torch {m['torch']}, CUDA {m['cuda_version']}, cuDNN {m['cudnn']}",
              f"- bf16 dense peak: {f'{peak:.0f} TFLOP/s' if peak else 'unknown'} (scripts/gpu_check.py table)",
-             f"- commit {m['commit']}; {s['seconds']:.0f} s in all (budget {s['budget_s']:.0f} s)", "",
+             f"- commit {m['commit']}; {s['seconds']:.0f} s in all " +
+             (f"(budget {s['budget_s']:.0f} s)" if m["cuda"] else f"(no budget without CUDA: {CPU_LIMIT_S} s a part)"),
+             "",
              "## Parts", ""]
     lines += table(["part", "status", "seconds", "note"],
                    [[p["part"], p["status"], p["seconds"], p["note"]] for p in s["parts"]])

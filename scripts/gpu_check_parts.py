@@ -48,7 +48,7 @@ class Ctx:
 
 
 def run_child(args) -> int:
-    warnings.filterwarnings("ignore", message=".*have no landmarks.*")  # drawn faces: the template is expected
+    warnings.filterwarnings("ignore", message="OccludedFaces: .* no landmarks")  # LFW, drawn faces: expected
     if torch.cuda.is_available() and not args.cpu:
         torch.cuda.init()
     else:
@@ -296,8 +296,9 @@ def part_ddp(ctx: Ctx) -> None:
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(n),
                "-m", f"fsggan.cli.train_{stage}", "--config", config, *(x for v in o for x in ("--set", v))]
         t0 = time.perf_counter()
+        quiet = ",".join(filter(None, [os.environ.get("PYTHONWARNINGS"), "ignore:OccludedFaces"]))  # as run_child
         rc = subprocess.run(cmd, cwd=REPO, timeout=max(ctx.left(), 10),
-                            env={**os.environ, "OMP_NUM_THREADS": "1"}).returncode
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": quiet}).returncode
         name = (f"DDP {'Stage I' if stage == 'vae' else 'Stage II'}, "
                 f"{n} {'GPUs (NCCL)' if ctx.cuda else 'CPU processes (gloo)'}")
         if rc != 0:
