@@ -125,7 +125,7 @@ def run_part(name: str, cmd: list[str], limit: float, log: Path) -> tuple[str, f
                 with contextlib.suppress(ProcessLookupError):  # already gone
                     os.killpg(proc.pid, sig)
                 try:
-                    proc.wait(timeout=10)
+                    proc.wait(timeout=5)
                     break
                 except subprocess.TimeoutExpired:
                     continue
