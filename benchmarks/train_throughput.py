@@ -15,64 +15,21 @@ The identity network (LightCNN-29v2 by default) has random weights here: speed o
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 
-from fsggan.losses import LossWeights
-from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
-from fsggan.train.gan import d_step, g_step
-from fsggan.train.vae import _Reconstruct, vae_step
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+from fsggan.train.runtime import Env
+from fsggan.train.speed import StepSpec, build_step, seconds_per_step
 
 
 def bench(stage: str, device: torch.device, amp: str, args) -> float:
-    torch.manual_seed(0)
-    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
-    x = torch.rand(args.batch_size, 3, args.image_size, args.image_size, device=device).mul(2).sub(1)
-    y = torch.rand_like(x).mul(2).sub(1)
-    x, y = x.contiguous(memory_format=fmt), y.contiguous(memory_format=fmt)
-    ctx = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if amp == "bf16" else (lambda: None)
-    scaler = torch.amp.GradScaler(device.type, enabled=False)
-    v = VAE(base_channels=args.vae_width, image_size=args.image_size).to(device, memory_format=fmt)
-    if stage == "vae":
-        net = _Reconstruct(v).train()
-        opt = torch.optim.Adam(v.parameters(), lr=1e-4, betas=(0.5, 0.999))
-
-        def step():
-            vae_step(net, opt, scaler, x=x, y=y, amp=ctx())
-    else:
-        v.eval().requires_grad_(False)
-        gen = UNetGenerator(base_channels=args.gen_width).to(device, memory_format=fmt)
-        disc = MultiRFDiscriminator(trunk=v.encoder, trunk_mode="frozen", head_channels=args.head_width).to(device)
-        opt_g = torch.optim.Adam(gen.parameters(), lr=1e-4, betas=(0.5, 0.999))
-        opt_d = torch.optim.Adam(disc.parameters(), lr=1e-4, betas=(0.5, 0.999))
-        ident = None
-        if args.identity_net != "none":
-            from fsggan.models.identity import build_embedder
-
-            ident = build_embedder(args.identity_net, None).to(device)
-        weights = LossWeights(identity=50.0 if ident is not None else 0.0)
-
-        def step():
-            with torch.no_grad():
-                g = v(x)
-            _, fake = g_step(gen, disc, opt_g, scaler, x=x, g=g, y=y, weights=weights, identity_net=ident,
-                             amp=ctx())
-            d_step(disc, opt_d, scaler, real=y, fake=fake, amp=ctx())
-
-    for _ in range(args.warmup):
-        step()
-    sync(device)
-    t0 = time.perf_counter()
-    for _ in range(args.steps):
-        step()
-    sync(device)
-    return args.steps * args.batch_size / (time.perf_counter() - t0)
+    """Images/s of ``args.steps`` timed steps after ``args.warmup`` (fsggan.train.speed)."""
+    spec = StepSpec(stage, batch_size=args.batch_size, image_size=args.image_size, vae_width=args.vae_width,
+                    gen_width=args.gen_width, head_width=args.head_width,
+                    identity_net=None if args.identity_net == "none" else args.identity_net, amp=amp,
+                    channels_last=args.channels_last)
+    env = Env(device=device)
+    return args.batch_size / seconds_per_step(build_step(spec, env), env, warmup=args.warmup, steps=args.steps)
 
 
 def main(argv=None) -> None:

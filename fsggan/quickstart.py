@@ -7,7 +7,8 @@ The quick run (default) uses `configs/cpu/quickstart_vae.yaml` and
 about ten minutes end to end on a 2-core CPU, enough to see occluders removed (not a
 paper-quality model). Each phase's wall time is printed and stored in results.json.
 `--full` (``full=True``) uses `configs/lfw_vae.yaml` and `configs/lfw_gan.yaml` (128x128,
-default widths, tens of thousands of steps, MobileFaceNet identity loss).
+default widths, tens of thousands of steps, MobileFaceNet identity loss) with, on a GPU with
+bf16, bf16 autocast and channels_last (cudnn.benchmark and TF32 are on by default on CUDA).
 
 Everything goes under `--out` (``out``):
 
@@ -68,22 +69,18 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     from fsggan.eval import report
     from fsggan.eval.evaluate import evaluate_sets
     from fsggan.pipeline import FSGGAN
-    from fsggan.train.config import TrainGANConfig, TrainVAEConfig
     from fsggan.train.gan import train_gan
     from fsggan.train.vae import train_vae
 
     configs = _configs_dir()
-    vae_yaml, gan_yaml = ((configs / "lfw_vae.yaml", configs / "lfw_gan.yaml") if full else
-                          (configs / "cpu" / "quickstart_vae.yaml", configs / "cpu" / "quickstart_gan.yaml"))
     vae_dir, gan_dir = out / "vae", out / "gan"
-    common = [f"train.device={device}", f"train.progress={'true' if progress else 'false'}",
-              f"data.dataset.root={lfw}", *(f"data.{o}" for o in data_overrides)]
-    vae_cfg = load_config(TrainVAEConfig, vae_yaml, [*common, f"train.run_dir={vae_dir}",
-                                                     *([f"train.steps={vae_steps}"] if vae_steps else [])])
-    gan_cfg = load_config(TrainGANConfig, gan_yaml, [*common, f"train.run_dir={gan_dir}",
-                                                     f"gan.vae_checkpoint={vae_dir / 'checkpoints' / 'best.pt'}",
-                                                     *([f"train.steps={gan_steps}"] if gan_steps else [])])
+    vae_cfg, gan_cfg = training_configs(lfw=lfw, out=out, full=full, vae_steps=vae_steps, gan_steps=gan_steps,
+                                        device=device, progress=progress, data_overrides=data_overrides)
     size = vae_cfg.vae.image_size
+    if full:
+        t = gan_cfg.train
+        _say(f"full run, device {device}: amp {t.amp}, channels_last {t.channels_last}, "
+             f"cudnn_benchmark {t.cudnn_benchmark}, tf32 {t.tf32} (the last two on CUDA only)")
     sets = ["val", "set1", "set2"] if full else ["val", "set1"]
     timings: dict[str, float] = {}
 
@@ -146,6 +143,33 @@ def _recognizers(model, mobilefacenet_weights: str | None) -> tuple[dict, list[d
         _say("no MobileFaceNet weights found: its rank-k is skipped (pass --recognizer-weights)")
     nets = {i["name"]: build_recognizer(i["name"], i["weights"]).place(model.device) for i in infos}
     return nets, infos
+
+
+def training_configs(*, lfw: Path, out: Path, full: bool = False, vae_steps: int | None = None,
+                     gan_steps: int | None = None, device: str = "auto", progress: bool = True,
+                     data_overrides: Sequence[str] = ()):
+    """The Stage I and Stage II configs of the run: (TrainVAEConfig, TrainGANConfig).
+
+    ``full`` takes the LFW configs at 128x128 plus, on a GPU with bf16, bf16 autocast and
+    channels_last (:func:`fsggan.train.runtime.gpu_speed_settings`; cudnn.benchmark and TF32
+    are the training defaults)."""
+    from fsggan.train.config import TrainGANConfig, TrainVAEConfig
+    from fsggan.train.runtime import gpu_speed_settings
+
+    configs = _configs_dir()
+    vae_yaml, gan_yaml = ((configs / "lfw_vae.yaml", configs / "lfw_gan.yaml") if full else
+                          (configs / "cpu" / "quickstart_vae.yaml", configs / "cpu" / "quickstart_gan.yaml"))
+    vae_dir = out / "vae"
+    speed = gpu_speed_settings(device) if full else {}
+    common = [f"train.device={device}", f"train.progress={'true' if progress else 'false'}",
+              *(f"train.{k}={str(v).lower()}" for k, v in speed.items()),
+              f"data.dataset.root={lfw}", *(f"data.{o}" for o in data_overrides)]
+    vae_cfg = load_config(TrainVAEConfig, vae_yaml, [*common, f"train.run_dir={vae_dir}",
+                                                     *([f"train.steps={vae_steps}"] if vae_steps else [])])
+    gan_cfg = load_config(TrainGANConfig, gan_yaml, [*common, f"train.run_dir={out / 'gan'}",
+                                                     f"gan.vae_checkpoint={vae_dir / 'checkpoints' / 'best.pt'}",
+                                                     *([f"train.steps={gan_steps}"] if gan_steps else [])])
+    return vae_cfg, gan_cfg
 
 
 def _say(line: str) -> None:

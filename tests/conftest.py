@@ -1,5 +1,7 @@
 """What the test modules share: where the repository and the shared data are, a skip for
-missing shared data, and a fixture that runs torch on one thread.
+missing shared data, a fixture that runs torch on one thread, and the ``cuda`` marker: tests
+marked ``cuda`` need a CUDA device and skip, with one reason, where torch sees none
+(``pytest -m cuda`` selects them; scripts/gpu_check.py runs them).
 
 Test modules import the constants (``from conftest import REPO, SHARED, need``: pytest puts
 tests/ on ``sys.path``) and opt into the fixture with
@@ -32,3 +34,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)

@@ -265,7 +265,7 @@ def test_mobilefacenet_real_weights_verify_lfw():
     assert auc > 0.9
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize("name", ["lightcnn29v2", "mobilefacenet", "arcface_r50"])
 def test_embedder_bf16_autocast_cuda(name):
     emb = build_embedder(name).cuda()

@@ -565,7 +565,7 @@ def test_critics_work_with_the_training_steps():
 
 # ---------------------------------------------------------------- CUDA mixed precision
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cuda_bf16_autocast():
     dev = torch.device("cuda")
     vae = _vae(64).to(dev)

@@ -47,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lfw", default=None, help=f"LFW root (<root>/<Person>/*.jpg); default {SHARED_LFW}. "
                    "LFW: http://vis-www.cs.umass.edu/lfw/ (lfw.tgz) or a mirror")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    p.add_argument("--full", action="store_true", help="full-size LFW configs (128x128; meant for a GPU)")
+    p.add_argument("--full", action="store_true", help="full-size LFW configs (128x128; meant for a GPU: "
+                   "bf16 autocast and channels_last there)")
     p.add_argument("--vae-steps", type=int, default=None, help="Stage I steps (quick default 300)")
     p.add_argument("--gan-steps", type=int, default=None, help="Stage II steps (quick default 500)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])

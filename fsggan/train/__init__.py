@@ -13,7 +13,8 @@ loaders, training and validation sets), :mod:`~fsggan.train.housekeeping` (loggi
 validation, periodic saves, stop signals, the non-finite guard), :mod:`~fsggan.train.resume`
 (the checks made before a run writes anything: what may change on resume); the checkpoint
 files are :mod:`fsggan.checkpoint`'s. Beyond the paper: :mod:`~fsggan.train.ema`,
-:mod:`~fsggan.train.schedule`. The stage modules are imported lazily.
+:mod:`~fsggan.train.schedule`. Step speed (benchmarks, the GPU check): :mod:`~fsggan.train.speed`.
+The stage modules are imported lazily.
 """
 
 from .config import TrainGANConfig, TrainVAEConfig

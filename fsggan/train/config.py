@@ -212,6 +212,11 @@ class TrainConfig:
     rank 0's). BatchNorm has no synchronised version on CPU (gloo).
     Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.cli.train_vae ...``; each process
     takes batch_size / N images of every global batch, only rank 0 writes files.
+    cudnn_benchmark, tf32: CUDA speed settings, on by default (no effect on a CPU): cuDNN
+    picks the fastest convolution algorithm for the fixed training shapes, and float32
+    matmuls / convolutions may use TF32 tensor cores (fsggan.train.runtime.set_cuda_backends).
+    bf16 (``amp``) and channels_last are what ``fsggan-quickstart --full`` adds on a GPU with
+    bf16 (fsggan.train.runtime.gpu_speed_settings); scripts/gpu_check.py measures all of them.
     """
     steps: int = 100_000
     batch_size: int = 16                 # GLOBAL batch, split evenly over the DDP processes
@@ -220,6 +225,8 @@ class TrainConfig:
     channels_last: bool = False
     compile: bool = False
     sync_bn: bool = False                # DDP on CUDA: convert BatchNorm to SyncBatchNorm
+    cudnn_benchmark: bool = True         # CUDA: cuDNN times its convolution algorithms for the fixed shapes
+    tf32: bool = True                    # CUDA: float32 matmuls/convolutions on TF32 tensor cores (false: IEEE)
     seed: int = 0
     run_dir: str = "runs/fsggan"         # set per experiment in the YAML (or --run-dir)
     log_every: int = 50                  # TensorBoard scalars + stats.jsonl

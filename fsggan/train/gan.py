@@ -139,17 +139,19 @@ def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradSc
     return {k: v.detach() for k, v in terms.items()}
 
 
-def build_identity_net(loss: GANLossConfig, env: Env) -> nn.Module | None:
+def build_identity_net(loss: GANLossConfig, env: Env, channels_last: bool = False) -> nn.Module | None:
     """The frozen face-recognition network F of the identity loss, or None when
     ``loss.identity`` is 0. A missing weights file stops the run here (WeightsError names
-    the file and where to download the official weights)."""
+    the file and where to download the official weights). ``channels_last``
+    (``train.channels_last``): F's weights in NHWC too (on a CPU they always are)."""
     if not loss.identity:
         return None
     from fsggan.models.identity import build_embedder
 
     # An unset path is reported like a missing file, so the message says where to get it.
     weights = loss.identity_weights or "<loss.identity_weights is not set>"
-    return build_embedder(loss.identity_net, weights).place(env.device)
+    net = build_embedder(loss.identity_net, weights).place(env.device)
+    return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
 def train_gan(
@@ -168,7 +170,7 @@ def train_gan(
 ) -> dict:
     """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
     # Processes, device, seeds
-    with setup_env(train.device) as env:
+    with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
         seed_everything(train.seed, env.rank)
         ckpt = load_checkpoint(resume, stage="gan", version=CHECKPOINT_VERSION, resumable=True,
                                prefer=("last.pt",)) if resume else None
@@ -190,7 +192,7 @@ def train_gan(
         done = check_start(cfg, ckpt)  # nothing is written before this and the loading below succeed
         if done:
             return already_done(done, ckpt, cfg, env)
-        identity_net = build_identity_net(loss, env)
+        identity_net = build_identity_net(loss, env, train.channels_last)
 
         # Data: training shards, fixed validation set (faces at V's image_size: cfg.data)
         train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)

@@ -1,8 +1,9 @@
 """Where and how a training process runs: devices and DDP, mixed precision, seeds and RNG
 states.
 
-* :func:`setup_env` (CUDA when available, else CPU; DDP when launched by ``torchrun``)
-  -> :class:`Env`; :func:`teardown_env`;
+* :func:`setup_env` (CUDA when available, else CPU; DDP when launched by ``torchrun``;
+  on CUDA the speed settings of :func:`set_cuda_backends`) -> :class:`Env`; :func:`teardown_env`;
+* :func:`gpu_speed_settings`: bf16 autocast + channels_last where the GPU has bf16;
 * :func:`wrap_model` (channels_last, SyncBatchNorm, DDP, torch.compile), :func:`to_device`;
 * :func:`autocast` / :func:`make_scaler` (``train.amp``: none | bf16 | fp16);
 * :func:`seed_everything`, :func:`rng_state` / :func:`set_rng_state`, and their
@@ -26,8 +27,9 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-__all__ = ["TrainingError", "Env", "setup_env", "teardown_env", "wrap_model", "autocast", "make_scaler", "to_device",
-           "seed_everything", "rng_state", "set_rng_state", "gather_rng_states", "restore_rng_states"]
+__all__ = ["TrainingError", "Env", "setup_env", "teardown_env", "set_cuda_backends", "gpu_speed_settings",
+           "wrap_model", "autocast", "make_scaler", "to_device", "seed_everything", "rng_state", "set_rng_state",
+           "gather_rng_states", "restore_rng_states"]
 
 
 class TrainingError(RuntimeError):
@@ -81,12 +83,13 @@ class Env:
         return t / self.world_size
 
 
-def setup_env(device: str = "auto") -> Env:
+def setup_env(device: str = "auto", *, cudnn_benchmark: bool = True, tf32: bool = True) -> Env:
     """Pick the device and join the process group when launched by ``torchrun``.
 
     device: "auto" (CUDA when available, else CPU), "cuda" or "cpu". Under torchrun
     (``WORLD_SIZE`` > 1) each process uses ``cuda:LOCAL_RANK`` with the NCCL backend, or
-    the CPU with gloo.
+    the CPU with gloo. On CUDA, ``cudnn_benchmark`` and ``tf32`` (``train.cudnn_benchmark``,
+    ``train.tf32``) are applied with :func:`set_cuda_backends`; on a CPU nothing is changed.
     """
     if device == "cuda" and not torch.cuda.is_available():
         raise TrainingError("train.device is 'cuda' but CUDA is not available (use 'auto' or 'cpu')")
@@ -96,6 +99,7 @@ def setup_env(device: str = "auto") -> Env:
     if use_cuda:
         torch.cuda.set_device(local_rank)
         dev = torch.device("cuda", local_rank)
+        set_cuda_backends(cudnn_benchmark=cudnn_benchmark, tf32=tf32)
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
@@ -106,6 +110,36 @@ def setup_env(device: str = "auto") -> Env:
 def teardown_env(env: Env) -> None:
     if env.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def set_cuda_backends(*, cudnn_benchmark: bool, tf32: bool) -> None:
+    """The process-wide CUDA speed settings of a training run (``train.cudnn_benchmark``, ``train.tf32``).
+
+    cudnn_benchmark: cuDNN times the algorithms of each new convolution shape once and keeps
+        the fastest; training batches all have one size (the incomplete last batch is
+        dropped), so only the first steps (and validation's first batch) pay for it.
+    tf32: float32 matmuls and convolutions may use TF32 tensor cores (Ampere or newer: inputs
+        rounded to a 10-bit mantissa, float32 accumulation); off is strict IEEE float32.
+        Set with the calls whose state both of torch's readers agree on
+        (``torch.set_float32_matmul_precision`` and ``cudnn.allow_tf32``): setting the newer
+        ``fp32_precision`` attributes makes the older getters, which torch.compile still
+        reads, raise.
+    """
+    torch.backends.cudnn.benchmark = cudnn_benchmark
+    torch.set_float32_matmul_precision("high" if tf32 else "highest")
+    torch.backends.cudnn.allow_tf32 = tf32
+
+
+def gpu_speed_settings(device: str = "auto") -> dict:
+    """``train`` settings that speed up training on this machine's GPU: bf16 autocast and
+    channels_last where ``device`` resolves to a CUDA GPU with native bf16 (compute
+    capability 8.0 or newer: A100, H100/H200, L4, RTX 30xx/40xx), else none ({}).
+    For configs that leave them to the machine (``fsggan-quickstart --full``);
+    ``scripts/gpu_check.py`` measures each of them."""
+    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+    if use_cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+        return {"amp": "bf16", "channels_last": True}
+    return {}
 
 
 def wrap_model(model: nn.Module, env: Env, *, channels_last: bool = False, sync_bn: bool = False,

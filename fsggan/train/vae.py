@@ -73,7 +73,7 @@ def train_vae(
     cfg = TrainVAEConfig(vae=vae, data=data, loss=loss, optim=optim, train=train)
 
     # Processes, device, seeds
-    with setup_env(train.device) as env:
+    with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
         seed_everything(train.seed, env.rank)
         ckpt = load_checkpoint(resume, stage="vae", version=CHECKPOINT_VERSION, resumable=True,
                                prefer=("last.pt",)) if resume else None
