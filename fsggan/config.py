@@ -178,7 +178,7 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
     """Apply `a.b.c=value` strings to a nested dict (values parsed as YAML scalars)."""
     data = dict(data or {})
     for item in overrides or ():
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.subkey=value")
         key, raw = item.split("=", 1)
         try:
