@@ -34,7 +34,6 @@ from test_train import TRAIN, data_config, one_thread, same_state, stage1  # noq
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_GAN = str(ROOT / "configs" / "tiny_cpu_gan.yaml")
-TINY_VAE = str(ROOT / "configs" / "tiny_cpu_vae.yaml")
 
 
 def one_line(err: str, prog: str) -> str:
@@ -45,11 +44,14 @@ def one_line(err: str, prog: str) -> str:
 # Run folders that travel and never collide ------------------------------------------------
 
 VAE_SMALL = ["vae.base_channels=4", "vae.latent_dim=8", "vae.image_size=32"]
+SHORT = ["train.steps=2", "train.batch_size=4", "train.progress=false", "data.num_workers=0", "data.val_images=4",
+         "train.num_samples=2", "generator.base_channels=4", "discriminator.head_channels=4"]
 
 
 def start_relative_run(data_config: Path, run: str, steps: int) -> None:  # noqa: F811
     """A Stage I run started from the data folder with RELATIVE paths (data YAML, faces, run)."""
-    assert vae_cli.main(["--config", TINY_VAE, "--run-dir", run, "--set", "data.config=tiny_data.yaml",
+    (data_config.parent / "empty.yaml").write_text("{}\n")  # every setting below, as tests/test_train.py's
+    assert vae_cli.main(["--config", "empty.yaml", "--run-dir", run, "--set", "data.config=tiny_data.yaml",
                          "--set", "data.dataset.root=faces", *(f"--set={o}" for o in [*VAE_SMALL, *TRAIN]),
                          "--set", f"train.steps={steps}"]) == 0
 
@@ -181,7 +183,7 @@ def test_case07_values_the_models_cannot_take(override, expected, data_config, s
     run = tmp_path / "run"
     argv = ["--config", TINY_GAN, "--run-dir", str(run), "--set", f"data.config={data_config}",
             "--set", f"gan.vae_checkpoint={stage1}", "--set", "loss.identity=0", "--set", "train.device=cpu",
-            "--set", "generator.output=direct", "--set", override]
+            "--set", "generator.output=direct", *(f"--set={o}" for o in SHORT), "--set", override]
     assert gan_cli.main(argv) == 2
     msg = one_line(capsys.readouterr().err, "fsggan-train-gan")
     assert msg == f"{TINY_GAN}: {msg.split(': ', 1)[1]}" and expected in msg
@@ -193,7 +195,7 @@ def test_case07_size_checked_again_with_the_stage1_v(data_config, stage1, tmp_pa
     run = tmp_path / "run"
     argv = ["--config", TINY_GAN, "--run-dir", str(run), "--set", f"data.config={data_config}",
             "--set", f"gan.vae_checkpoint={stage1}", "--set", "loss.identity=0", "--set", "train.device=cpu",
-            "--set", "gan.d_arch=patch", "--set", "patch_discriminator.n_layers=4"]
+            *(f"--set={o}" for o in SHORT), "--set", "gan.d_arch=patch", "--set", "patch_discriminator.n_layers=4"]
     assert gan_cli.main(argv) == 2
     msg = one_line(capsys.readouterr().err, "fsggan-train-gan")
     assert msg.startswith("patch_discriminator.n_layers=4: too deep for 32x32 faces") and not run.exists()
