@@ -19,11 +19,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from fsggan.config import from_dict, read_layers
+from fsggan.config import ConfigError, from_dict, read_layers
 from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
 
 from .config import config_of_checkpoint
-from .resume import relocated
+from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
 
 __all__ = ["ShardedBatchSampler", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
@@ -115,11 +115,17 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     else:  # the stored data config, its paths relative to where the run started; the YAML is not read again
         stored = config_of_checkpoint(ckpt)["data"]
         stored_prep = from_dict(PrepareConfig, {f.name: stored[f.name] for f in fields(PrepareConfig)})
-        if env.is_main and stored_prep != prep:
+        origin = ckpt.get("origin")
+        try:  # only to warn when it was edited since: a YAML that is gone (another directory) is fine
+            now = read_layers(located(data.config, origin)) if data.config else None
+        except ConfigError:
+            now = None
+        data_yaml = ckpt.get("data_yaml", now)
+        now = data_yaml if now is None else now
+        if env.is_main and (stored_prep != prep or now != data_yaml):
             warnings.warn(f"the data config ({data.config or 'data section'}) differs from the one stored in the "
                           f"checkpoint; the run continues with the stored one", stacklevel=2)
-        origin = ckpt.get("origin")
-        prep, data_yaml = relocated(stored_prep, origin), ckpt.get("data_yaml")
+        prep = relocated(stored_prep, origin)
     train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers")
     if data.max_images:
         train_set.records = train_set.records[:data.max_images]
