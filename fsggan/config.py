@@ -28,6 +28,7 @@ Rules, checked when loading so that a typo fails at start and not after an hour:
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -111,14 +112,17 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value) if abs(value) < 1e308 or isinstance(value, float) else math.inf
+        elif isinstance(value, str):
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is not None and math.isfinite(number):
+            return number
+        raise ConfigError(f"{where}: expected a {'finite ' if number is not None else ''}number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -134,9 +138,11 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
     """Build dataclass `cls` from a (possibly partial) dict; missing keys keep their defaults."""
     if data is None:
         data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where or cls.__name__}: expected a mapping of keys, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(str(k) if isinstance(k, str) else repr(k) for k in data if k not in fields)
     if unknown:
         prefix = f"{where}." if where else ""
         raise ConfigError(
@@ -149,7 +155,10 @@ def from_dict(cls: type[T], data: dict, where: str = "") -> T:
     try:
         return cls(**kwargs)
     except (TypeError, ValueError) as e:  # __post_init__ validation
-        raise ConfigError(f"{where or cls.__name__}: {e}") from e
+        message = " ".join(str(e).split())
+        if message.split(".")[0].split("=")[0].split(" ")[0] in fields:  # it starts with one of the keys
+            raise ConfigError(f"{where}.{message}" if where else message) from None
+        raise ConfigError(f"{where or cls.__name__}: {message}") from None
 
 
 def to_dict(cfg: Any) -> Any:
@@ -169,14 +178,17 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
     """Apply `a.b.c=value` strings to a nested dict (values parsed as YAML scalars)."""
     data = dict(data or {})
     for item in overrides or ():
-        if "=" not in item:
+        if not isinstance(item, str) or "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.subkey=value")
         key, raw = item.split("=", 1)
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError as e:
-            raise ConfigError(f"override {item!r}: cannot parse value: {e}") from e
+            raise ConfigError(f"override {item!r}: cannot parse the value ({_yaml_problem(e)}); quote it or "
+                              f"fix its YAML") from None
         parts = key.strip().split(".")
+        if not all(parts):
+            raise ConfigError(f"override {item!r}: the key must look like section.key (no empty parts)")
         node = data
         for p in parts[:-1]:
             child = node.get(p)
@@ -187,14 +199,37 @@ def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:
     return data
 
 
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """A YAML error in a few words, on one line: what and where (line, column)."""
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or type(e).__name__
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
+
+
 def read_yaml(path: str | Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
+    """One YAML file as a dict; every problem (missing, unreadable, not UTF-8, not YAML, not
+    a mapping) is a one-line ConfigError naming the file."""
+    try:
+        path = Path(path)
+        exists = path.is_file()
+    except (TypeError, ValueError, OSError):
+        raise ConfigError(f"config file {path!r}: not a usable path") from None
+    if not exists:
         raise ConfigError(f"config file {path} does not exist (configs live in configs/*.yaml)")
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
+    except OSError as e:
+        raise ConfigError(f"config file {path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path}: not UTF-8 text (byte {e.object[e.start]:#04x} at offset "
+                          f"{e.start}); save it as UTF-8 YAML") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(e)})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -212,8 +247,12 @@ def merge(base: dict, layer: dict) -> dict:
 
 def read_layers(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     """A YAML file over its ``base:`` file (relative to it), recursively."""
-    path = Path(path)
-    if path.resolve() in _seen:
+    try:
+        path = Path(path)
+        key = path.resolve()
+    except (TypeError, ValueError, OSError, RuntimeError):
+        raise ConfigError(f"config file {path!r}: not a usable path") from None
+    if key in _seen:
         raise ConfigError(f"{path}: 'base:' files form a loop ({' -> '.join(str(p) for p in _seen)})")
     data = read_yaml(path)
     base = data.pop("base", None)
@@ -221,7 +260,7 @@ def read_layers(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
         return data
     if not isinstance(base, str):
         raise ConfigError(f"{path}: base must be the path of a YAML file (relative to {path}), got {base!r}")
-    return merge(read_layers(path.parent / base, (*_seen, path.resolve())), data)
+    return merge(read_layers(path.parent / base, (*_seen, key)), data)
 
 
 def load_config(cls: type[T], path: str | Path | Sequence[str | Path] | None = None,

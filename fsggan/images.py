@@ -12,6 +12,8 @@ Files:
 
     read_rgb(path)        any image -> RGB uint8 (H, W, 3) + a note naming any conversion;
                           raises ImageError (reason key + a message naming the file)
+    pil_to_rgb(image)     the same conversions for a PIL image in memory (to_tensor uses it,
+                          so the notebook API reads a PIL image as read_rgb reads its file)
     read_rgba(path)       an occluder cut-out -> RGBA uint8 (H, W, 4)
     load_image(path)      an image file -> tensor (raises OSError naming the file)
     save_image(t, path)   a tensor -> 8-bit image file (format from the suffix)
@@ -28,7 +30,7 @@ inside PIL; callers that prefer to skip bad files catch `ImageError` and count
 - CMYK / YCbCr / LAB -> RGB with PIL's converter;
 - RGBA / LA face images are composited over white (a transparent background would
   otherwise become black).
-`load_image` reads method outputs and prepared sets for scoring: PIL's own RGB conversion
+`load_image` reads method outputs and prepared sets for scoring: read_rgb's conversions
 (an alpha channel is dropped, not composited).
 """
 
@@ -49,6 +51,7 @@ __all__ = [
     "ImageError",
     "read_rgb",
     "read_rgba",
+    "pil_to_rgb",
     "crop_resize",
     "save_png",
     "to_tensor",
@@ -89,8 +92,8 @@ def to_tensor(image) -> torch.Tensor:
     image: uint8 array (H, W, 3) (pixels / 127.5 - 1), a float array in [0, 1] (x 2 - 1),
     (H, W) / (H, W, 1) gray (repeated to RGB), (H, W, 4) (alpha dropped), or a PIL image.
     """
-    if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    if isinstance(image, Image.Image):  # read as read_rgb reads a file (16-bit, palette, alpha, ...)
+        image = pil_to_rgb(image)[0]
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[..., None]
@@ -174,7 +177,22 @@ def read_rgb(path: str | Path, *, min_size: int = 1, background: int = 255) -> t
     (shorter side < `min_size`) files.
     """
     path = Path(path)
-    im = _open(path)
+    arr, note = pil_to_rgb(_open(path), path, background=background)
+    h, w = arr.shape[:2]
+    if min(h, w) < min_size:
+        raise ImageError(
+            path, "too_small", f"image is {w}x{h}, smaller than the {min_size} px needed to crop a face; "
+            "replace it with a larger image"
+        )
+    return arr, note
+
+
+def pil_to_rgb(im: Image.Image, path: str | Path = "<image>", *, background: int = 255) -> tuple[np.ndarray, str]:
+    """A decoded PIL image -> (RGB uint8 (H, W, 3), note): the conversions of :func:`read_rgb`
+    (16-bit gray scaled, palette expanded, alpha composited over ``background``, ...), the
+    one reader of files and of PIL images given to the API. Raises ImageError naming
+    ``path`` for a pixel format without an 8-bit meaning (e.g. "F", float)."""
+    path = Path(path)
     mode, note = im.mode, ""
     if mode == "P":
         im = im.convert("RGBA" if "transparency" in im.info else "RGB")
@@ -198,12 +216,6 @@ def read_rgb(path: str | Path, *, min_size: int = 1, background: int = 255) -> t
         raise ImageError(path, "unsupported_mode", f"pixel format {mode} is not supported; save it as 8-bit RGB (JPEG or PNG)")
     if arr.ndim != 3 or arr.shape[2] != 3:
         raise ImageError(path, "unsupported_mode", f"unexpected pixel layout {arr.shape}; save it as 8-bit RGB")
-    h, w = arr.shape[:2]
-    if min(h, w) < min_size:
-        raise ImageError(
-            path, "too_small", f"image is {w}x{h}, smaller than the {min_size} px needed to crop a face; "
-            "replace it with a larger image"
-        )
     return np.ascontiguousarray(arr), note
 
 
@@ -277,7 +289,7 @@ def load_image(path: str | Path) -> torch.Tensor:
     """Read an image file -> (3, H, W) float in [-1, 1]. Raises ``OSError`` naming the file."""
     try:
         with Image.open(path) as img:
-            return to_tensor(img)
+            return to_tensor(img.convert("RGB") if img.mode in _ALPHA_MODES else img)  # alpha dropped
     except Exception as exc:
         raise OSError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from exc
 

@@ -42,8 +42,8 @@ from PIL import Image
 from torch import nn
 
 from fsggan.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from fsggan.images import (MIN_FACE_SIZE, ImageError, list_images, read_rgb, save_image, to_float01, to_tensor,
-                           to_uint8)
+from fsggan.images import (MIN_FACE_SIZE, ImageError, list_images, pil_to_rgb, read_rgb, save_image, to_float01,
+                           to_tensor, to_uint8)
 
 __all__ = ["FSGGAN", "crop_faces", "read_input", "collect_inputs", "deocclude_files", "resolve_device"]
 
@@ -80,17 +80,24 @@ def _to_batch(images) -> tuple[torch.Tensor, dict]:
     if isinstance(images, torch.Tensor):
         if images.dim() not in (3, 4) or images.shape[-3] != 3:
             raise ValueError(f"tensor input must be (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+        if not images.is_floating_point():  # uint8 / bool / int / complex: not fsggan's convention
+            raise ValueError(f"a tensor input must be a float tensor in [-1, 1], got {images.dtype} (from uint8 "
+                             "[0, 255] use x.float() / 127.5 - 1)")
+        _check_size(tuple(images.shape), "tensor")
         _check_range(images, -1.0, 1.0, "a tensor input", "fsggan's convention; from [0, 1] use x * 2 - 1, "
                      "from [0, 255] x / 127.5 - 1")
         info = {"kind": "tensor", "single": images.dim() == 3, "device": images.device}
         return (images.unsqueeze(0) if images.dim() == 3 else images).float(), info
-    if isinstance(images, Image.Image):
+    if isinstance(images, Image.Image):  # read as the file path reads its file (fsggan.images.pil_to_rgb)
         return to_tensor(images).unsqueeze(0), {"kind": "pil", "single": True}
     if isinstance(images, np.ndarray):
         if images.ndim == 4:
             batch, info = _to_batch(list(images))
             info["kind"] = "ndarray_batch"
             return batch, info
+        if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"an image array must be uint8 in [0, 255] or float in [0, 1], got {images.dtype}")
+        _check_size(images.shape[:2] if images.ndim >= 2 else images.shape, "array")
         if np.issubdtype(images.dtype, np.floating):
             _check_range(torch.from_numpy(np.asarray(images)), 0.0, 1.0, "a float array",
                          "for [0, 255] pass uint8 arrays")
@@ -110,6 +117,14 @@ def _to_batch(images) -> tuple[torch.Tensor, dict]:
         return torch.cat(tensors), {**first, "single": False}
     raise TypeError(f"unsupported image input {type(images).__name__}: give PIL images, "
                     "numpy arrays (H, W, 3) or tensors (B, 3, H, W) in [-1, 1]")
+
+
+def _check_size(shape: tuple, what: str) -> None:
+    """ValueError for a batch of no images, or images without pixels."""
+    if len(shape) == 4 and shape[0] == 0:
+        raise ValueError(f"a {what} batch of 0 images {shape}: nothing to de-occlude")
+    if any(int(s) == 0 for s in shape[-2:]):
+        raise ValueError(f"a {what} input of shape {shape}: images need at least one pixel (H, W >= 1)")
 
 
 def _check_range(x: torch.Tensor, lo: float, hi: float, what: str, hint: str, tol: float = 1e-3) -> None:
@@ -145,10 +160,24 @@ def _resize(x: torch.Tensor, size) -> torch.Tensor:
 
 
 def resolve_device(device) -> torch.device:
-    """"auto" or None -> CUDA when available, else the CPU; anything else -> torch.device(device)."""
+    """"auto" or None -> CUDA when available, else the CPU; "cpu", "cuda", "cuda:N" or a
+    torch.device -> that device, when this machine has it. Anything else is a one-line
+    ValueError naming the device and the choices."""
     if device in (None, "auto"):
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device {device!r}: unknown; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: CUDA is not available on this machine; use auto or cpu")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                             f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type != "cpu":
+        raise ValueError(f"device {device!r}: fsggan runs on cpu or cuda; use auto, cpu, cuda or cuda:N")
+    return dev
 
 
 # ---------------------------------------------------------------- the model
@@ -191,6 +220,7 @@ class FSGGAN:
         """
         from fsggan.models import VAE, UNetGenerator
 
+        device = resolve_device(device)  # an unknown or absent device: one line, before any loading
         if gan is None:
             raise ValueError("gan= (the Stage II checkpoint or run directory) is required")
         gckpt = load_checkpoint(gan, stage="gan")
@@ -228,6 +258,8 @@ class FSGGAN:
         return y, g
 
     def _apply(self, images, which: str, batch_size: int):
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         x, info = _to_batch(images)
         outs = []
         for start in range(0, x.shape[0], batch_size):
@@ -266,7 +298,7 @@ def crop_faces(images: Sequence, image_size: int = 128, crop: str = "lfw") -> li
     box_of = DEFAULT_CROPS[crop]
     out = []
     for img in images:
-        arr = np.asarray(img.convert("RGB"), dtype=np.uint8) if isinstance(img, Image.Image) else np.asarray(img)
+        arr = pil_to_rgb(img)[0] if isinstance(img, Image.Image) else np.asarray(img)
         h, w = arr.shape[:2]
         out.append(to_tensor(crop_resize(arr, box_of.box_for(w, h), image_size)))
     return out

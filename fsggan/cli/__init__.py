@@ -22,3 +22,36 @@ def fail(prog: str, error: BaseException | str, status: int = 2) -> int:
     """Print ``<prog>: error: <error>`` on stderr and return ``status`` (the exit status)."""
     print(f"{prog}: error: {error}", file=sys.stderr)
     return status
+
+
+def check_out_dir(path, option: str) -> str | None:
+    """A one-line complaint when ``path`` (an output folder, given as ``option``) cannot be
+    one: an existing file, a file on its way, or a folder that cannot be written; None when
+    fine (or not given). Checked when a command starts, before anything is read or written."""
+    import os
+    from pathlib import Path
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        return f"{option} {path}: a file, not a folder; give a folder (new or existing)"
+    parent = p
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent != p and parent.exists() and not parent.is_dir():
+        return f"{option} {path}: {parent} is a file, so no folder can be made there; give another folder"
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        return f"{option} {path}: {parent} is not writable; give a folder you can write to"
+    return None
+
+
+def check_device(device) -> str | None:
+    """A one-line complaint about ``--device`` (unknown, or absent on this machine), or None."""
+    from fsggan.pipeline import resolve_device
+
+    try:
+        resolve_device(device)
+    except ValueError as exc:
+        return f"--{exc}"
+    return None

@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsggan.cli import fail
+from fsggan.cli import check_device, check_out_dir, fail
 from fsggan.images import IMAGE_EXTENSIONS, MIN_FACE_SIZE
 
 PROG = "fsggan-deocclude"
@@ -48,6 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
         return fail(PROG, f"--batch-size {args.batch_size}: must be >= 1")
+    problem = check_out_dir(args.out, "--out") or check_device(args.device)  # before anything is read
+    if problem:
+        return fail(PROG, problem)
     try:
         files = collect_inputs(args.inputs)
         model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device)

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fsggan.cli import fail
+from fsggan.cli.preflight import eval_preflight
 
 PROG = "fsggan-eval"
 
@@ -65,6 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     problem = _check_values(args)
+    if problem:
+        return fail(PROG, problem)
+    problem = eval_preflight(args)  # output folders, device, model vs set size: before any scoring
     if problem:
         return fail(PROG, problem)
     try:

@@ -12,7 +12,9 @@ directory): config = the checkpoint's resolved config + ``--set`` overrides of t
 that may change on resume (``fsggan.train.resume.RESUMABLE_KEYS``: ``train.steps`` to
 train longer, the logging / validation / checkpoint periods, ``train.progress``,
 ``train.run_dir``, the device and loader settings), so the run continues with exactly the
-settings it started with. Everything is checked - the checkpoint file, its stage, the
+settings it started with. It continues in the folder of the checkpoint given (a copied or
+moved run folder continues where it now lies; the original is not touched), or in
+``--run-dir``, which may not hold another run. Everything is checked - the checkpoint file, its stage, the
 overrides, the weights against the config - before anything in the run directory changes.
 """
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from fsggan.cli import fail
@@ -35,6 +38,7 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
     from fsggan.checkpoint import CHECKPOINT_VERSION, load_checkpoint, resolve_checkpoint
     from fsggan.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
     from fsggan.train.config import config_of_checkpoint
+    from fsggan.train.resume import run_folder
     from fsggan.train.runtime import TrainingError
 
     p = argparse.ArgumentParser(prog=prog, description=description,
@@ -67,8 +71,13 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
         # only its config is needed here (the training function loads the weights): map, don't read
         stored = config_of_checkpoint(load_checkpoint(resume, stage=stage, version=CHECKPOINT_VERSION,
                                                       resumable=True, mmap=True))
+        merged = apply_overrides(stored, overrides)
+        if not any(o.partition("=")[0].strip() == "train.run_dir" for o in overrides):
+            # the run continues in the folder given (a moved or copied run: its new place), never in the
+            # folder stored in the checkpoint
+            merged["train"] = {**(merged.get("train") or {}), "run_dir": str(run_folder(resume))}
         try:
-            cfg = from_dict(config_cls, apply_overrides(stored, overrides))
+            cfg = from_dict(config_cls, merged)
         except ConfigError as e:
             raise ConfigError(f"{resume} (stored config) + --set: {e}") from None
     else:
@@ -98,7 +107,13 @@ def run(argv, config_cls, train_fn, *, prog: str, description: str, default_conf
     try:
         cfg, resume = parse_args(argv, config_cls, prog=prog, description=description,
                                  default_config=default_config, stage=stage)
-        result = train_fn(**vars(cfg), resume=resume)
+        existed = Path(cfg.train.run_dir).exists()
+        try:
+            result = train_fn(**vars(cfg), resume=resume)
+        except BaseException:
+            if not existed:  # a start that failed before its first checkpoint leaves no run folder behind
+                _remove_unfinished(Path(cfg.train.run_dir))
+            raise
     except NonFiniteLossError as e:
         return fail(prog, e, status=1)
     except (ConfigError, CheckpointError, TrainingError, WeightsError, DatasetError, ImageError, OccluderError,
@@ -112,6 +127,14 @@ def run(argv, config_cls, train_fn, *, prog: str, description: str, default_conf
                   f"  {prog} --resume {result['run_dir']}", file=sys.stderr)
         return 130
     return 0
+
+
+def _remove_unfinished(run_dir: Path) -> None:
+    """Remove a run folder this start created when no checkpoint was saved in it (rank 0)."""
+    import shutil
+
+    if int(os.environ.get("RANK", "0")) == 0 and run_dir.is_dir() and not any(run_dir.glob("checkpoints/*.pt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def vae_main(argv=None) -> int:

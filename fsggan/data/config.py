@@ -35,6 +35,14 @@ __all__ = [
 SET_CODES = {"val": 0, "set1": 1, "set2": 2}  # rendered sets; the code seeds each set's occlusions
 
 
+def _at_least(section, least: int, *names: str) -> None:
+    """ValueError starting with the key (``name=value: ...``) when a count is below ``least``."""
+    for name in names:
+        value = getattr(section, name)
+        if value is not None and value < least:
+            raise ValueError(f"{name}={value}: must be >= {least}")
+
+
 @dataclass
 class DataSection:
     kind: Literal["lfw", "celeba", "folder"] = "lfw"  # reader
@@ -45,6 +53,10 @@ class DataSection:
     min_source_size: int = MIN_FACE_SIZE  # 32: smaller source images are skipped ("too_small")
     landmarks: Literal["auto", "file", "dlib", "template"] = "auto"  # landmark source
 
+    def __post_init__(self):
+        _at_least(self, 8, "image_size")
+        _at_least(self, 1, "min_source_size")
+
 
 @dataclass
 class SplitSection:
@@ -54,6 +66,11 @@ class SplitSection:
     test_list: str | None = None  # file: 'image_id identity' lines (CelebA_test.txt) or 'identity'
     test_from_protocol: bool = False  # LFW: test identities = the recognition-protocol identities
 
+    def __post_init__(self):
+        for name in ("test_fraction", "val_fraction"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be in [0, 1)")
+
 
 @dataclass
 class ProtocolSection:
@@ -62,6 +79,9 @@ class ProtocolSection:
     queries_per_identity: int = 5
     repeats: int = 5
     seed: int = 0
+
+    def __post_init__(self):
+        _at_least(self, 1, "num_identities", "min_images", "queries_per_identity", "repeats")
 
 
 @dataclass
@@ -85,6 +105,9 @@ class OccluderSection:
     supersample: int = 2  # anti-aliasing factor when warping
     num_occluders: list[int] = field(default_factory=lambda: [1, 1])  # [min, max] per image
 
+    def __post_init__(self):
+        _at_least(self, 1, "canvas_size", "supersample")
+
 
 @dataclass
 class OutputSection:
@@ -94,6 +117,9 @@ class OutputSection:
     max_images_per_identity: int | None = None  # cap per test identity (seeded choice)
     val_max_images: int | None = 1000  # cap on the validation set (seeded choice)
     batch_size: int = 32
+
+    def __post_init__(self):
+        _at_least(self, 1, "max_images_per_identity", "val_max_images", "batch_size")
 
 
 @dataclass

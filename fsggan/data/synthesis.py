@@ -79,6 +79,15 @@ class Placement:
     max_tries: int = 6
     mask_threshold: float = 0.5
 
+    def __post_init__(self):
+        if not 0.0 <= self.min_coverage <= self.max_coverage <= 1.0:
+            raise ValueError(f"min_coverage={self.min_coverage}, max_coverage={self.max_coverage}: need "
+                             f"0 <= min_coverage <= max_coverage <= 1")
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise ValueError(f"mask_threshold={self.mask_threshold}: must be in (0, 1)")
+        if self.max_tries < 1:
+            raise ValueError(f"max_tries={self.max_tries}: must be >= 1")
+
 
 class SynthesisResult(NamedTuple):
     occluded: torch.Tensor  # (B, 3, H, W) in [-1, 1]

@@ -146,6 +146,8 @@ def evaluate_set(
         missing = [n for n, p in pred_files.items() if p is None]
         if missing and not allow_missing:
             raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, []))
+        if len(missing) == len(names):
+            raise MissingPredictionsError(_nothing_scored(set_dir, Path(predictions), len(names), missing, []))
 
     # -- recognition: which features are needed
     recognizers = dict(recognizers or {})
@@ -209,6 +211,8 @@ def evaluate_set(
 
     if (missing or unreadable) and not allow_missing:
         raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))
+    if has_method and len(missing) + len(unreadable) >= len(names):
+        raise MissingPredictionsError(_nothing_scored(set_dir, predictions, len(names), missing, unreadable))
 
     # every row on the same images: those with a usable prediction (all without a method)
     left_out = set(missing) | {u["name"] for u in unreadable}
@@ -246,6 +250,14 @@ def _embed_subset(recognizer, images: torch.Tensor, names: list[str], wanted: se
     out = recognizer(x).float().cpu()
     for j, i in enumerate(idx):
         store[names[i]] = out[j]
+
+
+def _nothing_scored(set_dir: Path, folder, n: int, missing: list, unreadable: list) -> str:
+    """Nothing scored is a failure, --allow-missing or not."""
+    why = f"{len(missing)} missing, {len(unreadable)} unreadable" + (
+        f" (first: {unreadable[0]['name']}: {unreadable[0]['error']})" if unreadable else "")
+    return (f"set {set_dir}: no usable prediction in {folder} ({why}, of {n} images): nothing to score; "
+            "check the folder and the file names and sizes")
 
 
 def _missing_message(set_dir: Path, folder: Path, missing: list, unreadable: list) -> str:

@@ -10,6 +10,7 @@ validation sets of the data config, and occlusion of whole batches on the device
 
 from __future__ import annotations
 
+import os
 import signal
 import warnings
 from dataclasses import fields
@@ -18,10 +19,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from fsggan.config import from_dict, read_layers
+from fsggan.config import ConfigError, from_dict, read_layers
 from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
 
 from .config import config_of_checkpoint
+from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
 
 __all__ = ["ShardedBatchSampler", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
@@ -98,7 +100,8 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     over the validation identities (occlusions from ``data.val_seed``, identical in every
     run and at every validation); ``val`` is val_set loaded into memory on rank 0 (None
     elsewhere). data_state goes into every checkpoint: ``{"data_yaml": the data YAML
-    (data.config) as read at the start of the run}``.
+    (data.config) as read at the start of the run, "origin": the directory the run was
+    started from (relative paths of its config are relative to it)}``.
 
     A resumed run (``ckpt``) uses the data config stored in its checkpoint, so editing the
     data YAML later cannot change a run half-way; a warning says when the given ``data``
@@ -106,15 +109,23 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     exist yet on a fresh start: :func:`fsggan.train.housekeeping.prepare_run_dir`).
     """
     prep = data.prepare_config()
-    data_yaml = read_layers(data.config) if data.config else None
-    if ckpt is not None:
+    origin = os.getcwd()  # relative paths of the config are relative to it
+    if ckpt is None:
+        data_yaml = read_layers(data.config) if data.config else None
+    else:  # the stored data config, its paths relative to where the run started; the YAML is not read again
         stored = config_of_checkpoint(ckpt)["data"]
         stored_prep = from_dict(PrepareConfig, {f.name: stored[f.name] for f in fields(PrepareConfig)})
-        stored_yaml = ckpt.get("data_yaml", data_yaml)
-        if env.is_main and (stored_prep != prep or stored_yaml != data_yaml):
+        origin = ckpt.get("origin")
+        try:  # only to warn when it was edited since: a YAML that is gone (another directory) is fine
+            now = read_layers(located(data.config, origin)) if data.config else None
+        except ConfigError:
+            now = None
+        data_yaml = ckpt.get("data_yaml", now)
+        now = data_yaml if now is None else now
+        if env.is_main and (stored_prep != prep or now != data_yaml):
             warnings.warn(f"the data config ({data.config or 'data section'}) differs from the one stored in the "
                           f"checkpoint; the run continues with the stored one", stacklevel=2)
-        prep, data_yaml = stored_prep, stored_yaml
+        prep = relocated(stored_prep, origin)
     train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers")
     if data.max_images:
         train_set.records = train_set.records[:data.max_images]
@@ -126,7 +137,7 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     sampler = ShardedBatchSampler(len(train_set), train.batch_size, train.seed, env.rank, env.world_size)
     loader = make_loader(train_set, sampler, data, env)
     val = load_all(val_set, data.num_workers) if env.is_main else None
-    return train_set, val_set, {"data_yaml": data_yaml}, sampler, loader, val
+    return train_set, val_set, {"data_yaml": data_yaml, "origin": origin}, sampler, loader, val
 
 
 def occlude_batch(dataset, batch: dict, epoch: int) -> dict:

@@ -25,9 +25,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
-from fsggan.config import apply_overrides, merge, read_layers
+from fsggan.config import ConfigError, apply_overrides, merge, read_layers
 from fsggan.data import PrepareConfig
 from fsggan.losses import LossWeights
+
+from .checks import check_run, check_section
+
+
+class _Checked:
+    """A section whose values are checked when it is built (:func:`.checks.check_section`)."""
+
+    def __post_init__(self):
+        check_section(self)
 
 __all__ = [
     "VAEKwargs", "GeneratorKwargs", "MultiRFKwargs", "GlobalKwargs", "PatchKwargs",
@@ -39,7 +48,7 @@ __all__ = [
 # Model constructor arguments ---------------------------------------------------------
 
 @dataclass
-class VAEKwargs:
+class VAEKwargs(_Checked):
     """``fsggan.models.VAE(**vae)``."""
     in_channels: int = 3
     base_channels: int = 32
@@ -49,7 +58,7 @@ class VAEKwargs:
 
 
 @dataclass
-class GeneratorKwargs:
+class GeneratorKwargs(_Checked):
     """``fsggan.models.UNetGenerator(**generator)``; ``hdc: false`` is the "w/o HDC" ablation."""
     in_channels: int = 6
     out_channels: int = 3
@@ -60,7 +69,7 @@ class GeneratorKwargs:
 
 
 @dataclass
-class MultiRFKwargs:
+class MultiRFKwargs(_Checked):
     """``fsggan.models.MultiRFDiscriminator(trunk=vae.encoder, **discriminator)``.
 
     trunk_mode: frozen (V's encoder as is, not updated), tied (V's encoder Parameters and
@@ -77,7 +86,7 @@ class MultiRFKwargs:
 
 
 @dataclass
-class GlobalKwargs:
+class GlobalKwargs(_Checked):
     """``fsggan.models.GlobalDiscriminator(**global_discriminator)`` (``gan.d_arch: global``):
     the paper's "regular D" ablation, DeepFill v1's whole-image critic."""
     in_channels: int = 3
@@ -86,7 +95,7 @@ class GlobalKwargs:
 
 
 @dataclass
-class PatchKwargs:
+class PatchKwargs(_Checked):
     """``fsggan.models.PatchDiscriminator(**patch_discriminator)`` (``gan.d_arch: patch``): a
     PatchGAN local critic, an option beside the paper's "regular D"."""
     in_channels: int = 3
@@ -120,12 +129,20 @@ class DataConfig(PrepareConfig):
     val_images: int = 256                # fixed validation set: images spread over the val identities
     val_seed: int = 12345                # its occlusions, drawn once
 
+    def __post_init__(self):
+        super().__post_init__()
+        check_section(self)
+
     @staticmethod
     def layer(raw: dict) -> dict:
         """The raw section over the data YAML named by ``config`` (and older ``overrides``
         applied); :func:`fsggan.config.load_config` calls it. A section that already holds
         every data key (a saved config.yaml) is taken as it is."""
         raw = dict(raw)
+        if raw.get("config") is not None and not isinstance(raw["config"], str):
+            raise ConfigError(f"data.config: expected the path of a data YAML, got {raw['config']!r}")
+        if raw.get("overrides") and not isinstance(raw["overrides"], list):
+            raise ConfigError(f"data.overrides: expected a list of key=value strings, got {raw['overrides']!r}")
         if raw.get("config") and not all(f.name in raw for f in fields(PrepareConfig)):
             raw = merge(read_layers(raw["config"]), raw)
         if raw.get("overrides"):
@@ -151,13 +168,13 @@ def config_of_checkpoint(ckpt: dict) -> dict:
 # Losses -----------------------------------------------------------------------------
 
 @dataclass
-class VAELossConfig:
+class VAELossConfig(_Checked):
     """Stage I, Eq. 4: Gaussian NLL of the clean face + kl_weight * KL(q(z|x) || N(0, I))."""
     kl_weight: float = 1.0
 
 
 @dataclass
-class GANLossConfig(LossWeights):
+class GANLossConfig(_Checked, LossWeights):
     """Stage II generator loss: the weights of Eq. 8 (:class:`fsggan.losses.LossWeights`:
     pixel, identity, adversarial, tv; beyond the paper pixel_hole - extra L1 over the
     occluded pixels only - and mask - BCE of the blend head's map vs the synthesis mask)
@@ -191,6 +208,7 @@ class OptimConfig:
     def __post_init__(self):
         if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):
             raise ValueError("learning rates must be > 0")
+        check_section(self)
         if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
             raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
 
@@ -270,6 +288,7 @@ class _FacesOfVAESize:
         d = self.data
         if d.dataset.image_size != self.vae.image_size:
             self.data = replace(d, dataset=replace(d.dataset, image_size=self.vae.image_size))
+        check_run(self)  # the options that depend on each other
 
 
 @dataclass

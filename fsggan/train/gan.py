@@ -41,6 +41,7 @@ import torch
 from torch import nn
 
 from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, load_state
+from fsggan.config import ConfigError
 from fsggan.losses import (LossWeights, discriminator_loss, gaussian_blur, generator_adversarial_loss,
                            identity_loss, mask_loss, masked_pixel_loss, pixel_loss, random_views,
                            total_variation)
@@ -51,7 +52,7 @@ from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, Glob
                      OptimConfig, PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
 from .ema import EMA
 from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
-from .resume import already_done, check_start
+from .resume import already_done, check_start, check_weights, located
 from .runtime import Env, TrainingError, autocast, make_scaler, seed_everything, setup_env, wrap_model
 from .schedule import lr_factor, ramp, set_lr
 
@@ -186,12 +187,19 @@ def train_gan(
         v_net.eval().requires_grad_(False).to(env.device)
         if train.channels_last:
             v_net.to(memory_format=torch.channels_last)
-        cfg = TrainGANConfig(gan=gan, vae=vae, generator=generator, discriminator=discriminator,
-                             global_discriminator=global_discriminator, patch_discriminator=patch_discriminator,
-                             data=data, loss=loss, optim=optim, train=train)
+        try:  # the options that depend on V's size are checked again with V's own
+            cfg = TrainGANConfig(gan=gan, vae=vae, generator=generator, discriminator=discriminator,
+                                 global_discriminator=global_discriminator, patch_discriminator=patch_discriminator,
+                                 data=data, loss=loss, optim=optim, train=train)
+        except ValueError as exc:
+            raise ConfigError(f"{exc} (V of {source['path']}: {vae})") from None
         done = check_start(cfg, ckpt)  # nothing is written before this and the loading below succeed
-        if done:
+        if done:  # complete, but its weights must fit the config too
+            check_weights(ckpt, {"generator": UNetGenerator(**asdict(generator)), "discriminator": _build_d(cfg, v_net),
+                                 **({"generator_ema": UNetGenerator(**asdict(generator))} if train.ema else {})})
             return already_done(done, ckpt, cfg, env)
+        if ckpt is not None:  # relative to the directory the run started from, when it is there
+            loss = replace(loss, identity_weights=located(loss.identity_weights, ckpt.get("origin")))
         identity_net = build_identity_net(loss, env, train.channels_last)
 
         # Data: training shards, fixed validation set (faces at V's image_size: cfg.data)
@@ -201,12 +209,7 @@ def train_gan(
         gen = UNetGenerator(**asdict(generator))
         if gan.init_generator and ckpt is None:
             _init_generator(gen, gan.init_generator, asdict(generator))
-        if gan.d_arch == "multi_rf":
-            disc = MultiRFDiscriminator(trunk=v_net.encoder, **asdict(discriminator))
-        elif gan.d_arch == "global":
-            disc = GlobalDiscriminator(**asdict(global_discriminator))
-        else:
-            disc = PatchDiscriminator(**asdict(patch_discriminator))
+        disc = _build_d(cfg, v_net)
         wrap = dict(channels_last=train.channels_last, sync_bn=train.sync_bn, compile=train.compile)
         gen_net, disc_net = wrap_model(gen, env, **wrap), wrap_model(disc, env, **wrap)
         betas, wd = optim.betas, optim.weight_decay
@@ -297,6 +300,15 @@ def _init_generator(gen: nn.Module, path: str, kwargs: dict) -> None:
                               f"this run builds {kwargs}: set the generator section alike")
     load_state(gen, src, "generator", state="generator_ema" if "generator_ema" in src["models"] else None,
                config=kwargs)
+
+
+def _build_d(cfg: TrainGANConfig, v_net: VAE) -> nn.Module:
+    """D of ``gan.d_arch``; the multi-RF D's feature extractor is V's encoder."""
+    if cfg.gan.d_arch == "multi_rf":
+        return MultiRFDiscriminator(trunk=v_net.encoder, **asdict(cfg.discriminator))
+    if cfg.gan.d_arch == "global":
+        return GlobalDiscriminator(**asdict(cfg.global_discriminator))
+    return PatchDiscriminator(**asdict(cfg.patch_discriminator))
 
 
 def _load_stage1(path: str) -> dict:

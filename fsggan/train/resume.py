@@ -10,12 +10,24 @@ in another directory, to change them). A run already at or past ``train.steps`` 
 reported and left as it is.
 
 The weights themselves are checked against the models the config builds when they are
-loaded (:func:`fsggan.checkpoint.load_states`), which also happens before the first write.
+loaded (:func:`fsggan.checkpoint.load_states`), which also happens before the first write -
+for a complete run too (:func:`check_weights`), so a mismatch is never hidden behind
+"nothing to train".
+
+Run folders travel: a resumed run writes into the folder it is given (the command line
+takes the folder of the checkpoint named by ``--resume``, or ``--run-dir``), never into the
+one stored in the checkpoint, and may not write into a folder that holds another run.
+Relative paths of the stored config (the data, the identity weights) are read relative to
+the directory the run was started from (``origin``, kept in every checkpoint) when they
+are there, else relative to the current directory (:func:`located`), so a run resumes
+from any working directory.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from fsggan.config import ConfigError, from_dict, to_dict
@@ -23,7 +35,8 @@ from fsggan.config import ConfigError, from_dict, to_dict
 from .config import config_of_checkpoint
 from .runtime import TrainingError
 
-__all__ = ["RESUMABLE_KEYS", "check_start", "changed_keys", "already_done"]
+__all__ = ["RESUMABLE_KEYS", "check_start", "changed_keys", "already_done", "run_folder", "holds_run", "located",
+           "relocated", "check_weights"]
 
 RESUMABLE_KEYS = (
     "train.steps",           # train longer (a decaying learning rate then follows the new length)
@@ -59,6 +72,8 @@ def check_start(cfg, ckpt: dict | None) -> str | None:
     ckpt: the checkpoint it resumes (``load_checkpoint(..., resumable=True)``), or None.
     """
     run_dir = Path(cfg.train.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise TrainingError(f"train.run_dir {run_dir}: a file, not a folder; choose another --run-dir")
     if ckpt is None:
         last = run_dir / "checkpoints" / "last.pt"
         if last.exists():
@@ -66,6 +81,11 @@ def check_start(cfg, ckpt: dict | None) -> str | None:
                                 f"or choose another --run-dir")
         return None
     path = ckpt.get("path", "checkpoint")
+    source = run_folder(path)
+    found = holds_run(run_dir)
+    if found and not _same_folder(run_dir, source):
+        raise TrainingError(f"{run_dir} holds another run ({found}); resume {path} in its own folder ({source}) "
+                            f"or in a new one (--run-dir), so that no run is overwritten")
     try:
         stored = to_dict(from_dict(type(cfg), config_of_checkpoint(ckpt)))
     except ConfigError as exc:
@@ -90,3 +110,65 @@ def already_done(note: str, ckpt: dict, cfg, env) -> dict:
         print(note, file=sys.stderr, flush=True)
     return {"step": int(ckpt["step"]), "run_dir": str(cfg.train.run_dir), "best": dict(ckpt.get("best") or {}),
             "val": {}, "interrupted": False, "note": note}
+
+
+# Run folders that travel -----------------------------------------------------------------
+
+def run_folder(checkpoint: str | Path) -> Path:
+    """The run folder a checkpoint file belongs to: ``<run>/checkpoints/<name>.pt`` -> ``<run>``
+    (a checkpoint elsewhere: the folder it lies in)."""
+    path = Path(checkpoint)
+    return path.parent.parent if path.parent.name == "checkpoints" else path.parent
+
+
+def holds_run(folder: str | Path) -> str | None:
+    """The first file that shows ``folder`` holds a run (a checkpoint, its config or its
+    stats), or None."""
+    folder = Path(folder)
+    for rel in ("checkpoints/last.pt", "checkpoints/best.pt", "config.yaml", "stats.jsonl"):
+        if (folder / rel).is_file():
+            return str(folder / rel)
+    return None
+
+
+def _same_folder(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
+
+
+def located(path: str | None, origin: str | None) -> str | None:
+    """A path of a stored config, to read now: a relative one is taken relative to
+    ``origin`` (the directory the run was started from) when it is there, else as given
+    (relative to the current directory)."""
+    if not path or not origin or Path(path).is_absolute():
+        return path
+    there = Path(origin) / path
+    return str(there) if there.exists() else path
+
+
+def relocated(prep, origin: str | None):
+    """A data config (:class:`fsggan.data.PrepareConfig`) with its relative paths
+    :func:`located` against ``origin``."""
+    if not origin:
+        return prep
+
+    def source(s):
+        if s.path == "procedural":
+            return s
+        return replace(s, path=located(s.path, origin), anchors=located(s.anchors, origin))
+
+    occ = prep.occluders
+    return replace(prep, dataset=replace(prep.dataset, root=located(prep.dataset.root, origin)),
+                   split=replace(prep.split, test_list=located(prep.split.test_list, origin)),
+                   occluders=replace(occ, seen=[source(s) for s in occ.seen], new=[source(s) for s in occ.new]))
+
+
+def check_weights(ckpt: dict, models: dict) -> None:
+    """Raise :class:`fsggan.checkpoint.CheckpointError` (one line) when the checkpoint's
+    weights do not fit the models the config builds; nothing is changed in them."""
+    from fsggan.checkpoint import load_state
+
+    for name, model in models.items():
+        load_state(model, ckpt, name)

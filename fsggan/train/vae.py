@@ -25,7 +25,7 @@ from fsggan.models import VAE
 from .batches import device_batches, setup_data
 from .config import DataConfig, OptimConfig, TrainConfig, TrainVAEConfig, VAEKwargs, VAELossConfig
 from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
-from .resume import already_done, check_start
+from .resume import already_done, check_start, check_weights
 from .runtime import autocast, make_scaler, seed_everything, setup_env, wrap_model
 from .schedule import lr_factor, set_lr
 
@@ -79,6 +79,7 @@ def train_vae(
                                prefer=("last.pt",)) if resume else None
         done = check_start(cfg, ckpt)  # nothing is written before this and the loading below succeed
         if done:
+            check_weights(ckpt, {"vae": VAE(**asdict(vae))})  # complete, but its weights must fit too
             return already_done(done, ckpt, cfg, env)
 
         # Data: training shards, fixed validation set (faces at vae.image_size: cfg.data)
