@@ -96,3 +96,12 @@ def test_init_generator_starts_g_from_another_runs_g_and_checks_its_shape(data_c
         gan.train_gan(**vars(gan_config(data_config, tmp_path / "bad", stage1, "train.steps=1",
                                         "generator.base_channels=8",
                                         f"gan.init_generator={src / 'checkpoints' / 'last.pt'}")))
+
+
+def test_identity_ramp_values_are_checked_when_the_config_loads():
+    from fsggan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="identity_ramp"):
+        load_config(TrainGANConfig, "configs/cpu/quickstart_gan.yaml", ["loss.identity_ramp=[300,100]"])
+    assert tuple(load_config(TrainGANConfig, "configs/cpu/quickstart_gan.yaml",
+                             ["loss.identity_ramp=[100,300]"]).loss.identity_ramp) == (100, 300)

@@ -67,6 +67,10 @@ def check_section(section) -> None:
         _finite(section, ("kl_weight",))
     elif kind == "GANLossConfig":
         _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "mask", "identity_blur"))
+        start, end = section.identity_ramp
+        if not 0 <= start <= end:
+            raise ValueError(f"identity_ramp={list(section.identity_ramp)}: give [start, end] steps with "
+                             f"0 <= start <= end ([0, 0]: the full weight from the first step)")
     elif kind == "DataConfig":
         _at_least(section, 0, "num_workers")
         _at_least(section, 1, "val_images")
