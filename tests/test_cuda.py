@@ -4,7 +4,6 @@ bf16 + channels_last and occlusion synthesis on the GPU."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,8 @@ from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 from fsggan.train import gan, runtime
 from fsggan.train.config import TrainConfig
 from fsggan.train.runtime import Env, make_scaler, set_cuda_backends, setup_env, wrap_model
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ import json
 import runpy
 import sys
 import time
-from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = REPO / "scripts"
 
 

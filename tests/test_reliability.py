@@ -30,9 +30,11 @@ from fsggan.pipeline import FSGGAN
 from test_eval import copy_as_predictions, make_prepared_set
 from test_pipeline import runs  # noqa: F401 (fixture)
 from test_resume import gan_run, snapshot  # noqa: F401 (fixture)
-from test_train import TRAIN, data_config, one_thread, same_state, stage1  # noqa: F401 (fixtures)
+from conftest import REPO
+from test_train import TRAIN, data_config, same_state, stage1  # noqa: F401 (fixtures)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = REPO
+pytestmark = pytest.mark.usefixtures("one_thread")
 TINY_GAN = str(ROOT / "configs" / "tiny_cpu_gan.yaml")
 
 
