@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED, need
+from conftest import SHARED, genuine_impostor, need
 from fsggan.models.identity.dlib_resnet import DlibResNetEmbedder, packaged_weights
 
 LFW = SHARED / "lfw"
@@ -73,11 +73,7 @@ def test_judge_recognises_fsggan_crops_of_real_lfw(judge, size):
     x = torch.stack([_fsggan_crop(p, size) for g in groups for p in g])
     ids = np.repeat(np.arange(len(groups)), 3)
     with torch.no_grad():
-        f = judge(x)
-    sim = (f @ f.T).numpy()
-    iu = np.triu_indices(len(ids), 1)
-    same = ids[iu[0]] == ids[iu[1]]
-    pos, neg = sim[iu][same], sim[iu][~same]
+        pos, neg = genuine_impostor(judge(x), ids)
     auc = float((pos[:, None] > neg[None, :]).mean())
     print(f"\ndlib judge at {size} px: genuine {pos.mean():.3f}, impostor {neg.mean():.3f}, AUC {auc:.3f}")
     assert auc > 0.95

@@ -14,7 +14,7 @@ from fsggan.models.identity import (
 )
 from fsggan.models.identity.base import center_crop_aspect
 
-from conftest import SHARED
+from conftest import SHARED, genuine_impostor
 
 LIGHTCNN_KEYS = SHARED / "reference" / "lightcnn_official_keys.json"
 MOBILEFACENET = SHARED / "weights" / "mobilefacenet_casia_068.ckpt"
@@ -252,13 +252,9 @@ def test_mobilefacenet_real_weights_verify_lfw():
     x = torch.stack([_load_center(p, 120) for g in groups for p in g])
     ids = np.repeat(np.arange(len(groups)), 3)
     with torch.no_grad():
-        f = emb(x)
-    sim = (f @ f.T).numpy()
-    iu = np.triu_indices(len(ids), 1)
-    same = ids[iu[0]] == ids[iu[1]]
-    genuine, impostor = sim[iu][same], sim[iu][~same]
+        genuine, impostor = genuine_impostor(emb(x), ids)
     auc = _auc(genuine, impostor)
-    print(f"\nMobileFaceNet on LFW ({len(groups)} people x 3, {same.sum()} genuine / {(~same).sum()} impostor pairs): "
+    print(f"\nMobileFaceNet on LFW ({len(groups)} people x 3, {len(genuine)} genuine / {len(impostor)} impostor pairs): "
           f"genuine {genuine.mean():.3f}, impostor {impostor.mean():.3f}, "
           f"gap {genuine.mean() - impostor.mean():.3f}, ROC AUC {auc:.3f}")
     assert genuine.mean() - impostor.mean() > 0.25

@@ -29,7 +29,7 @@ from fsggan.images import read_rgb
 from fsggan.pipeline import FSGGAN
 from test_eval import copy_as_predictions, make_prepared_set
 from test_pipeline import runs  # noqa: F401 (fixture)
-from test_resume import gan_run, snapshot  # noqa: F401 (fixture)
+from test_resume import copy_with_misfit_weights, gan_run, snapshot  # noqa: F401 (fixture)
 from conftest import REPO
 from test_train import TRAIN, data_config, same_state, stage1  # noqa: F401 (fixtures)
 
@@ -105,11 +105,7 @@ def test_case02_resume_into_another_runs_folder_is_refused(gan_run, stage1, tmp_
 
 
 def test_case10_complete_run_whose_weights_do_not_fit_its_config(stage1, tmp_path, capsys):  # noqa: F811
-    run = Path(shutil.copytree(stage1.parents[1], tmp_path / "run"))
-    last = run / "checkpoints" / "last.pt"
-    ckpt = torch.load(last, weights_only=True)
-    ckpt["config"]["vae"]["base_channels"] = 8  # the weights are base_channels 4
-    torch.save(ckpt, last)
+    run = copy_with_misfit_weights(stage1, tmp_path)
     before = snapshot(run)
     assert vae_cli.main(["--resume", str(run)]) == 2  # step 3 of 3: complete, yet checked
     msg = one_line(capsys.readouterr().err, "fsggan-train-vae")

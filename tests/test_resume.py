@@ -127,12 +127,18 @@ def test_mapped_checkpoint_reads_as_the_loaded_one(stage1):  # noqa: F811
     assert all(torch.equal(mapped["models"]["vae"][k], v) for k, v in read["models"]["vae"].items())
 
 
-def test_resume_weights_that_do_not_fit_the_config(stage1, tmp_path, capsys):  # noqa: F811
+def copy_with_misfit_weights(stage1: Path, tmp_path: Path) -> Path:
+    """A copy of the Stage I run whose last.pt config says base_channels 8 (its weights are 4)."""
     run = Path(shutil.copytree(stage1.parents[1], tmp_path / "run"))
     last = run / "checkpoints" / "last.pt"
     ckpt = torch.load(last, weights_only=True)
-    ckpt["config"]["vae"]["base_channels"] = 8  # the weights are base_channels 4
+    ckpt["config"]["vae"]["base_channels"] = 8
     torch.save(ckpt, last)
+    return run
+
+
+def test_resume_weights_that_do_not_fit_the_config(stage1, tmp_path, capsys):  # noqa: F811
+    run = copy_with_misfit_weights(stage1, tmp_path)
     before = snapshot(run)
     assert vae_cli.main(["--resume", str(run), "--set", "train.steps=5"]) == 2
     assert capsys.readouterr().err == (

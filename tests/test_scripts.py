@@ -50,10 +50,11 @@ def test_val_curve_errors_name_the_file(val_curve, tmp_path, capsys):
     assert not (tmp_path / "c.png").exists()
 
 
-@pytest.mark.parametrize("script", ["cpu_recipe.sh", "cpu_recipe128.sh", "screen.sh"])
+@pytest.mark.parametrize("script", ["cpu_recipe.sh", "screen.sh"])
 def test_shell_scripts_parse_and_name_configs_that_load(script):
     """bash -n accepts the script, and every training config it names loads, so a 90-minute
-    recipe cannot fail on a typo an hour in; the 128 px stage chains onto the 64 px runs."""
+    recipe cannot fail on a typo an hour in; the 128 px stage chains onto the 64 px runs, and a
+    size the recipe does not have is a one-line error."""
     import re
     import subprocess
 
@@ -65,8 +66,10 @@ def test_shell_scripts_parse_and_name_configs_that_load(script):
     configs = sorted(set(re.findall(r"configs/cpu/\w+\.yaml", text)))
     assert configs, script
     loaded = {c: load_config(TrainVAEConfig if "vae" in c else TrainGANConfig, REPO / c, []) for c in configs}
-    if script == "cpu_recipe128.sh":
+    if script == "cpu_recipe.sh":
         gan128, gan64 = loaded["configs/cpu/gan128.yaml"], loaded["configs/cpu/gan128_stage64.yaml"]
         assert gan128.gan.init_generator == f"{gan64.train.run_dir}/checkpoints/best.pt"
         assert gan128.gan.vae_checkpoint == f"{loaded['configs/cpu/vae128.yaml'].train.run_dir}/checkpoints/best.pt"
         assert gan128.generator == gan64.generator
+        bad = subprocess.run(["bash", str(SCRIPTS / script), "96"], capture_output=True, text=True, cwd=REPO)
+        assert bad.returncode == 2 and bad.stderr.strip().startswith("cpu_recipe.sh: error: size 96")
