@@ -106,6 +106,7 @@ def test_case02_resume_into_another_runs_folder_is_refused(gan_run, stage1, tmp_
 
 def test_case10_complete_run_whose_weights_do_not_fit_its_config(stage1, tmp_path, capsys):  # noqa: F811
     run = copy_with_misfit_weights(stage1, tmp_path)
+    last = run / "checkpoints" / "last.pt"
     before = snapshot(run)
     assert vae_cli.main(["--resume", str(run)]) == 2  # step 3 of 3: complete, yet checked
     msg = one_line(capsys.readouterr().err, "fsggan-train-vae")

@@ -139,6 +139,7 @@ def copy_with_misfit_weights(stage1: Path, tmp_path: Path) -> Path:
 
 def test_resume_weights_that_do_not_fit_the_config(stage1, tmp_path, capsys):  # noqa: F811
     run = copy_with_misfit_weights(stage1, tmp_path)
+    last = run / "checkpoints" / "last.pt"
     before = snapshot(run)
     assert vae_cli.main(["--resume", str(run), "--set", "train.steps=5"]) == 2
     assert capsys.readouterr().err == (
