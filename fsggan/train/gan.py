@@ -41,7 +41,7 @@ import torch
 from torch import nn
 
 from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, load_state
-from fsggan.config import ConfigError
+from fsggan.config import ConfigError, from_dict, to_dict
 from fsggan.losses import (LossWeights, discriminator_loss, gaussian_blur, generator_adversarial_loss,
                            identity_loss, mask_loss, masked_pixel_loss, pixel_loss, random_views,
                            total_variation)
@@ -293,9 +293,7 @@ def _init_generator(gen: nn.Module, path: str, kwargs: dict) -> None:
         src = load_checkpoint(path, stage="gan", version=CHECKPOINT_VERSION)
     except (FileNotFoundError, CheckpointError) as exc:
         raise CheckpointError(f"gan.init_generator: {exc}") from None
-    as_lists = {k: list(v) if isinstance(v, tuple) else v for k, v in kwargs.items()}
-    stored = {k: list(v) if isinstance(v, tuple) else v for k, v in (src["config"].get("generator") or {}).items()}
-    if stored != as_lists:
+    if to_dict(from_dict(GeneratorKwargs, src["config"].get("generator") or {})) != to_dict(GeneratorKwargs(**kwargs)):
         raise CheckpointError(f"gan.init_generator: {src['path']} holds a G built with {src['config'].get('generator')}, "
                               f"this run builds {kwargs}: set the generator section alike")
     load_state(gen, src, "generator", state="generator_ema" if "generator_ema" in src["models"] else None,
