@@ -17,6 +17,7 @@ Models, losses and identity networks take plain keyword arguments:
 __version__ = "0.1.0"
 
 from fsggan.losses import (
+    GeneratorLoss,
     LossWeights,
     discriminator_loss,
     generator_adversarial_loss,
@@ -45,6 +46,6 @@ __all__ = [
     "VAE", "VAEEncoder", "VAEDecoder", "VAEOutput", "UNetGenerator", "HDCModule",
     "MultiRFDiscriminator", "GlobalDiscriminator", "PatchDiscriminator", "DiscOutput",
     "FaceEmbedder", "build_embedder", "EMBEDDER_NAMES", "WeightsError",
-    "LossWeights", "vae_loss", "pixel_loss", "identity_loss", "generator_adversarial_loss",
+    "LossWeights", "GeneratorLoss", "vae_loss", "pixel_loss", "identity_loss", "generator_adversarial_loss",
     "discriminator_loss", "total_variation",
 ]

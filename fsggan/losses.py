@@ -1,4 +1,5 @@
-"""FSG-GAN losses (paper Eq. 4, 7, 8, 11), as pure functions on tensors.
+"""FSG-GAN losses (paper Eq. 4, 7, 8, 11): pure functions on tensors, and
+:class:`GeneratorLoss`, which combines them into Stage II's L_G for one step.
 
 Reductions: ``vae_loss`` sums over pixels / latent dimensions and averages over the
 batch ("per image", the usual ELBO convention); every other loss is a plain mean.
@@ -9,27 +10,34 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import contextlib
+
 import torch
+from torch import nn
 from torch.nn import functional as F
 
 from .models.vae import VAEOutput
 
-__all__ = ["LossWeights", "vae_loss", "gaussian_nll", "kl_standard_normal", "pixel_loss",
+__all__ = ["LossWeights", "GeneratorLoss", "vae_loss", "gaussian_nll", "kl_standard_normal", "pixel_loss",
            "masked_pixel_loss", "mask_loss", "gaussian_blur", "identity_loss", "generator_adversarial_loss", "discriminator_loss",
-           "total_variation", "random_views"]
+           "total_variation", "random_views", "feature_match_loss"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
 
 @dataclass
 class LossWeights:
-    """Weights of the generator loss, Eq. 8 (paper: 100 * L1 + 50 * identity + 1 * adversarial).
+    """Weights of the generator loss, Eq. 8 (paper: 100 * L1 + 50 * identity + 1 * adversarial),
+    and how its identity term is computed.
 
     ``tv`` weights an optional total-variation term (not in the paper; the official code
-    uses 0.5); 0 disables it. Beyond the paper (0 = off, the paper configs keep them off):
+    uses 0.5); 0 disables it. Beyond the paper (0 / off in the paper configs):
     ``pixel_hole`` weights an extra L1 term averaged over the occluded pixels only
     (:func:`masked_pixel_loss`), ``mask`` the binary cross-entropy between the blend
-    head's predicted occlusion map and the synthesis mask (:func:`mask_loss`).
+    head's predicted occlusion map and the synthesis mask (:func:`mask_loss`),
+    ``identity_layers`` feature matching on F's intermediate layers (:func:`feature_match_loss`).
+    ``identity_every`` = k runs F on one step in k only, with the identity terms' weights
+    times k: the same expected gradient for about 1/k of F's cost.
     """
 
     pixel: float = 100.0
@@ -38,6 +46,14 @@ class LossWeights:
     tv: float = 0.0
     pixel_hole: float = 0.0
     mask: float = 0.0
+    identity_layers: float = 0.0         # beyond the paper: F's intermediate feature maps of G(x, g) vs y
+    identity_blur: float = 0.0           # beyond the paper: Gaussian sigma (px) on both faces before F
+    identity_views: bool = False         # beyond the paper: F sees the same random view of both faces
+                                         # (shift, zoom, flip, blur, down-up sampling; random_views)
+    identity_ramp: tuple[int, int] = (0, 0)  # beyond the paper: identity terms 0 before step a, full
+                                             # from step b, linear between; (0, 0) = full from the start
+    identity_every: int = 1              # beyond the paper: the identity terms on every k-th step only,
+                                         # weighted k times (lazy regularisation, as StyleGAN2's R1)
 
 
 def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -160,3 +176,100 @@ def random_views(*images: torch.Tensor, shift: float = 0.06, scale: tuple[float,
                               size=(h, w), mode="bilinear", align_corners=False)
         out.append(v)
     return tuple(out)
+
+
+def feature_match_loss(maps_target: list[torch.Tensor], maps_pred: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over layers of the squared distance between feature maps normalised to unit
+    length along channels, summed over channels and averaged over positions (LPIPS's
+    distance without its learned weights); each layer's value lies in [0, 4].
+
+    Beyond the paper (``loss.identity_layers``): G(x, g) must match y in F's intermediate
+    features, not only in F's final embedding, which a faint texture can move on its own.
+    """
+    total = 0.0
+    for a, b in zip(maps_target, maps_pred, strict=True):
+        a, b = F.normalize(a.float(), dim=1, eps=1e-8), F.normalize(b.float(), dim=1, eps=1e-8)
+        total = total + (a - b).pow(2).sum(1).mean()
+    return total / max(len(maps_pred), 1)
+
+
+def ramp(step: int, span: tuple[int, int]) -> float:
+    """0 before step ``span[0]``, 1 from ``span[1]`` on, linear between; ``(0, 0)``: always 1.
+    Scales the identity terms (``loss.identity_ramp``: switched on once L1 has settled)."""
+    start, end = span
+    if step >= end:
+        return 1.0
+    if step < start:
+        return 0.0
+    return (step - start) / max(end - start, 1)
+
+
+class GeneratorLoss:
+    """Stage II's generator loss L_G (Eq. 8) and the terms beyond the paper, for one step.
+
+        loss = GeneratorLoss(LossWeights(identity=100.0), identity_net=F)
+        terms, total = loss(fake=G_out, occ_map=m, y=clean, occluded=synthesis_mask, disc=D, step=t)
+
+    ``occ_map`` is the blend head's predicted occlusion map, ``occluded`` the synthesis mask
+    (1 where the occluder is; both (B, 1, H, W)); ``weights.mask`` weights their BCE.
+    ``terms`` maps each active term to its unweighted value; ``total`` is the weighted sum.
+    F (``identity_net``, a frozen :class:`fsggan.models.identity.FaceEmbedder`) is only run
+    when an identity term is on at ``step``; D only when ``weights.adversarial`` is not 0.
+    """
+
+    def __init__(self, weights: LossWeights, identity_net: nn.Module | None = None):
+        if (weights.identity or weights.identity_layers) and identity_net is None:
+            raise ValueError("the identity terms need the identity network F (identity_net)")
+        if weights.identity_layers and not getattr(identity_net, "feature_layers", ()):
+            raise ValueError(f"loss.identity_layers: {type(identity_net).__name__} names no feature_layers to "
+                             f"match (mobilefacenet does); set loss.identity_layers: 0")
+        self.weights, self.identity_net = weights, identity_net
+
+    def __call__(self, *, fake: torch.Tensor, occ_map: torch.Tensor | None, y: torch.Tensor,
+                 occluded: torch.Tensor | None = None, disc: nn.Module | None = None,
+                 step: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        w = self.weights
+        if (w.pixel_hole or w.mask) and occluded is None:
+            raise ValueError("loss.pixel_hole and loss.mask need the occlusion mask of the batch")
+        terms = {"pixel": pixel_loss(y, fake)}
+        if w.pixel_hole:
+            terms["pixel_hole"] = masked_pixel_loss(y, fake, occluded)
+        if w.mask:
+            if occ_map is None:
+                raise ValueError("loss.mask needs generator.output: blend (a predicted occlusion map)")
+            terms["mask"] = mask_loss(occ_map, occluded)
+        scale = ramp(step, tuple(w.identity_ramp)) * w.identity_every if step % w.identity_every == 0 else 0.0
+        if scale and (w.identity or w.identity_layers):
+            terms.update(self._identity_terms(fake, y))
+        if w.adversarial:
+            terms["adversarial"] = generator_adversarial_loss(disc(fake).log_prob)
+        if w.tv:
+            terms["tv"] = total_variation(fake)
+        weight = {k: getattr(w, k) * (scale if k.startswith("identity") else 1.0) for k in terms}
+        return terms, sum(weight[k] * v.float() for k, v in terms.items())
+
+    def _identity_terms(self, fake: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+        """1 - cos(F(y), F(G)) and, with ``identity_layers``, the feature-matching term,
+        from one pass of F over each face (F in float32 on a CPU: _identity_precision)."""
+        w, net = self.weights, self.identity_net
+        with _identity_precision(y):
+            real_f, fake_f = gaussian_blur(y.float(), w.identity_blur), gaussian_blur(fake.float(), w.identity_blur)
+            if w.identity_views:
+                real_f, fake_f = random_views(real_f, fake_f)
+            layers = net.feature_layers if w.identity_layers else ()
+            with torch.no_grad():
+                feat_real, maps_real = net.embed_with_maps(real_f, layers)
+            feat_fake, maps_fake = net.embed_with_maps(fake_f, layers)
+        terms = {}
+        if w.identity:
+            terms["identity"] = identity_loss(feat_real, feat_fake)
+        if w.identity_layers:
+            terms["identity_layers"] = feature_match_loss(maps_real, maps_fake)
+        return terms
+
+
+def _identity_precision(t: torch.Tensor):
+    """On CPU F runs in float32 even under bf16 autocast: MobileFaceNet's depthwise
+    convolutions and PReLUs are slower in bf16 there (measured: fwd + bwd of a batch of 16,
+    3.3-5.2 s in bf16 against 1.7-3.1 s in fp32, 2 threads; docs/experiments.md)."""
+    return torch.autocast("cpu", enabled=False) if t.device.type == "cpu" else contextlib.nullcontext()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fsggan.config import load_config
-from fsggan.losses import LossWeights, mask_loss, masked_pixel_loss
+from fsggan.losses import GeneratorLoss, LossWeights, mask_loss, masked_pixel_loss
 from fsggan.models import MultiRFDiscriminator, UNetGenerator, VAE
 from fsggan.train import gan
 from fsggan.train.config import TrainGANConfig
@@ -124,16 +124,16 @@ def test_g_step_with_blend_hole_and_mask_terms_reduces_them():
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     w = LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, pixel_hole=1.0, mask=1.0)
     g = torch.zeros_like(x)
-    first = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, weights=w, mask=mask)[0]
+    first = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w), occluded=mask)[0]
     for _ in range(40):
-        last = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, weights=w, mask=mask)[0]
+        last = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w), occluded=mask)[0]
     assert {"pixel", "pixel_hole", "mask", "total"} <= set(last)
     assert last["pixel_hole"] < first["pixel_hole"] and last["mask"] < first["mask"]
     with pytest.raises(ValueError, match="need the occlusion mask"):
-        gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, weights=w)
+        gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w))
     with pytest.raises(ValueError, match="generator.output: blend"):
         gan.g_step(UNetGenerator(base_channels=4), disc, opt, scaler, x=x, g=g, y=y,
-                   weights=LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, mask=1.0), mask=mask)
+                   loss=GeneratorLoss(LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, mask=1.0)), occluded=mask)
 
 
 def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_config, stage1, tmp_path):  # noqa: F811

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fsggan.data import OccluderLibrary, OcclusionSynthesizer, item_rng, procedural_occluders, template_landmarks
-from fsggan.losses import LossWeights
+from fsggan.losses import GeneratorLoss, LossWeights
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 from fsggan.train import gan, runtime
 from fsggan.train.config import TrainConfig
@@ -116,7 +116,7 @@ def test_gan_steps_on_cuda_reduce_losses(amp, channels_last):
         g = v(x)
     g_losses, d_losses = [], []
     for _ in range(10):
-        terms, fake = gan.g_step(gen_net, disc, opt_g, sg, x=x, g=g, y=y, weights=LossWeights(identity=0.0),
+        terms, fake = gan.g_step(gen_net, disc, opt_g, sg, x=x, g=g, y=y, loss=GeneratorLoss(LossWeights(identity=0.0)),
                                  amp=runtime.autocast(env, amp))
         g_losses.append(terms["pixel"].item())
         d_terms = gan.d_step(disc_net, opt_d, sd, real=y, fake=fake, amp=runtime.autocast(env, amp))

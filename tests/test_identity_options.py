@@ -1,6 +1,7 @@
 """Identity options beyond the paper (issue 16), off in the paper configs: the identity term on
-random views of both faces, the identity-weight ramp; and validation's judge cosines (the
-training recogniser next to the independent one)."""
+random views of both faces, the identity-weight ramp, feature matching on F's layers, the
+identity terms on every k-th step; and validation's judge cosines (the training recogniser
+next to the independent one)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,9 @@ import pytest
 import torch
 
 from fsggan.config import load_config
-from fsggan.losses import random_views
+from fsggan.losses import ramp, random_views
 from fsggan.train import gan
 from fsggan.train.config import TrainGANConfig
-from fsggan.train.schedule import ramp
 
 from conftest import SHARED, need
 from test_train import data_config, gan_config, stage1, vae_config  # noqa: F401
@@ -53,6 +53,7 @@ def test_paper_configs_keep_identity_options_off():
     for path in ("configs/gan.yaml", "configs/lfw_gan.yaml"):
         loss = load_config(TrainGANConfig, path, []).loss
         assert not loss.identity_views and tuple(loss.identity_ramp) == (0, 0) and loss.identity_blur == 0
+        assert loss.identity_layers == 0 and loss.identity_every == 1
 
 
 def test_train_gan_logs_training_and_independent_judge_cosines(data_config, stage1, tmp_path):  # noqa: F811
@@ -105,3 +106,57 @@ def test_identity_ramp_values_are_checked_when_the_config_loads():
         load_config(TrainGANConfig, "configs/cpu/quickstart_gan.yaml", ["loss.identity_ramp=[300,100]"])
     assert tuple(load_config(TrainGANConfig, "configs/cpu/quickstart_gan.yaml",
                              ["loss.identity_ramp=[100,300]"]).loss.identity_ramp) == (100, 300)
+
+
+def test_feature_matching_on_f_layers_is_zero_for_the_same_face_and_has_gradients():
+    """loss.identity_layers: F's intermediate maps come from the same pass as its embedding;
+    the distance is 0 for equal faces, positive and differentiable for different ones."""
+    need(MOBILEFACENET, "pretrained MobileFaceNet weights")
+    from fsggan.losses import GeneratorLoss, LossWeights, feature_match_loss
+    from fsggan.models.identity import build_embedder
+
+    net = build_embedder("mobilefacenet", MOBILEFACENET)
+    torch.manual_seed(0)
+    y = torch.rand(2, 3, 64, 64) * 2 - 1
+    emb, maps = net.embed_with_maps(y, net.feature_layers)
+    assert torch.allclose(emb, net(y), atol=1e-6) and len(maps) == len(net.feature_layers) == 4
+    assert [m.shape[-2:] for m in maps] == [(56, 48), (28, 24), (14, 12), (7, 6)]
+    assert feature_match_loss(maps, maps).item() < 1e-6
+    fake = (y + 0.3 * torch.randn_like(y)).clamp(-1, 1).requires_grad_(True)
+    terms, total = GeneratorLoss(LossWeights(pixel=0.0, identity=1.0, adversarial=0.0, identity_layers=1.0), net)(
+        fake=fake, occ_map=None, y=y)
+    assert set(terms) == {"pixel", "identity", "identity_layers"} and 0.0 < terms["identity_layers"].item() <= 4.0
+    total.backward()
+    assert fake.grad is not None and fake.grad.abs().sum() > 0
+
+
+def test_feature_matching_needs_a_network_that_names_its_layers():
+    from fsggan.losses import GeneratorLoss, LossWeights
+    from fsggan.models.identity.base import FaceEmbedder
+
+    with pytest.raises(ValueError, match="feature_layers"):
+        GeneratorLoss(LossWeights(identity_layers=1.0), FaceEmbedder(torch.nn.Identity(), dim=3))
+    with pytest.raises(ValueError, match="identity network"):
+        GeneratorLoss(LossWeights(identity=1.0))
+
+
+def test_identity_every_k_runs_f_on_one_step_in_k_with_k_times_the_weight():
+    from fsggan.losses import GeneratorLoss, LossWeights
+    from fsggan.models.identity.base import FaceEmbedder
+
+    class Flat(FaceEmbedder):   # a stand-in F: the flattened image, normalised
+        def preprocess(self, x):
+            return x.flatten(1)
+
+    torch.manual_seed(0)
+    y, fake = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    loss = GeneratorLoss(LossWeights(pixel=0.0, identity=1.0, adversarial=0.0, identity_every=2),
+                         Flat(torch.nn.Identity(), dim=192))
+    on, total_on = loss(fake=fake, occ_map=None, y=y, step=4)
+    off, total_off = loss(fake=fake, occ_map=None, y=y, step=5)
+    assert "identity" in on and "identity" not in off
+    assert torch.isclose(total_on, 2 * on["identity"]) and total_off.item() == 0.0
+    from fsggan.config import ConfigError
+
+    with pytest.raises(ConfigError, match="identity_every"):
+        load_config(TrainGANConfig, "configs/cpu/quickstart_gan.yaml", ["loss.identity_every=0"])

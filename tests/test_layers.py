@@ -23,12 +23,13 @@ ABOVE_MODELS = ("fsggan.data", "fsggan.train", "fsggan.eval", "fsggan.cli", "fsg
 FORBIDDEN = {
     "fsggan.images": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", *ABOVE_MODELS),
     "fsggan.config": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", "fsggan.images", *ABOVE_MODELS),
+    "fsggan.metrics": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", *ABOVE_MODELS),
     "fsggan.checkpoint": ABOVE_MODELS,
     "fsggan.models": ABOVE_MODELS,
     "fsggan.losses": ABOVE_MODELS,
     "fsggan.data": ("fsggan.train", "fsggan.eval", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.eval": ("fsggan.train", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
-    "fsggan.train": ("fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
+    "fsggan.train": ("fsggan.eval", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.pipeline": ("fsggan.train", "fsggan.eval", "fsggan.cli", "fsggan.quickstart"),
     "fsggan.quickstart": ("fsggan.cli",),
 }

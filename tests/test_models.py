@@ -547,7 +547,7 @@ def test_critic_capacity_matches_multi_rf_heads():
 
 def test_critics_work_with_the_training_steps():
     """``d_step`` / ``g_step`` only read DiscOutput fields: the global critic runs in them."""
-    from fsggan.losses import LossWeights
+    from fsggan.losses import GeneratorLoss, LossWeights
     from fsggan.train.gan import d_step, g_step
 
     torch.manual_seed(0)
@@ -556,7 +556,7 @@ def test_critics_work_with_the_training_steps():
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=1e-3) for m in (gen, disc))
     w0 = disc.linear.weight.detach().clone()
-    g_terms, fake = g_step(gen, disc, opt_g, scaler, x=x, g=_img(seed=2), y=y, weights=LossWeights(identity=0.0))
+    g_terms, fake = g_step(gen, disc, opt_g, scaler, x=x, g=_img(seed=2), y=y, loss=GeneratorLoss(LossWeights(identity=0.0)))
     assert torch.equal(w0, disc.linear.weight) and torch.isfinite(g_terms["adversarial"])
     d_terms = d_step(disc, opt_d, scaler, real=y, fake=fake)
     assert {"loss", "real_d1", "fake_w1"} <= set(d_terms) and "real_d2" not in d_terms

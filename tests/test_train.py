@@ -25,12 +25,12 @@ from fsggan.checkpoint import load_checkpoint
 from fsggan.cli import train_gan as gan_cli
 from fsggan.cli import train_vae as vae_cli
 from fsggan.config import load_config
-from fsggan.losses import LossWeights
+from fsggan.losses import GeneratorLoss, LossWeights
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 from fsggan.train import gan, vae
 from fsggan.train.batches import ShardedBatchSampler
 from fsggan.train.config import TrainGANConfig, TrainVAEConfig
-from fsggan.train.housekeeping import NonFiniteLossError
+from fsggan.train.safety import NonFiniteLossError
 from fsggan.train.runtime import TrainingError
 
 from conftest import REPO, SHARED
@@ -141,7 +141,7 @@ def test_gan_steps_reduce_losses_and_adversarial_gradient_reaches_g():
     weights = LossWeights(identity=0.0)
     g_losses = []
     for _ in range(6):
-        terms, fake = gan.g_step(gen, disc, opt_g, sg, x=x, g=g, y=y, weights=weights)
+        terms, fake = gan.g_step(gen, disc, opt_g, sg, x=x, g=g, y=y, loss=GeneratorLoss(weights))
         g_losses.append(terms["total"].item())
         assert set(terms) == {"pixel", "adversarial", "total"}
     assert g_losses[-1] < g_losses[0]
@@ -153,7 +153,7 @@ def test_gan_steps_reduce_losses_and_adversarial_gradient_reaches_g():
     before_d = {k: v.clone() for k, v in disc.state_dict().items()}
     before_v = {k: t.clone() for k, t in v.state_dict().items()}
     before_g = [p.detach().clone() for p in gen.parameters()]
-    gan.g_step(gen, disc, opt_g, sg, x=x, g=g, y=y, weights=LossWeights(pixel=0, identity=0, adversarial=1))
+    gan.g_step(gen, disc, opt_g, sg, x=x, g=g, y=y, loss=GeneratorLoss(LossWeights(pixel=0, identity=0, adversarial=1)))
     assert any(not torch.equal(a, p) for a, p in zip(before_g, gen.parameters()))
     assert same_state(before_d, disc.state_dict()) and same_state(before_v, v.state_dict())
 

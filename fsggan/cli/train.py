@@ -101,7 +101,7 @@ def run(argv, config_cls, train_fn, *, prog: str, description: str, default_conf
     from fsggan.config import ConfigError
     from fsggan.data import DatasetError, ImageError, OccluderError, SplitError
     from fsggan.models.identity import WeightsError
-    from fsggan.train.housekeeping import NonFiniteLossError
+    from fsggan.train.safety import NonFiniteLossError
     from fsggan.train.runtime import TrainingError
 
     try:

@@ -106,7 +106,7 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     A resumed run (``ckpt``) uses the data config stored in its checkpoint, so editing the
     data YAML later cannot change a run half-way; a warning says when the given ``data``
     or the data YAML differ from it. Nothing is written here (the run directory does not
-    exist yet on a fresh start: :func:`fsggan.train.housekeeping.prepare_run_dir`).
+    exist yet on a fresh start: :func:`fsggan.train.rundir.prepare_run_dir`).
     """
     prep = data.prepare_config()
     origin = os.getcwd()  # relative paths of the config are relative to it

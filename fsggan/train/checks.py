@@ -66,7 +66,9 @@ def check_section(section) -> None:
     elif kind == "VAELossConfig":
         _finite(section, ("kl_weight",))
     elif kind == "GANLossConfig":
-        _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "mask", "identity_blur"))
+        _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "mask", "identity_layers",
+                           "identity_blur"))
+        _at_least(section, 1, "identity_every")
         start, end = section.identity_ramp
         if not 0 <= start <= end:
             raise ValueError(f"identity_ramp={list(section.identity_ramp)}: give [start, end] steps with "

@@ -175,20 +175,14 @@ class VAELossConfig(_Checked):
 
 @dataclass
 class GANLossConfig(_Checked, LossWeights):
-    """Stage II generator loss: the weights of Eq. 8 (:class:`fsggan.losses.LossWeights`:
-    pixel, identity, adversarial, tv; beyond the paper pixel_hole - extra L1 over the
-    occluded pixels only - and mask - BCE of the blend head's map vs the synthesis mask)
-    and the identity network F.
+    """Stage II generator loss: the weights of Eq. 8 and the options beyond the paper
+    (:class:`fsggan.losses.LossWeights`: pixel, identity, adversarial, tv; pixel_hole, mask,
+    identity_layers, identity_blur, identity_views, identity_ramp) and the identity network F.
 
     identity: 0 trains without an identity loss and does not build F.
     identity_net: lightcnn29v2 (paper), lightcnn9, lightcnn29, mobilefacenet,
     arcface_r50, arcface_r100; identity_weights: its published checkpoint.
     """
-    identity_blur: float = 0.0           # beyond the paper: Gaussian sigma (px) on both faces before F
-    identity_views: bool = False         # beyond the paper: F sees the same random view of both faces
-                                         # (shift, zoom, flip, blur, down-up sampling; losses.random_views)
-    identity_ramp: tuple[int, int] = (0, 0)  # beyond the paper: identity weight 0 before step a, full
-                                             # from step b, linear between; (0, 0) = full from the start
     identity_net: str = "lightcnn29v2"
     identity_weights: str | None = "weights/LightCNN_29Layers_V2_checkpoint.pth.tar"
 

@@ -35,72 +35,46 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Iterator
 
 import torch
 from torch import nn
 
 from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, load_state
 from fsggan.config import ConfigError, from_dict, to_dict
-from fsggan.losses import (LossWeights, discriminator_loss, gaussian_blur, generator_adversarial_loss,
-                           identity_loss, mask_loss, masked_pixel_loss, pixel_loss, random_views,
-                           total_variation)
+from fsggan.losses import GeneratorLoss, discriminator_loss
 from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
 from .batches import device_batches, setup_data
 from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
                      OptimConfig, PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
 from .ema import EMA
-from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
+from .housekeeping import Housekeeping
+from .rundir import describe, prepare_run_dir, restore_checkpoint
+from .safety import StopSignal, check_finite
 from .resume import already_done, check_start, check_weights, located
 from .runtime import Env, TrainingError, autocast, make_scaler, seed_everything, setup_env, wrap_model
-from .schedule import lr_factor, ramp, set_lr
+from .schedule import lr_factor, set_lr
 
 __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
 
 def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
-           x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, weights: LossWeights,
-           identity_net: nn.Module | None = None, amp=None, mask: torch.Tensor | None = None,
-           identity_feat: torch.Tensor | None = None, identity_blur: float = 0.0,
-           identity_views: bool = False) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+           x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, loss: GeneratorLoss, occluded: torch.Tensor | None = None,
+           step: int = 0, amp=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One generator update (Eq. 8). Returns ({term: detached scalar}, G(x, g)).
 
     D is held fixed - its parameters stop requiring grad for the step - but it stays in
     the graph, so -log D(G(x, g)) sends its gradient to G. Pass D itself, not its DDP
-    wrapper (DDP would wait for D gradients that this step never makes).
-    ``mask`` (B, 1, H, W), the synthesis mask, is needed by the terms beyond the paper
-    (``weights.pixel_hole``, ``weights.mask``); ``identity_feat`` = F(y) when already known;
-    ``identity_blur`` > 0 compares F on Gaussian-blurred faces (sigma in pixels);
-    ``identity_views`` on the same random view of both faces (``losses.random_views``).
+    wrapper (DDP would wait for D gradients that this step never makes). ``occluded``
+    (B, 1, H, W), the synthesis mask, is needed by the terms beyond the paper
+    (``loss.pixel_hole``, ``loss.mask``); ``step`` places the identity ramp.
     """
-    if (weights.pixel_hole or weights.mask) and mask is None:
-        raise ValueError("loss.pixel_hole and loss.mask need the occlusion mask of the batch")
     disc.requires_grad_(False)
     with amp or contextlib.nullcontext():
-        fake, pred_mask = gen(x, g, return_mask=True)
-        terms = {"pixel": pixel_loss(y, fake)}
-        if weights.pixel_hole:
-            terms["pixel_hole"] = masked_pixel_loss(y, fake, mask)
-        if weights.mask:
-            if pred_mask is None:
-                raise ValueError("loss.mask needs generator.output: blend (a predicted occlusion map)")
-            terms["mask"] = mask_loss(pred_mask, mask)
-        if identity_net is not None and weights.identity:
-            with _identity_precision(y):
-                real_f, fake_f = gaussian_blur(y.float(), identity_blur), gaussian_blur(fake.float(), identity_blur)
-                if identity_views:
-                    real_f, fake_f = random_views(real_f, fake_f)
-                    identity_feat = None
-                with torch.no_grad():
-                    feat_real = identity_net(real_f) if identity_feat is None else identity_feat
-                feat_fake = identity_net(fake_f)
-            terms["identity"] = identity_loss(feat_real, feat_fake)
-        if weights.adversarial:
-            terms["adversarial"] = generator_adversarial_loss(disc(fake).log_prob)
-        if weights.tv:
-            terms["tv"] = total_variation(fake)
-        total = sum(getattr(weights, k) * v.float() for k, v in terms.items())
+        fake, occ_map = gen(x, g, return_mask=True)
+        terms, total = loss(fake=fake, occ_map=occ_map, y=y, occluded=occluded, disc=disc, step=step)
     opt.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
     scaler.step(opt)
@@ -108,13 +82,6 @@ def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: 
     disc.requires_grad_(True)
     terms["total"] = total
     return {k: v.detach() for k, v in terms.items()}, fake
-
-
-def _identity_precision(t: torch.Tensor):
-    """On CPU F runs in float32 even under bf16 autocast: MobileFaceNet's depthwise
-    convolutions and PReLUs are slower in bf16 there (measured: fwd + bwd of a batch of 16,
-    3.3-5.2 s in bf16 against 1.7-3.1 s in fp32, 2 threads; docs/experiments.md)."""
-    return torch.autocast("cpu", enabled=False) if t.device.type == "cpu" else contextlib.nullcontext()
 
 
 def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
@@ -141,11 +108,11 @@ def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradSc
 
 
 def build_identity_net(loss: GANLossConfig, env: Env, channels_last: bool = False) -> nn.Module | None:
-    """The frozen face-recognition network F of the identity loss, or None when
-    ``loss.identity`` is 0. A missing weights file stops the run here (WeightsError names
+    """The frozen face-recognition network F of the identity terms, or None when
+    ``loss.identity`` and ``loss.identity_layers`` are 0. A missing weights file stops the run here (WeightsError names
     the file and where to download the official weights). ``channels_last``
     (``train.channels_last``): F's weights in NHWC too (on a CPU they always are)."""
-    if not loss.identity:
+    if not (loss.identity or loss.identity_layers):
         return None
     from fsggan.models.identity import build_embedder
 
@@ -164,114 +131,157 @@ def train_gan(
     global_discriminator: GlobalKwargs,      # GlobalDiscriminator arguments (d_arch: global, the paper's "regular D")
     patch_discriminator: PatchKwargs,        # PatchDiscriminator arguments (d_arch: patch)
     data: DataConfig,                        # faces, identity splits, occluders, workers, validation set
-    loss: GANLossConfig,                     # Eq. 8 weights; identity network and its weights file
+    loss: GANLossConfig,                     # Eq. 8 weights and the options beyond it; identity network F
     optim: OptimConfig,                      # Adam for G and D (lr_d: D's own learning rate)
     train: TrainConfig,                      # steps, global batch, device, amp, periods
     resume: str | None = None,               # Stage II checkpoint to continue from, exactly
 ) -> dict:
     """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
-    # Processes, device, seeds
+    sections = {k: v for k, v in locals().items() if k != "resume"}
     with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
         seed_everything(train.seed, env.rank)
         ckpt = load_checkpoint(resume, stage="gan", version=CHECKPOINT_VERSION, resumable=True,
                                prefer=("last.pt",)) if resume else None
-
-        # V from Stage I (or, when resuming, V as this run left it), frozen
-        source = ckpt if ckpt is not None else _load_stage1(gan.vae_checkpoint)
-        if vae != VAEKwargs() and asdict(vae) != source["config"]["vae"]:
-            warnings.warn("the vae section is ignored in Stage II: V is rebuilt from the Stage I checkpoint",
-                          stacklevel=2)
-        vae = VAEKwargs(**source["config"]["vae"])
-        v_net = VAE(**asdict(vae))
-        load_state(v_net, source, "vae", config=source["config"]["vae"])
-        v_net.eval().requires_grad_(False).to(env.device)
-        if train.channels_last:
-            v_net.to(memory_format=torch.channels_last)
-        try:  # the options that depend on V's size are checked again with V's own
-            cfg = TrainGANConfig(gan=gan, vae=vae, generator=generator, discriminator=discriminator,
-                                 global_discriminator=global_discriminator, patch_discriminator=patch_discriminator,
-                                 data=data, loss=loss, optim=optim, train=train)
-        except ValueError as exc:
-            raise ConfigError(f"{exc} (V of {source['path']}: {vae})") from None
-        done = check_start(cfg, ckpt)  # nothing is written before this and the loading below succeed
-        if done:  # complete, but its weights must fit the config too
-            check_weights(ckpt, {"generator": UNetGenerator(**asdict(generator)), "discriminator": _build_d(cfg, v_net),
-                                 **({"generator_ema": UNetGenerator(**asdict(generator))} if train.ema else {})})
-            return already_done(done, ckpt, cfg, env)
-        if ckpt is not None:  # relative to the directory the run started from, when it is there
-            loss = replace(loss, identity_weights=located(loss.identity_weights, ckpt.get("origin")))
-        identity_net = build_identity_net(loss, env, train.channels_last)
-
-        # Data: training shards, fixed validation set (faces at V's image_size: cfg.data)
-        train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
-
-        # G and D (D's feature extractor is V's encoder: one line, trunk_mode says how)
-        gen = UNetGenerator(**asdict(generator))
-        if gan.init_generator and ckpt is None:
-            _init_generator(gen, gan.init_generator, asdict(generator))
-        disc = _build_d(cfg, v_net)
-        wrap = dict(channels_last=train.channels_last, sync_bn=train.sync_bn, compile=train.compile)
-        gen_net, disc_net = wrap_model(gen, env, **wrap), wrap_model(disc, env, **wrap)
-        betas, wd = optim.betas, optim.weight_decay
-        opt_g = torch.optim.Adam(gen.parameters(), lr=optim.lr, betas=betas, weight_decay=wd)
-        opt_d = torch.optim.Adam(disc.parameters(), lr=optim.lr_d or optim.lr, betas=betas, weight_decay=wd)
-        scaler_g, scaler_d = make_scaler(env, train.amp), make_scaler(env, train.amp)
-        ema = EMA(gen, train.ema) if train.ema else None   # beyond the paper: averaged G for val/inference
-        models = {"vae": v_net, "generator": gen, "discriminator": disc,
-                  **({"generator_ema": ema.module} if ema else {})}
-        optimizers, scalers = {"generator": opt_g, "discriminator": opt_d}, {"generator": scaler_g,
-                                                                            "discriminator": scaler_d}
-
-        # Resume
-        step, pos, best = 0, (0, 0), {}
-        if ckpt is not None:
-            step, pos, best = restore_checkpoint(ckpt, models=models, optimizers=optimizers, scalers=scalers,
-                                                 env=env)
-        del ckpt, source
-        run_dir = prepare_run_dir(cfg, env, resume_step=step if resume else None)
-        describe(run_dir, env, len(train_set), len(val_set),
-                 {k: sum(p.numel() for p in m.parameters()) for k, m in models.items()})
-
-        @torch.no_grad()
-        def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            net = ema.module if ema else gen
-            net.eval()
-            with autocast(env, train.amp):
-                g = v_net(x)
-                out = net(x, g)
-            gen.train()
-            return {"structure": g.float().clamp(-1, 1), "output": out.float().clamp(-1, 1)}
-
-        house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, models=models, optimizers=optimizers,
-                             scalers=scalers, predict=predict, val=val, best_key=f"val/output_{train.best_metric}",
-                             best=best, step=step, extra=data_state, judges=validation_judges(loss, identity_net, env))
+        run = _setup(ckpt, env, resumed=resume is not None, **sections)  # everything before step 1
+        del ckpt
+        if isinstance(run, dict):   # the run is already complete
+            return run
+        nets, step, pos = run.nets, run.step, run.pos
 
         # Training loop
-        batches = device_batches(loader, sampler, train_set, pos, data, train, env)
-        gen.train()
-        disc.train()
-        with StopSignal(verbose=env.is_main) as stop, house:
+        nets.train()
+        with StopSignal(verbose=env.is_main) as stop, run.house:
             while step < train.steps:
-                epoch, index, b = next(batches)
+                epoch, index, b = next(run.batches)
                 x, y = b["occluded"], b["clean"]
-                factor = lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio)
-                set_lr(opt_g, optim.lr * factor)
-                set_lr(opt_d, (optim.lr_d or optim.lr) * factor)
-                with torch.no_grad(), autocast(env, train.amp):
-                    g = v_net(x)
-                weights = replace(loss, identity=loss.identity * ramp(step, loss.identity_ramp))
-                g_terms, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, weights=weights,
-                                       identity_net=identity_net, amp=autocast(env, train.amp), mask=b.get("mask"),
-                                       identity_blur=loss.identity_blur, identity_views=loss.identity_views)
-                d_terms = d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, amp=autocast(env, train.amp))
-                if ema:
-                    ema.update(gen)
+                nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
+                with torch.no_grad(), run.amp:
+                    g = nets.v_net(x)
+                g_terms, fake = g_step(nets.gen_net, nets.disc, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
+                                       loss=run.g_loss, occluded=b.get("mask"), step=step, amp=run.amp)
+                d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, amp=run.amp)
+                if nets.ema:
+                    nets.ema.update(nets.gen)
                 values = check_finite({**{f"g/{k}": v for k, v in g_terms.items()},
-                                       **{f"d/{k}": v for k, v in d_terms.items()}}, step + 1, run_dir)
+                                       **{f"d/{k}": v for k, v in d_terms.items()}}, step + 1, run.house.run_dir)
                 step, pos = step + 1, (epoch, index + 1)
-                if house(step, pos, values, stop.requested):
+                if run.house(step, pos, values, stop.requested):
                     break
-        return house.result(step)
+        return run.house.result(step)
+
+
+@dataclass
+class _Run:
+    """What :func:`_setup` hands the training loop."""
+    nets: _Nets
+    g_loss: GeneratorLoss
+    amp: Any                 # the autocast context of every forward pass
+    batches: Iterator        # (epoch, index, batch) on the device, from the resume position on
+    house: Housekeeping
+    step: int
+    pos: tuple[int, int]
+
+
+def _setup(ckpt: dict | None, env: Env, resumed: bool, **sections) -> _Run | dict:
+    """Stage II before its first step, in order: V (frozen) and the config checked with V's
+    size; a complete run stops here (its result dict); F and L_G; data; G, D and their
+    optimisers (restored when resuming); the run directory (written only now, once the
+    start is known to succeed) and the housekeeping between steps."""
+    v_net, cfg = _frozen_v(ckpt, env, **sections)
+    done = check_start(cfg, ckpt)
+    if done:  # complete, but its weights must fit the config too
+        check_weights(ckpt, _Nets(cfg, v_net, env).models())
+        return already_done(done, ckpt, cfg, env)
+    loss, train = cfg.loss, cfg.train
+    if ckpt is not None:  # F's weights relative to the directory the run started from, when there
+        loss = replace(loss, identity_weights=located(loss.identity_weights, ckpt.get("origin")))
+    identity_net = build_identity_net(loss, env, train.channels_last)
+    train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
+    nets = _Nets(cfg, v_net, env, init=ckpt is None)
+    step, pos, best = (0, (0, 0), {}) if ckpt is None else restore_checkpoint(ckpt, env=env, **nets.states())
+    run_dir = prepare_run_dir(cfg, env, resume_step=step if resumed else None)
+    describe(run_dir, env, len(train_set), len(val_set), nets.sizes())
+    house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, **nets.states(), predict=nets.predict, val=val,
+                         best_key=f"val/output_{train.best_metric}", best=best, step=step, extra=data_state,
+                         judges=validation_judges(loss, identity_net, env))
+    return _Run(nets=nets, g_loss=GeneratorLoss(loss, identity_net), amp=autocast(env, train.amp),
+                batches=device_batches(loader, sampler, train_set, pos, cfg.data, train, env), house=house,
+                step=step, pos=pos)
+
+
+class _Nets:
+    """Stage II's trained networks and their optimisers: G (and its EMA), D on V's encoder
+    (``discriminator.trunk_mode``), Adam and a loss scaler for each; ``init`` starts G
+    from ``gan.init_generator`` when that is set."""
+
+    def __init__(self, cfg: TrainGANConfig, v_net: VAE, env: Env, init: bool = False):
+        train, optim = cfg.train, cfg.optim
+        self.cfg, self.v_net, self.env = cfg, v_net, env
+        self.gen = UNetGenerator(**asdict(cfg.generator))
+        if init and cfg.gan.init_generator:
+            _init_generator(self.gen, cfg.gan.init_generator, asdict(cfg.generator))
+        self.disc = _build_d(cfg, v_net)
+        wrap = dict(channels_last=train.channels_last, sync_bn=train.sync_bn, compile=train.compile)
+        self.gen_net, self.disc_net = wrap_model(self.gen, env, **wrap), wrap_model(self.disc, env, **wrap)
+        adam = dict(betas=optim.betas, weight_decay=optim.weight_decay)
+        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=optim.lr, **adam)
+        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=optim.lr_d or optim.lr, **adam)
+        self.scaler_g, self.scaler_d = make_scaler(env, train.amp), make_scaler(env, train.amp)
+        self.ema = EMA(self.gen, train.ema) if train.ema else None   # beyond the paper: averaged G for val/inference
+
+    def train(self) -> None:
+        self.gen.train()
+        self.disc.train()
+
+    def set_lr(self, factor: float) -> None:
+        """Both learning rates times ``factor`` (the schedule's, :func:`.schedule.lr_factor`)."""
+        optim = self.cfg.optim
+        set_lr(self.opt_g, optim.lr * factor)
+        set_lr(self.opt_d, (optim.lr_d or optim.lr) * factor)
+
+    def models(self) -> dict[str, nn.Module]:
+        ema = {"generator_ema": self.ema.module} if self.ema else {}
+        return {"vae": self.v_net, "generator": self.gen, "discriminator": self.disc, **ema}
+
+    def states(self) -> dict[str, dict]:
+        """What a checkpoint holds: models, optimizers, scalers (keyword arguments)."""
+        return {"models": self.models(), "optimizers": {"generator": self.opt_g, "discriminator": self.opt_d},
+                "scalers": {"generator": self.scaler_g, "discriminator": self.scaler_d}}
+
+    def sizes(self) -> dict[str, int]:
+        return {k: sum(p.numel() for p in m.parameters()) for k, m in self.models().items()}
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """V's structure and G's output (the EMA G when there is one) in eval mode."""
+        net = self.ema.module if self.ema else self.gen
+        net.eval()
+        with autocast(self.env, self.cfg.train.amp):
+            g = self.v_net(x)
+            out = net(x, g)
+        self.gen.train()
+        return {"structure": g.float().clamp(-1, 1), "output": out.float().clamp(-1, 1)}
+
+
+def _frozen_v(ckpt: dict | None, env: Env, **sections) -> tuple[VAE, TrainGANConfig]:
+    """V rebuilt from the Stage I checkpoint ``gan.vae_checkpoint`` (or from ``ckpt`` when
+    resuming), frozen on the device, and the run's config with V's own arguments (the
+    options that depend on V's size are checked again with them)."""
+    source = ckpt if ckpt is not None else _load_stage1(sections["gan"].vae_checkpoint)
+    given, vae = sections["vae"], VAEKwargs(**source["config"]["vae"])
+    if given != VAEKwargs() and asdict(given) != source["config"]["vae"]:
+        warnings.warn("the vae section is ignored in Stage II: V is rebuilt from the Stage I checkpoint",
+                      stacklevel=3)
+    v_net = VAE(**asdict(vae))
+    load_state(v_net, source, "vae", config=source["config"]["vae"])
+    v_net.eval().requires_grad_(False).to(env.device)
+    if sections["train"].channels_last:
+        v_net.to(memory_format=torch.channels_last)
+    try:
+        cfg = TrainGANConfig(**{**sections, "vae": vae})
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (V of {source['path']}: {vae})") from None
+    return v_net, cfg
 
 
 def validation_judges(loss: GANLossConfig, identity_net: nn.Module | None, env: Env) -> dict[str, nn.Module]:

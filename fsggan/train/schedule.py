@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["lr_factor", "set_lr", "ramp"]
+__all__ = ["lr_factor", "set_lr"]
 
 
 def lr_factor(step: int, total: int, warmup_steps: int = 0, decay: str = "none", min_ratio: float = 0.0) -> float:
@@ -27,14 +27,3 @@ def lr_factor(step: int, total: int, warmup_steps: int = 0, decay: str = "none",
 def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
     for group in opt.param_groups:
         group["lr"] = lr
-
-
-def ramp(step: int, span: tuple[int, int]) -> float:
-    """0 before step ``span[0]``, 1 from ``span[1]`` on, linear between; ``(0, 0)``: always 1.
-    Scales a loss weight (``loss.identity_ramp``: the identity term once L1 has settled)."""
-    start, end = span
-    if step >= end:
-        return 1.0
-    if step < start:
-        return 0.0
-    return (step - start) / max(end - start, 1)

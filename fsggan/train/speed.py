@@ -21,7 +21,7 @@ from typing import Callable, Literal
 
 import torch
 
-from fsggan.losses import LossWeights
+from fsggan.losses import GeneratorLoss, LossWeights
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 
 from .gan import d_step, g_step
@@ -78,14 +78,14 @@ def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
         ident = build_embedder(spec.identity_net, None).place(dev)
         if spec.channels_last:
             ident.to(memory_format=torch.channels_last)
-    weights = LossWeights(identity=50.0 if ident is not None else 0.0)
+    loss = GeneratorLoss(LossWeights(identity=50.0 if ident is not None else 0.0), ident)
+    amp = autocast(env, spec.amp)
 
     def step() -> None:
-        with torch.no_grad(), autocast(env, spec.amp):
+        with torch.no_grad(), amp:
             g = v(x)
-        _, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, weights=weights, identity_net=ident,
-                         amp=autocast(env, spec.amp))
-        d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, amp=autocast(env, spec.amp))
+        _, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, loss=loss, amp=amp)
+        d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, amp=amp)
     return step
 
 

@@ -24,9 +24,11 @@ from fsggan.models import VAE
 
 from .batches import device_batches, setup_data
 from .config import DataConfig, OptimConfig, TrainConfig, TrainVAEConfig, VAEKwargs, VAELossConfig
-from .housekeeping import Housekeeping, StopSignal, check_finite, describe, prepare_run_dir, restore_checkpoint
+from .housekeeping import Housekeeping
+from .rundir import describe, prepare_run_dir, restore_checkpoint
+from .safety import StopSignal, check_finite
 from .resume import already_done, check_start, check_weights
-from .runtime import autocast, make_scaler, seed_everything, setup_env, wrap_model
+from .runtime import Env, autocast, make_scaler, seed_everything, setup_env, wrap_model
 from .schedule import lr_factor, set_lr
 
 __all__ = ["train_vae", "vae_step"]
@@ -71,8 +73,6 @@ def train_vae(
 ) -> dict:
     """Train V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
     cfg = TrainVAEConfig(vae=vae, data=data, loss=loss, optim=optim, train=train)
-
-    # Processes, device, seeds
     with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
         seed_everything(train.seed, env.rank)
         ckpt = load_checkpoint(resume, stage="vae", version=CHECKPOINT_VERSION, resumable=True,
@@ -81,41 +81,10 @@ def train_vae(
         if done:
             check_weights(ckpt, {"vae": VAE(**asdict(vae))})  # complete, but its weights must fit too
             return already_done(done, ckpt, cfg, env)
-
-        # Data: training shards, fixed validation set (faces at vae.image_size: cfg.data)
-        train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
-
-        # Model, optimiser, loss scaler
-        model = VAE(**asdict(vae))
-        net = wrap_model(_Reconstruct(model), env, channels_last=train.channels_last, sync_bn=train.sync_bn,
-                         compile=train.compile)
-        opt = torch.optim.Adam(model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
-        scaler = make_scaler(env, train.amp)
-        models, optimizers, scalers = {"vae": model}, {"vae": opt}, {"vae": scaler}
-
-        # Resume
-        step, pos, best = 0, (0, 0), {}
-        if ckpt is not None:
-            step, pos, best = restore_checkpoint(ckpt, models=models, optimizers=optimizers, scalers=scalers,
-                                                 env=env)
-            del ckpt
-        run_dir = prepare_run_dir(cfg, env, resume_step=step if resume else None)
-        describe(run_dir, env, len(train_set), len(val_set), {"vae": sum(p.numel() for p in model.parameters())})
-
-        @torch.no_grad()
-        def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            model.eval()
-            with autocast(env, train.amp):
-                g = model(x)
-            model.train()
-            return {"structure": g.float().clamp(-1, 1)}
-
-        house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, models=models, optimizers=optimizers,
-                             scalers=scalers, predict=predict, val=val, best_key=f"val/structure_{train.best_metric}",
-                             best=best, step=step, extra=data_state)
+        model, net, opt, scaler, house, batches, step, pos = _setup(cfg, ckpt, env, resumed=resume is not None)
+        del ckpt
 
         # Training loop
-        batches = device_batches(loader, sampler, train_set, pos, data, train, env)
         model.train()
         with StopSignal(verbose=env.is_main) as stop, house:
             while step < train.steps:
@@ -124,8 +93,39 @@ def train_vae(
                                                  optim.min_lr_ratio))
                 terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
                                  amp=autocast(env, train.amp))
-                values = check_finite({f"loss/{k}": v for k, v in terms.items()}, step + 1, run_dir)
+                values = check_finite({f"loss/{k}": v for k, v in terms.items()}, step + 1, house.run_dir)
                 step, pos = step + 1, (epoch, index + 1)
                 if house(step, pos, values, stop.requested):
                     break
         return house.result(step)
+
+
+def _setup(cfg: TrainVAEConfig, ckpt: dict | None, env: Env, resumed: bool) -> tuple:
+    """Stage I before its first step: data (faces at vae.image_size: cfg.data), V, its
+    optimiser and loss scaler (restored when resuming), the run directory (written only
+    now) and the housekeeping between steps. Returns (V, V as trained, optimiser, scaler,
+    housekeeping, batches, step, (epoch, batch))."""
+    train = cfg.train
+    train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
+    model = VAE(**asdict(cfg.vae))
+    net = wrap_model(_Reconstruct(model), env, channels_last=train.channels_last, sync_bn=train.sync_bn,
+                     compile=train.compile)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
+                           weight_decay=cfg.optim.weight_decay)
+    scaler = make_scaler(env, train.amp)
+    states = {"models": {"vae": model}, "optimizers": {"vae": opt}, "scalers": {"vae": scaler}}
+    step, pos, best = (0, (0, 0), {}) if ckpt is None else restore_checkpoint(ckpt, env=env, **states)
+    run_dir = prepare_run_dir(cfg, env, resume_step=step if resumed else None)
+    describe(run_dir, env, len(train_set), len(val_set), {"vae": sum(p.numel() for p in model.parameters())})
+
+    @torch.no_grad()
+    def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        model.eval()
+        with autocast(env, train.amp):
+            g = model(x)
+        model.train()
+        return {"structure": g.float().clamp(-1, 1)}
+
+    house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, **states, predict=predict, val=val,
+                         best_key=f"val/structure_{train.best_metric}", best=best, step=step, extra=data_state)
+    return model, net, opt, scaler, house, device_batches(loader, sampler, train_set, pos, cfg.data, train, env), step, pos
