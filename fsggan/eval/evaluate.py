@@ -10,7 +10,7 @@ folders holding ``clean/ occluded/ mask/``, ``manifest.json`` and ``protocol.jso
   the same stem is accepted); with neither, only the baseline rows are computed;
 * the "Occluded input" row (the occluded image scored as if it were the output) is
   always included; for recognition also "Clean (upper bound)" (clean queries);
-* PSNR / SSIM (mean and std per set, :mod:`fsggan.eval.metrics`) and, with
+* PSNR / SSIM (mean and std per set, :mod:`fsggan.metrics`) and, with
   one or more recognisers, rank-1/5/10 identification accuracy over the protocol's
   repeats, one table per recogniser (:mod:`fsggan.eval.recognition`). The recogniser that
   trained G (its identity loss) is not a fair judge of G: G learns its blind spots. The
@@ -42,7 +42,7 @@ from torch.utils.data import DataLoader, Dataset
 from fsggan.data import PreparedSet
 from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
 
-from .metrics import image_metrics_batch, summarize
+from fsggan.metrics import image_metrics_batch, summarize
 from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
 from .report import CLEAN, OCCLUDED
 

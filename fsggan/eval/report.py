@@ -23,7 +23,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from .metrics import json_number
+from fsggan.metrics import json_number
 from .recognition import PAPER_PROTOCOL
 
 OCCLUDED = "Occluded input"

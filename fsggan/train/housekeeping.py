@@ -28,7 +28,7 @@ import torch
 
 from fsggan.checkpoint import load_states, make_checkpoint, remove_stale_temps, save_checkpoint
 from fsggan.config import save_config, to_dict
-from fsggan.eval.metrics import psnr, ssim, summarize
+from fsggan.metrics import psnr, ssim, summarize
 
 from .runtime import Env, gather_rng_states, restore_rng_states
 
@@ -246,7 +246,7 @@ class Meter:
 def validate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], val: dict[str, torch.Tensor],
              env: Env, batch_size: int = 32, channels_last: bool = False,
              judges: dict[str, Callable] | None = None) -> dict[str, float]:
-    """PSNR / SSIM (fsggan.eval.metrics; docs/design.md, Metrics) of each output of
+    """PSNR / SSIM (fsggan.metrics; docs/design.md, Metrics) of each output of
     ``predict(x)`` against the clean faces, and of the occluded input itself.
 
     Returns ``{"val/<name>_psnr", "val/<name>_ssim"}`` for name in ("input", *outputs), and
