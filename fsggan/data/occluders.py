@@ -258,7 +258,7 @@ class _AnchorTable:
             info = self.yaml_default
         return info
 
-    def placement(self, rel: str, rgba: np.ndarray, category: str) -> tuple[str, dict]:
+    def category_and_anchors(self, rel: str, rgba: np.ndarray, category: str) -> tuple[str, dict]:
         """Category and anchors (in the PNG's pixels) of the cut-out `rgba` at `rel`: its
         entry's, else its OCFR group's category (else `category`) and no anchors."""
         group = Path(rel).parent.name if "/" in rel else ""
@@ -416,7 +416,7 @@ class OccluderLibrary:
                     raise
                 skipped.append((str(path), e.reason, str(e)))
                 continue
-            cat, pts = table.placement(rel, rgba, category)
+            cat, pts = table.category_and_anchors(rel, rgba, category)
             if min(rgba.shape[:2]) < 4:
                 skipped.append((str(path), "too_small", f"{path}: occluder is smaller than 4 px"))
                 continue
