@@ -41,8 +41,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from fsggan.data import PreparedSet
 from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
-
 from fsggan.metrics import image_metrics_batch, summarize
+
 from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
 from .report import CLEAN, OCCLUDED
 
