@@ -76,33 +76,66 @@ def _check(value: Any, tp: Any, where: str) -> Any:
             return value
         raise ConfigError(f"{where}: expected one of {_type_name(tp)}, got {value!r}")
     if origin in (Union, types.UnionType):
-        errors = []
-        for arg in typing.get_args(tp):
-            try:
-                return _check(value, arg, where)
-            except ConfigError as e:
-                errors.append(str(e))
-        raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+        return _check_union(value, tp, where)
     if tp is type(None):
         if value is None:
             return None
         raise ConfigError(f"{where}: expected null, got {value!r}")
     if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{where}: expected a list ({_type_name(tp)}), got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise ConfigError(f"{where}: expected {len(args)} items ({_type_name(tp)}), got {value!r}")
-            items = [_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
-        else:
-            item_tp = args[0] if args else Any
-            items = [_check(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple else items
+        return _check_sequence(value, tp, where)
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         return dict(value)
+    if tp is float:
+        return _check_float(value, where)
+    return _check_scalar(value, tp, where)
+
+
+def _check_union(value: Any, tp: Any, where: str) -> Any:
+    """`value` as the first member of union `tp` that takes it."""
+    for arg in typing.get_args(tp):
+        try:
+            return _check(value, arg, where)
+        except ConfigError:
+            pass
+    raise ConfigError(f"{where}: expected {_type_name(tp)}, got {value!r}")
+
+
+def _check_sequence(value: Any, tp: Any, where: str) -> list | tuple:
+    """A list or tuple of type `tp`, item by item: a fixed-length tuple checks each position
+    against its own type, a list or `tuple[X, ...]` every item against X."""
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{where}: expected a list ({_type_name(tp)}), got {value!r}")
+    origin, args = typing.get_origin(tp), typing.get_args(tp)
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} items ({_type_name(tp)}), got {value!r}")
+        items = [_check(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))]
+    else:
+        item_tp = args[0] if args else Any
+        items = [_check(v, item_tp, f"{where}[{i}]") for i, v in enumerate(value)]
+    return tuple(items) if origin is tuple else items
+
+
+def _check_float(value: Any, where: str) -> float:
+    """A finite float from an int, a float or a string that parses as one (PyYAML reads
+    `1e-4`, without a dot, as a string)."""
+    number = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value) if abs(value) < 1e308 or isinstance(value, float) else math.inf
+    elif isinstance(value, str):
+        try:
+            number = float(value)
+        except ValueError:
+            pass
+    if number is not None and math.isfinite(number):
+        return number
+    raise ConfigError(f"{where}: expected a {'finite ' if number is not None else ''}number, got {value!r}")
+
+
+def _check_scalar(value: Any, tp: Any, where: str) -> Any:
+    """A bool, int, str or Path, taken as it is (a str also as a Path); ints are not bools."""
     if tp is bool:
         if isinstance(value, bool):
             return value
@@ -111,18 +144,6 @@ def _check(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
-    if tp is float:
-        number = None
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            number = float(value) if abs(value) < 1e308 or isinstance(value, float) else math.inf
-        elif isinstance(value, str):
-            try:
-                number = float(value)
-            except ValueError:
-                pass
-        if number is not None and math.isfinite(number):
-            return number
-        raise ConfigError(f"{where}: expected a {'finite ' if number is not None else ''}number, got {value!r}")
     if tp is str:
         if isinstance(value, str):
             return value

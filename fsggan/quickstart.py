@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -64,69 +65,83 @@ def run_quickstart(*, lfw: Path, out: Path, full: bool = False, vae_steps: int |
     ``data_overrides`` are extra ``key=value`` settings of configs/data/lfw.yaml (e.g.
     ``protocol.num_identities=20`` for a small LFW-layout folder).
     """
-    from fsggan.data.config import load_data_config
-    from fsggan.data.prepare import prepare_data
-    from fsggan.eval import report
-    from fsggan.eval.evaluate import evaluate_sets
-    from fsggan.pipeline import FSGGAN
     from fsggan.train.gan import train_gan
     from fsggan.train.vae import train_vae
 
     configs = _configs_dir()
-    vae_dir, gan_dir = out / "vae", out / "gan"
+    vae_dir, gan_dir, data_dir = out / "vae", out / "gan", out / "data"
     vae_cfg, gan_cfg = training_configs(lfw=lfw, out=out, full=full, vae_steps=vae_steps, gan_steps=gan_steps,
                                         device=device, progress=progress, data_overrides=data_overrides)
-    size = vae_cfg.vae.image_size
     if full:
         t = gan_cfg.train
         _say(f"full run, device {device}: amp {t.amp}, channels_last {t.channels_last}, "
              f"cudnn_benchmark {t.cudnn_benchmark}, tf32 {t.tf32} (the last two on CUDA only)")
     sets = ["val", "set1", "set2"] if full else ["val", "set1"]
     timings: dict[str, float] = {}
+    with _timed(timings, "prepare"):
+        _prepare_sets(configs / "data" / "lfw.yaml", data_dir, sets, lfw=lfw, size=vae_cfg.vae.image_size,
+                      overrides=data_overrides, progress=progress)
+    # Stage I then Stage II (Algorithm 1), each resumed if a previous call was interrupted
+    with _timed(timings, "stage1"):
+        _say(f"[2/4] Stage I: training V for {vae_cfg.train.steps} steps in {vae_dir}")
+        _call(train_vae, vae_cfg, _last(vae_dir))
+    with _timed(timings, "stage2"):
+        _say(f"[3/4] Stage II: training G and D for {gan_cfg.train.steps} steps in {gan_dir}")
+        _call(train_gan, gan_cfg, _last(gan_dir))
+    report_dir = out / "report"
+    with _timed(timings, "evaluate"):
+        _say("[4/4] evaluating")
+        results = _evaluate(gan_dir, [data_dir / f"{s}-lfw" for s in sets if s != "val"], device=device,
+                            recognizer_weights=recognizer_weights, progress=progress,
+                            grid=report_dir / "deocclusion_grid.png")
+    timings["total"] = sum(timings.values())
+    _write_report(results, timings, report_dir)
+    return results
 
-    # 1. Prepared evaluation sets (kept when already there: rendering is deterministic)
-    t0 = time.perf_counter()
-    data_dir = out / "data"
-    if not (data_dir / "set1-lfw" / "protocol.json").is_file():
-        _say(f"[1/4] preparing LFW test sets ({', '.join(sets)}, {size}x{size}) in {data_dir}")
-        data_cfg = load_data_config(configs / "data" / "lfw.yaml",
-                                    [f"dataset.root={lfw}", f"dataset.image_size={size}", *data_overrides,
-                                     f"output.out={data_dir}"])
-        prepare_data(data_cfg, sets=sets, progress=progress)
-    else:
+
+def _prepare_sets(data_yaml: Path, data_dir: Path, sets: Sequence[str], *, lfw: Path, size: int,
+                  overrides: Sequence[str], progress: bool) -> None:
+    """Phase 1: the prepared evaluation sets in `data_dir`, unless they are there already
+    (rendering is deterministic: they are what this call would write)."""
+    from fsggan.data.config import load_data_config
+    from fsggan.data.prepare import prepare_data
+
+    if (data_dir / "set1-lfw" / "protocol.json").is_file():
         _say(f"[1/4] prepared sets found in {data_dir}")
-    timings["prepare"] = _done(t0)
+        return
+    _say(f"[1/4] preparing LFW test sets ({', '.join(sets)}, {size}x{size}) in {data_dir}")
+    data_cfg = load_data_config(data_yaml, [f"dataset.root={lfw}", f"dataset.image_size={size}", *overrides,
+                                            f"output.out={data_dir}"])
+    prepare_data(data_cfg, sets=sets, progress=progress)
 
-    # 2-3. Stage I then Stage II (Algorithm 1), each resumed if a previous call was interrupted
-    t0 = time.perf_counter()
-    _say(f"[2/4] Stage I: training V for {vae_cfg.train.steps} steps in {vae_dir}")
-    _call(train_vae, vae_cfg, _last(vae_dir))
-    timings["stage1"] = _done(t0)
-    t0 = time.perf_counter()
-    _say(f"[3/4] Stage II: training G and D for {gan_cfg.train.steps} steps in {gan_dir}")
-    _call(train_gan, gan_cfg, _last(gan_dir))
-    timings["stage2"] = _done(t0)
 
-    # 4. Evaluation: PSNR / SSIM, rank-k judged by dlib's recogniser (independent: nothing trained
-    #    against it) and by MobileFaceNet (G's identity loss: marked, not a fair judge) when here
-    t0 = time.perf_counter()
-    _say("[4/4] evaluating")
+def _evaluate(gan_dir: Path, test_sets: list[Path], *, device: str, recognizer_weights: str | None,
+              progress: bool, grid: Path) -> dict:
+    """Phase 4: PSNR / SSIM and rank-k on `test_sets`, judged by dlib's recogniser (independent:
+    nothing trained against it) and by MobileFaceNet (G's identity loss: marked, not a fair
+    judge) when its weights are here; the de-occlusion grid of the first set goes to `grid`."""
+    from fsggan.eval.evaluate import evaluate_sets
+    from fsggan.pipeline import FSGGAN
+
     model = FSGGAN.from_checkpoints(gan=gan_dir, device=device)
     recognizers, infos = _recognizers(model, recognizer_weights)
-    test_sets = [data_dir / f"{s}-lfw" for s in sets if s != "val"]
     results = evaluate_sets(test_sets, method="FSG-GAN (quickstart)", model=model, recognizers=recognizers,
                             recognizer_info=infos, device=model.device, progress=progress)
-    report_dir = out / "report"
-    save_grid(model, test_sets[0], report_dir / "deocclusion_grid.png")
-    timings["evaluate"] = _done(t0)
-    timings["total"] = sum(timings.values())
+    save_grid(model, test_sets[0], grid)
+    return results
+
+
+def _write_report(results: dict, timings: dict[str, float], report_dir: Path) -> None:
+    """Add the command line and the timings to `results`, write the report files and print
+    the tables and the wall times."""
+    from fsggan.eval import report
+
     results["command"] = ["fsggan-quickstart", *sys.argv[1:]]
     results["timings"] = timings
     report.write_results(results, report_dir)
     print(report.markdown([results]))
     _say("wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     _say(f"report written to {report_dir}")
-    return results
 
 
 def _recognizers(model, mobilefacenet_weights: str | None) -> tuple[dict, list[dict]]:
@@ -176,10 +191,14 @@ def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _done(t0: float) -> float:
+@contextmanager
+def _timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Store the wall time of the block under ``timings[phase]`` and print it."""
+    t0 = time.perf_counter()
+    yield
     seconds = time.perf_counter() - t0
     _say(f"      done in {seconds:.0f} s")
-    return seconds
+    timings[phase] = seconds
 
 
 def save_grid(model, set_dir: Path, path: Path, count: int = 8) -> None:

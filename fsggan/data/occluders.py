@@ -38,7 +38,7 @@ import fnmatch
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -191,6 +191,89 @@ def read_anchor_yaml(path: str | Path) -> tuple[dict, dict[str, dict]]:
     return entry("default", default), {str(k): entry(str(k), v) for k, v in files.items()}
 
 
+# ---------------------------------------------------------------- loading a folder
+_ANCHOR_FILE_NAMES = ("occlusions.csv", "anchors.yaml", "anchors.yml")
+
+
+def _anchor_file(folder: Path, anchors: str | Path | None) -> Path | None:
+    """The anchor file to read: `anchors` when given, else the first of `_ANCHOR_FILE_NAMES`
+    present in `folder`, else None."""
+    if anchors is not None:
+        return Path(anchors)
+    for name in _ANCHOR_FILE_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _selected_pngs(folder: Path, include: Sequence[str], exclude: Sequence[str]) -> Iterator[tuple[Path, str]]:
+    """The PNG files under `folder` (recursively, sorted) that match an `include` pattern (all
+    when there is none) and no `exclude` pattern, with their paths relative to `folder`."""
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.suffix.lower() != ".png":
+            continue
+        rel = path.relative_to(folder).as_posix()
+        if include and not any(fnmatch.fnmatch(rel, p) for p in include):
+            continue
+        if any(fnmatch.fnmatch(rel, p) for p in exclude):
+            continue
+        yield path, rel
+
+
+@dataclass
+class _AnchorTable:
+    """The entries of a folder's anchor file: OCFR rows by (group, file name), or our YAML's
+    entries by relative path, file name or glob, with its default for the files it does not
+    list. Empty when the folder has no anchor file."""
+
+    csv_rows: dict = field(default_factory=dict)
+    yaml_default: dict = field(default_factory=dict)
+    yaml_files: dict = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path | None) -> "_AnchorTable":
+        if path is None:
+            return cls()
+        if not path.is_file():
+            raise OccluderError(f"anchor file {path} does not exist")
+        if path.suffix.lower() == ".csv":
+            return cls(csv_rows=read_ocfr_csv(path))
+        if path.suffix.lower() in (".yaml", ".yml"):
+            yaml_default, yaml_files = read_anchor_yaml(path)
+            return cls(yaml_default=yaml_default, yaml_files=yaml_files)
+        raise OccluderError(f"anchor file {path}: use an OCFR-style .csv or a .yaml file")
+
+    def entry(self, group: str, rel: str) -> dict | None:
+        """The entry of the cut-out at `rel` (in OCFR group sub-folder `group`), or None."""
+        name = Path(rel).name
+        info = self.csv_rows.get((group, name))
+        if info is None and self.yaml_files:
+            info = self.yaml_files.get(rel) or self.yaml_files.get(name)
+            if info is None:
+                for pat, e in self.yaml_files.items():
+                    if fnmatch.fnmatch(rel, pat):
+                        info = e
+                        break
+        if info is None and self.yaml_default:
+            info = self.yaml_default
+        return info
+
+    def category_and_anchors(self, rel: str, rgba: np.ndarray, category: str) -> tuple[str, dict]:
+        """Category and anchors (in the PNG's pixels) of the cut-out `rgba` at `rel`: its
+        entry's, else its OCFR group's category (else `category`) and no anchors."""
+        group = Path(rel).parent.name if "/" in rel else ""
+        cat = OCFR_GROUPS.get(group, category)
+        pts: dict = {}
+        info = self.entry(group, rel)
+        if info is not None:
+            cat = info["category"] or cat
+            pts = dict(info["anchors"])
+            if info.get("size"):  # the file's points are for another size of the picture
+                sx, sy = rgba.shape[1] / info["size"][0], rgba.shape[0] / info["size"][1]
+                pts = {k: (x * sx, y * sy) for k, (x, y) in pts.items()}
+        return cat, pts
+
+
 # ---------------------------------------------------------------- bank
 @dataclass
 class OccluderBank:
@@ -322,34 +405,10 @@ class OccluderLibrary:
             raise OccluderError(f"occluder folder {folder} does not exist (check occluders.*.path in the config)")
         if category not in CATEGORIES:
             raise OccluderError(f"unknown category {category!r}; use one of {', '.join(CATEGORIES)}")
-        if anchors is None:
-            for cand in ("occlusions.csv", "anchors.yaml", "anchors.yml"):
-                if (folder / cand).is_file():
-                    anchors = folder / cand
-                    break
-        csv_rows: dict = {}
-        yaml_default: dict = {}
-        yaml_files: dict = {}
-        if anchors is not None:
-            anchors = Path(anchors)
-            if not anchors.is_file():
-                raise OccluderError(f"anchor file {anchors} does not exist")
-            if anchors.suffix.lower() == ".csv":
-                csv_rows = read_ocfr_csv(anchors)
-            elif anchors.suffix.lower() in (".yaml", ".yml"):
-                yaml_default, yaml_files = read_anchor_yaml(anchors)
-            else:
-                raise OccluderError(f"anchor file {anchors}: use an OCFR-style .csv or a .yaml file")
+        table = _AnchorTable.read(_anchor_file(folder, anchors))
         prefix = folder.name if prefix is None else prefix
         occluders, skipped = [], []
-        for path in sorted(folder.rglob("*")):
-            if not path.is_file() or path.suffix.lower() != ".png":
-                continue
-            rel = path.relative_to(folder).as_posix()
-            if include and not any(fnmatch.fnmatch(rel, p) for p in include):
-                continue
-            if any(fnmatch.fnmatch(rel, p) for p in exclude):
-                continue
+        for path, rel in _selected_pngs(folder, include, exclude):
             try:
                 rgba = read_rgba(path)
             except ImageError as e:
@@ -357,25 +416,7 @@ class OccluderLibrary:
                     raise
                 skipped.append((str(path), e.reason, str(e)))
                 continue
-            group = Path(rel).parent.name if "/" in rel else ""
-            cat = OCFR_GROUPS.get(group, category)
-            pts: dict = {}
-            info = csv_rows.get((group, path.name))
-            if info is None and yaml_files:
-                info = yaml_files.get(rel) or yaml_files.get(path.name)
-                if info is None:
-                    for pat, e in yaml_files.items():
-                        if fnmatch.fnmatch(rel, pat):
-                            info = e
-                            break
-            if info is None and yaml_default:
-                info = yaml_default
-            if info is not None:
-                cat = info["category"] or cat
-                pts = dict(info["anchors"])
-                if info.get("size"):
-                    sx, sy = rgba.shape[1] / info["size"][0], rgba.shape[0] / info["size"][1]
-                    pts = {k: (x * sx, y * sy) for k, (x, y) in pts.items()}
+            cat, pts = table.category_and_anchors(rel, rgba, category)
             if min(rgba.shape[:2]) < 4:
                 skipped.append((str(path), "too_small", f"{path}: occluder is smaller than 4 px"))
                 continue

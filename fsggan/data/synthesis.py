@@ -122,6 +122,71 @@ def _RS(angle: float, scale: float) -> np.ndarray:
     return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
 
 
+class _FaceFrame(NamedTuple):
+    """The face frame of a placement, from the five landmarks: origin `em` (the eye
+    midpoint), `e1` along the eye line (angle `phi`), `e2` down the face, unit `E` (the eye
+    distance, at least a tenth of the image)."""
+
+    landmarks: np.ndarray  # (5, 2): left eye, right eye, nose, mouth left, mouth right
+    le: np.ndarray
+    re: np.ndarray
+    nose: np.ndarray
+    em: np.ndarray
+    mm: np.ndarray  # mouth centre
+    E: float
+    phi: float
+    e1: np.ndarray
+    e2: np.ndarray
+
+
+def _face_frame(landmarks: np.ndarray, image_size: int) -> _FaceFrame:
+    L = np.asarray(landmarks, np.float64).reshape(5, 2)
+    le, re, nose, ml, mr = L
+    eye_vec = re - le
+    E = max(float(np.hypot(*eye_vec)), 0.1 * image_size)
+    phi = math.atan2(eye_vec[1], eye_vec[0])
+    e1 = np.array([math.cos(phi), math.sin(phi)])
+    e2 = np.array([-math.sin(phi), math.cos(phi)])  # points down the face
+    return _FaceFrame(L, le, re, nose, (le + re) / 2, (ml + mr) / 2, E, phi, e1, e2)
+
+
+class _Shape(NamedTuple):
+    """An object after the shape variation: whether it is flipped, the variation matrix `V`
+    (about the bbox centre `cx`, `cy`) and the varied bbox width `w` and height `h`."""
+
+    flip: bool
+    V: np.ndarray
+    cx: float
+    cy: float
+    w: float
+    h: float
+
+
+def _random_face_point(rng: np.random.Generator, f: _FaceFrame) -> np.ndarray:
+    """An "anywhere" object's target: an eye, the nose, the mouth, the eye midpoint, the
+    forehead, a cheek or the chin (one draw)."""
+    E, e2 = f.E, f.e2
+    points = [f.le, f.re, f.nose, f.mm, f.em, f.em - 0.8 * E * e2, f.le + 0.9 * E * e2, f.re + 0.9 * E * e2,
+              f.mm + 0.7 * E * e2]
+    return points[int(rng.integers(len(points)))]
+
+
+def _category_target(rng: np.random.Generator, category: str, f: _FaceFrame) -> np.ndarray:
+    """Where the category default puts an object. One draw whatever the category (the side
+    of a vertical object), so the draws that follow do not depend on the category."""
+    E, e1, e2 = f.E, f.e1, f.e2
+    side = 1 if rng.random() < 0.5 else -1
+    return {
+        "eyes": f.em,
+        "upper_face": f.em + 0.25 * E * e2,
+        "nose": f.nose,
+        "mouth": f.mm,
+        "lower_face": f.mm + 0.15 * E * e2,
+        "forehead": f.em - 0.3 * E * e2,
+        "vertical": f.em + side * 0.55 * E * e1 + 1.0 * E * e2,
+    }[category]
+
+
 class OcclusionSynthesizer:
     """Occlude batches of faces with occluders from `library`.
 
@@ -168,74 +233,79 @@ class OcclusionSynthesizer:
         """Draw one occluder and its transform for a face with `landmarks` (5, 2).
 
         Returns {"index", "matrix" (3x3, cut-out px -> face px), "category", "anchored"}.
+        The draws come from `rng` in a fixed order (occluder, shape variation, category
+        default, jitter), so a Generator seeded alike gives the same placement.
         """
-        p = self.placement
-        lib = self.library
-        i = int(rng.integers(len(lib))) if index is None else int(index)
-        occ = lib[i]
-        L = np.asarray(landmarks, np.float64).reshape(5, 2)
-        le, re, nose, ml, mr = L
-        eye_vec = re - le
-        E = max(float(np.hypot(*eye_vec)), 0.1 * self.image_size)
-        phi = math.atan2(eye_vec[1], eye_vec[0])
-        e1 = np.array([math.cos(phi), math.sin(phi)])
-        e2 = np.array([-math.sin(phi), math.cos(phi)])  # points down the face
-        em, mm = (le + re) / 2, (ml + mr) / 2
+        i = int(rng.integers(len(self.library))) if index is None else int(index)
+        occ = self.library[i]
+        face = _face_frame(landmarks, self.image_size)
+        shape = self._shape_variation(rng, i)
+        fit = self._anchor_fit(i, shape, face)
+        anchored = fit is not None
+        if anchored:
+            M, pivot = fit
+            rot_range = self.placement.rotation_jitter
+        else:
+            M, pivot, rot_range = self._category_placement(rng, occ.category, shape, face)
+        J = self._jitter(rng, pivot, face.E, rot_range)
+        return {"index": i, "matrix": J @ M, "category": occ.category, "anchored": anchored}
 
-        # 1. shape variation about the bbox centre
+    def _shape_variation(self, rng: np.random.Generator, i: int) -> _Shape:
+        """Step 1: random horizontal flip and aspect stretch of object `i` about its bbox centre."""
+        p = self.placement
         x0, y0, x1, y1 = self._bbox[i]
         cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
         flip = bool(p.flip and rng.random() < 0.5)
         aspect = math.exp(rng.uniform(-p.aspect_jitter, p.aspect_jitter)) if p.aspect_jitter > 0 else 1.0
         V = _T(cx, cy) @ np.diag([(-1.0 if flip else 1.0) * aspect, 1.0 / aspect, 1.0]) @ _T(-cx, -cy)
-        w, h = (x1 - x0) * aspect, (y1 - y0) / aspect
+        return _Shape(flip, V, cx, cy, (x1 - x0) * aspect, (y1 - y0) / aspect)
 
-        # 2. semantic placement
-        anchors = {(_SWAP.get(k, k) if flip else k): v for k, v in self._anchors[i].items()}
+    def _anchor_fit(self, i: int, shape: _Shape, face: _FaceFrame) -> tuple[np.ndarray, np.ndarray] | None:
+        """Step 2 for objects with >= 2 anchors (left/right swapped when flipped): the similarity
+        fit of the varied anchors onto the matching landmarks, as (matrix, pivot); None for
+        objects placed by their category. Draws nothing."""
+        anchors = {(_SWAP.get(k, k) if shape.flip else k): v for k, v in self._anchors[i].items()}
         names = [n for n in LANDMARK_NAMES if n in anchors]
-        anchored = len(names) >= 2
-        rot_range = p.rotation_jitter
-        if anchored:
-            src = np.array([anchors[n] for n in names], np.float64)
-            src = (V[:2, :2] @ src.T).T + V[:2, 2]
-            dst = np.array([L[LANDMARK_NAMES.index(n)] for n in names])
-            S = similarity_fit(src, dst)
-            pivot = dst.mean(0)
-            M = S @ V
-        else:
-            cat = occ.category
-            if cat == "anywhere":
-                points = [le, re, nose, mm, em, em - 0.8 * E * e2, le + 0.9 * E * e2, re + 0.9 * E * e2, mm + 0.7 * E * e2]
-                target = points[int(rng.integers(len(points)))]
-                measure, size = "sqrtarea", rng.uniform(*p.anywhere_size)
-                rot_range = p.anywhere_rotation
-            else:
-                measure, size = _CATEGORY_SIZE[cat]
-                target = {
-                    "eyes": em,
-                    "upper_face": em + 0.25 * E * e2,
-                    "nose": nose,
-                    "mouth": mm,
-                    "lower_face": mm + 0.15 * E * e2,
-                    "forehead": em - 0.3 * E * e2,
-                    "vertical": em + (1 if rng.random() < 0.5 else -1) * 0.55 * E * e1 + 1.0 * E * e2,
-                }[cat]
-                if cat == "eyes" and w < 1.5 * h:  # not glasses-shaped: a patch over one eye
-                    target, size = (le if rng.random() < 0.5 else re), 1.1
-            obj = {"width": w, "height": h, "sqrtarea": math.sqrt(w * h)}[measure]
-            scale = size * E / max(obj, 1e-6)
-            # the point of the object that goes to the target: its centre, or for
-            # forehead objects (hats) the middle of its bottom edge, which sits on the brows
-            ref_y = cy + h / 2 if (not anchored and occ.category == "forehead") else cy
-            pivot = np.asarray(target, np.float64)
-            M = _T(*pivot) @ _RS(phi, scale) @ _T(-cx, -ref_y) @ V
+        if len(names) < 2:
+            return None
+        V = shape.V
+        src = np.array([anchors[n] for n in names], np.float64)
+        src = (V[:2, :2] @ src.T).T + V[:2, 2]
+        dst = np.array([face.landmarks[LANDMARK_NAMES.index(n)] for n in names])
+        return similarity_fit(src, dst) @ V, dst.mean(0)
 
-        # 3. jitter about the placement point
+    def _category_placement(self, rng: np.random.Generator, category: str, shape: _Shape,
+                            face: _FaceFrame) -> tuple[np.ndarray, np.ndarray, float]:
+        """Step 2 for objects without anchors: the category default (module docstring), as
+        (matrix, pivot, rotation jitter range in degrees)."""
+        p = self.placement
+        w, h = shape.w, shape.h
+        rot_range = p.rotation_jitter
+        if category == "anywhere":
+            target = _random_face_point(rng, face)
+            measure, size = "sqrtarea", rng.uniform(*p.anywhere_size)
+            rot_range = p.anywhere_rotation
+        else:
+            measure, size = _CATEGORY_SIZE[category]
+            target = _category_target(rng, category, face)
+            if category == "eyes" and w < 1.5 * h:  # not glasses-shaped: a patch over one eye
+                target, size = (face.le if rng.random() < 0.5 else face.re), 1.1
+        obj = {"width": w, "height": h, "sqrtarea": math.sqrt(w * h)}[measure]
+        scale = size * face.E / max(obj, 1e-6)
+        # the point of the object that goes to the target: its centre, or for
+        # forehead objects (hats) the middle of its bottom edge, which sits on the brows
+        ref_y = shape.cy + h / 2 if category == "forehead" else shape.cy
+        pivot = np.asarray(target, np.float64)
+        return _T(*pivot) @ _RS(face.phi, scale) @ _T(-shape.cx, -ref_y) @ shape.V, pivot, rot_range
+
+    def _jitter(self, rng: np.random.Generator, pivot: np.ndarray, E: float, rot_range: float) -> np.ndarray:
+        """Step 3: random rotation (+-`rot_range` degrees) and scale about `pivot`, then an offset
+        in units of the eye distance `E`."""
+        p = self.placement
         ang = math.radians(rng.uniform(-rot_range, rot_range))
         sc = rng.uniform(1 - p.scale_jitter, 1 + p.scale_jitter)
         off = rng.uniform(-p.offset_jitter, p.offset_jitter, size=2) * E
-        J = _T(*(pivot + off)) @ _RS(ang, sc) @ _T(-pivot[0], -pivot[1])
-        return {"index": i, "matrix": J @ M, "category": occ.category, "anchored": anchored}
+        return _T(*(pivot + off)) @ _RS(ang, sc) @ _T(-pivot[0], -pivot[1])
 
     # ------------------------------------------------------------ rendering
     def _theta(self, placements: Sequence[dict], bank) -> torch.Tensor:

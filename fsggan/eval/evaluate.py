@@ -33,6 +33,7 @@ the rank-k table, with the reasons it is smaller than the paper's protocol, if i
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -40,8 +41,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from fsggan.data import PreparedSet
 from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
-
 from fsggan.metrics import image_metrics_batch, summarize
+
 from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
 from .report import CLEAN, OCCLUDED
 
@@ -133,89 +134,149 @@ def evaluate_set(
     set_dir = Path(set_dir)
     prepared = PreparedSet(set_dir, masks=False)
     names = prepared.names
-    if model is not None and predictions is not None:
-        raise ValueError("give either a model or a predictions folder, not both")
-    has_method = model is not None or predictions is not None
-    if has_method and not method:
-        raise ValueError("a method name is needed to label its row")
-
-    # -- predictions: check every file exists before any work
-    pred_files = None
-    if predictions is not None:
-        pred_files = match_predictions(Path(predictions), names)
-        missing = [n for n, p in pred_files.items() if p is None]
-        if missing and not allow_missing:
-            raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, []))
-        if len(missing) == len(names):
-            raise MissingPredictionsError(_nothing_scored(set_dir, Path(predictions), len(names), missing, []))
-
-    # -- recognition: which features are needed
+    row = _method_row(method, model, predictions)
+    pred_files = None if predictions is None else _matched_predictions(set_dir, Path(predictions), names,
+                                                                       allow_missing)
     recognizers = dict(recognizers or {})
-    protocol, gallery_names, query_names = None, set(), set()
-    if recognizers:
-        protocol = load_protocol(set_dir)
-        g, q = protocol_names(protocol)
-        gallery_names, query_names = set(g), set(q)
-        unknown = sorted((gallery_names | query_names) - set(names))
-        if unknown:
-            raise ValueError(f"{set_dir}/protocol.json names images that are not in the set: {unknown[:5]}")
-    feats = {r: {"clean": {}, "occluded": {}, "method": {}} for r in recognizers}
-
-    # row -> image name -> metrics; summarised at the end over the images every row has
-    scores: dict[str, dict[str, dict]] = {OCCLUDED: {}, **({method: {}} if has_method else {})}
-    per_image_rows, unreadable, missing = [], [], []
+    protocol, gallery, queries = _protocol_of(set_dir, names) if recognizers else (None, set(), set())
+    tally = _Tally(row, recognizers, gallery, queries, [] if per_image else None)
     loader = DataLoader(_ScoredItems(prepared, pred_files), batch_size=batch_size, num_workers=workers)
     save_dir = Path(save_predictions) if save_predictions is not None else None
-
     for batch in tqdm(loader, desc=f"{set_dir.name}", unit="batch", disable=not progress, leave=False):
         bnames = list(batch["name"])
-        clean, occ = batch["clean"], batch["occluded"]
-        pred, ok = None, [True] * len(bnames)
-        if model is not None:
-            y, _ = model.run(occ)
-            pred = quantize(y.float()).cpu()
-            if save_dir is not None:
-                for n, img in zip(bnames, pred):
-                    save_image(img, save_dir / n)
-        elif pred_files is not None:
-            pred = batch["pred"]
-            for i, err in enumerate(batch["pred_error"]):
-                if err:
-                    ok[i] = False
-                    (missing if err == "missing" else unreadable).append(
-                        bnames[i] if err == "missing" else {"name": bnames[i], "error": err})
-
-        # image quality, per image (computed for the batch at once)
-        target = to_uint8(clean)
-        m_occ_batch = image_metrics_batch(to_uint8(occ), target)
-        good = [i for i in range(len(bnames)) if ok[i]]
-        m_pred_batch = (dict(zip(good, image_metrics_batch(to_uint8(pred[good]), target[good])))
-                        if pred is not None and good else {})
-        for i, n in enumerate(bnames):
-            m_occ = scores[OCCLUDED][n] = m_occ_batch[i]
-            record = {"name": n, **{f"occluded_{k}": v for k, v in m_occ.items()}}
-            if i in m_pred_batch:
-                m_pred = scores[method][n] = m_pred_batch[i]
-                record.update({f"method_{k}": v for k, v in m_pred.items()})
-            if per_image:
-                per_image_rows.append(record)
-
-        # recognition features, per recogniser
-        for rec_name, recognizer in recognizers.items():
-            store = feats[rec_name]
-            _embed_subset(recognizer, clean, bnames, gallery_names | query_names, store["clean"], device)
-            _embed_subset(recognizer, occ, bnames, query_names, store["occluded"], device)
-            if pred is not None:
-                usable = {n for n, good in zip(bnames, ok) if good} & query_names
-                _embed_subset(recognizer, pred, bnames, usable, store["method"], device)
-
+        pred, ok = _batch_predictions(batch, bnames, model, pred_files, save_dir, tally)
+        tally.add_quality(bnames, batch["clean"], batch["occluded"], pred, ok)
+        tally.add_features(bnames, batch["clean"], batch["occluded"], pred, ok, device)
+    missing, unreadable = tally.missing, tally.unreadable
     if (missing or unreadable) and not allow_missing:
         raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))
-    if has_method and len(missing) + len(unreadable) >= len(names):
+    if row is not None and len(missing) + len(unreadable) >= len(names):
         raise MissingPredictionsError(_nothing_scored(set_dir, predictions, len(names), missing, unreadable))
+    return _set_result(set_dir, prepared, tally, protocol, ks)
 
-    # every row on the same images: those with a usable prediction (all without a method)
-    left_out = set(missing) | {u["name"] for u in unreadable}
+
+def _method_row(method: str | None, model, predictions) -> str | None:
+    """The row label of the method scored (None: no method, baseline rows only)."""
+    if model is not None and predictions is not None:
+        raise ValueError("give either a model or a predictions folder, not both")
+    if model is None and predictions is None:
+        return None
+    if not method:
+        raise ValueError("a method name is needed to label its row")
+    return method
+
+
+def _matched_predictions(set_dir: Path, folder: Path, names: Sequence[str], allow_missing: bool) -> dict:
+    """The prediction file of every image name, checked before any work: a missing one fails
+    unless `allow_missing`, and so does a folder with none."""
+    pred_files = match_predictions(folder, names)
+    missing = [n for n, p in pred_files.items() if p is None]
+    if missing and not allow_missing:
+        raise MissingPredictionsError(_missing_message(set_dir, folder, missing, []))
+    if len(missing) == len(names):
+        raise MissingPredictionsError(_nothing_scored(set_dir, folder, len(names), missing, []))
+    return pred_files
+
+
+def _protocol_of(set_dir: Path, names: Sequence[str]) -> tuple[dict, set[str], set[str]]:
+    """The set's rank-k protocol, with the names of its gallery and of its queries, which
+    must all be images of the set."""
+    protocol = load_protocol(set_dir)
+    g, q = protocol_names(protocol)
+    gallery, queries = set(g), set(q)
+    unknown = sorted((gallery | queries) - set(names))
+    if unknown:
+        raise ValueError(f"{set_dir}/protocol.json names images that are not in the set: {unknown[:5]}")
+    return protocol, gallery, queries
+
+
+def _batch_predictions(batch: dict, bnames: list[str], model, pred_files, save_dir: Path | None,
+                       tally: "_Tally") -> tuple[torch.Tensor | None, list[bool]]:
+    """The method's images of a batch (None without a method) and which of them can be scored:
+    the model's outputs rounded to 8 bits (saved in `save_dir` when given), or the
+    prediction files the loader read, whose failures `tally` records."""
+    ok = [True] * len(bnames)
+    if model is not None:
+        y, _ = model.run(batch["occluded"])
+        pred = quantize(y.float()).cpu()
+        if save_dir is not None:
+            for n, img in zip(bnames, pred):
+                save_image(img, save_dir / n)
+        return pred, ok
+    if pred_files is None:
+        return None, ok
+    for i, err in enumerate(batch["pred_error"]):
+        if err:
+            ok[i] = False
+            (tally.missing if err == "missing" else tally.unreadable).append(
+                bnames[i] if err == "missing" else {"name": bnames[i], "error": err})
+    return batch["pred"], ok
+
+
+@dataclass
+class _Tally:
+    """What the pass over a set's batches collects: per row, the metrics of each image; the
+    per-image records (when kept); the predictions left out; and per recogniser, the
+    features of the images the protocol uses."""
+
+    method: str | None                   # the method's row label (None: baseline rows only)
+    recognizers: Mapping[str, Callable]
+    gallery: set[str]                    # names whose clean image is a gallery entry
+    queries: set[str]                    # names whose images are queries
+    per_image: list | None               # per-image records (None: not kept)
+    missing: list = field(default_factory=list)      # names without a prediction file
+    unreadable: list = field(default_factory=list)   # {"name", "error"} of unusable prediction files
+    scores: dict = field(init=False)     # row -> image name -> metrics
+    feats: dict = field(init=False)      # recogniser -> "clean" / "occluded" / "method" -> name -> feature
+
+    def __post_init__(self):
+        self.scores = {OCCLUDED: {}, **({self.method: {}} if self.method is not None else {})}
+        self.feats = {r: {"clean": {}, "occluded": {}, "method": {}} for r in self.recognizers}
+
+    def add_quality(self, names: list[str], clean, occ, pred, ok: list[bool]) -> None:
+        """Image quality of the occluded inputs and of the usable predictions, per image
+        (computed for the batch at once)."""
+        target = to_uint8(clean)
+        m_occ_batch = image_metrics_batch(to_uint8(occ), target)
+        good = [i for i in range(len(names)) if ok[i]]
+        m_pred_batch = (dict(zip(good, image_metrics_batch(to_uint8(pred[good]), target[good])))
+                        if pred is not None and good else {})
+        for i, n in enumerate(names):
+            m_occ = self.scores[OCCLUDED][n] = m_occ_batch[i]
+            record = {"name": n, **{f"occluded_{k}": v for k, v in m_occ.items()}}
+            if i in m_pred_batch:
+                m_pred = self.scores[self.method][n] = m_pred_batch[i]
+                record.update({f"method_{k}": v for k, v in m_pred.items()})
+            if self.per_image is not None:
+                self.per_image.append(record)
+
+    def add_features(self, names: list[str], clean, occ, pred, ok: list[bool], device) -> None:
+        """Each recogniser's features of the batch's clean gallery and query images, occluded
+        queries and usable predicted queries."""
+        for rec_name, recognizer in self.recognizers.items():
+            store = self.feats[rec_name]
+            _embed_subset(recognizer, clean, names, self.gallery | self.queries, store["clean"], device)
+            _embed_subset(recognizer, occ, names, self.queries, store["occluded"], device)
+            if pred is not None:
+                usable = {n for n, good in zip(names, ok) if good} & self.queries
+                _embed_subset(recognizer, pred, names, usable, store["method"], device)
+
+    def rank_k(self, protocol: dict, usable: set[str], ks: Sequence[int]) -> dict:
+        """recogniser -> row -> rank-k accuracies, on the `usable` queries only."""
+        rows = [(OCCLUDED, "occluded"), *([(self.method, "method")] if self.method is not None else []),
+                (CLEAN, "clean")]
+        return {rec_name: {row: evaluate_protocol(protocol, f["clean"],
+                                                  {n: v for n, v in f[key].items() if n in usable}, ks)
+                           for row, key in rows}
+                for rec_name, f in self.feats.items()}
+
+
+def _set_result(set_dir: Path, prepared: PreparedSet, tally: _Tally, protocol: dict | None,
+                ks: Sequence[int]) -> dict:
+    """The set's entry of the results: every row on the same images, those with a usable
+    prediction (all of them without a method)."""
+    names = prepared.names
+    left_out = set(tally.missing) | {u["name"] for u in tally.unreadable}
     kept = [n for n in names if n not in left_out]
     identity = {e["name"]: e.get("identity") for e in (prepared.manifest or {}).get("images", [])}
     result = {
@@ -223,21 +284,17 @@ def evaluate_set(
         "num_images": len(names),
         "scored": {"images": len(kept), "identities": len({identity[n] for n in kept if identity.get(n)}) or None},
         "quality": {row: {k: summarize([by_name[n][k] for n in kept]) for k in METRICS}
-                    for row, by_name in scores.items()},
-        "missing": missing,
-        "unreadable": unreadable,
+                    for row, by_name in tally.scores.items()},
+        "missing": tally.missing,
+        "unreadable": tally.unreadable,
         "recognition": None,
     }
-    if recognizers:
-        usable = query_names - left_out
-        rows = [(OCCLUDED, "occluded"), *([(method, "method")] if has_method else []), (CLEAN, "clean")]
-        result["recognition"] = {
-            rec_name: {row: evaluate_protocol(protocol, f["clean"], {n: v for n, v in f[key].items() if n in usable}, ks)
-                       for row, key in rows}
-            for rec_name, f in feats.items()}
+    if protocol is not None:
+        usable = tally.queries - left_out
+        result["recognition"] = tally.rank_k(protocol, usable, ks)
         result["protocol"] = protocol_summary(protocol, usable)
-    if per_image:
-        result["per_image"] = per_image_rows
+    if tally.per_image is not None:
+        result["per_image"] = tally.per_image
     return result
 
 
