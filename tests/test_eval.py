@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from PIL import Image
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from fsggan.eval import evaluate, metrics, recognition, report
+from fsggan import metrics
+from fsggan.eval import evaluate, recognition, report
 from fsggan.eval.evaluate import CLEAN, OCCLUDED, MissingPredictionsError, evaluate_set
 from fsggan.cli.evaluate import main as eval_main
 from fsggan.models.identity import FaceEmbedder
