@@ -26,6 +26,7 @@ costs about what a 1024x768 one does. A detector whose package or weights are mi
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,20 @@ DEFAULT_DETECTOR = "dlib_hog"
 DEFAULT_REASON = "provisional: the measurement is not done yet"
 
 
-@functools.lru_cache(maxsize=8)
-def get_detector(name: str = DEFAULT_DETECTOR, weights: str | None = None):
+def get_detector(name: str = DEFAULT_DETECTOR, weights: str | Path | None = None):
     """The detector object ``name`` (loaded once per process and weights folder): a callable
     ``(image, min_face, max_side) -> list[DetectedFace]`` in the image's pixels."""
     if name not in DETECTORS:
         raise ValueError(f"unknown detector {name!r}; choose one of {', '.join(DETECTORS)}")
+    if weights is None and name == "mtcnn":
+        from .mtcnn_nets import ENV_VAR
+
+        weights = os.environ.get(ENV_VAR) or None
+    return _load(name, None if weights is None else str(weights))
+
+
+@functools.lru_cache(maxsize=8)
+def _load(name: str, weights: str | None):
     if name == "mtcnn":
         from .mtcnn import MTCNN
 
@@ -72,7 +81,7 @@ def detect_faces(
     """
     image = check_image(image)
     small, sx, sy = shrink(image, max_side)
-    det = get_detector(detector, None if weights is None else str(weights))
+    det = get_detector(detector, weights)
     found = det(small, min_face * min(sx, sy), max_side)
     faces = [to_photo(f, sx, sy) for f in found]
     faces = [f for f in faces if f.size >= min_face]

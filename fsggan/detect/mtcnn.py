@@ -121,7 +121,7 @@ class MTCNN:
                 continue
             x0, y0 = ix.float() * STRIDE, iy.float() * STRIDE
             boxes = torch.stack([x0 / (ws / w), y0 / (hs / h), (x0 + CELL) / (ws / w), (y0 + CELL) / (hs / h)], 1)
-            score, delta = prob[0, iy, ix], reg[0, :, iy, ix].T
+            score, delta = prob[0, iy, ix], reg[0][:, iy, ix].T
             keep = nms(boxes, score, 0.5)
             found.append(torch.cat([boxes[keep], score[keep, None], delta[keep]], 1))
         if not found:
