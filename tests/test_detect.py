@@ -169,6 +169,7 @@ def test_mtcnn_weights_found_in_an_installed_package_without_importing_it(tmp_pa
         pytest.skip(str(e))
     data = tmp_path / "facenet_pytorch" / "data"
     data.mkdir(parents=True)
+    (data.parent / "__init__.py").write_text("raise ImportError('fsggan must not import facenet_pytorch')\n")
     for f in FILES:
         (data / f).symlink_to(real / f)
     monkeypatch.delenv("FSGGAN_MTCNN_WEIGHTS", raising=False)
