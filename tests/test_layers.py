@@ -28,6 +28,7 @@ FORBIDDEN = {
     "fsggan.models": ABOVE_MODELS,
     "fsggan.losses": ABOVE_MODELS,
     "fsggan.data": ("fsggan.train", "fsggan.eval", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
+    "fsggan.detect": ("fsggan.train", "fsggan.eval", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.eval": ("fsggan.train", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.train": ("fsggan.eval", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.pipeline": ("fsggan.train", "fsggan.eval", "fsggan.cli", "fsggan.quickstart"),
