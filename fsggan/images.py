@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -168,16 +168,24 @@ def _gray_to_uint8(arr: np.ndarray, mode: str, path: Path) -> np.ndarray:
     raise ImageError(path, "unsupported_mode", f"pixel format {mode} ({arr.dtype}) is not supported; save it as 8-bit RGB")
 
 
-def read_rgb(path: str | Path, *, min_size: int = 1, background: int = 255) -> tuple[np.ndarray, str]:
+def read_rgb(path: str | Path, *, min_size: int = 1, background: int = 255,
+             upright: bool = False) -> tuple[np.ndarray, str]:
     """Read any image as RGB uint8 (H, W, 3).
 
     Returns `(array, note)` where `note` names a conversion that was made ("" when the
     file was already 8-bit RGB; e.g. "grayscale", "cmyk", "16bit", "alpha").
     Raises `ImageError` for missing, empty, corrupt, truncated, unsupported or too small
-    (shorter side < `min_size`) files.
+    (shorter side < `min_size`) files. `upright`: turn the image as its EXIF orientation
+    tag says (camera photos); an unreadable tag leaves it as stored.
     """
     path = Path(path)
-    arr, note = pil_to_rgb(_open(path), path, background=background)
+    im = _open(path)
+    if upright:
+        try:
+            im = ImageOps.exif_transpose(im)
+        except Exception:  # a damaged EXIF block: the pixels are still good
+            pass
+    arr, note = pil_to_rgb(im, path, background=background)
     h, w = arr.shape[:2]
     if min(h, w) < min_size:
         raise ImageError(

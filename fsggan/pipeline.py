@@ -206,6 +206,7 @@ class FSGGAN:
         self.image_size = int(image_size or 128)
         self.checkpoints: dict[str, str] = {}
         self.identity_net: str | None = None  # the recogniser of G's identity loss (not a fair judge of G)
+        self.data: dict = {}  # the training config's data section (dataset kind, crop): where photos are aligned to
 
     @classmethod
     def from_checkpoints(cls, vae: str | Path | None = None, gan: str | Path | None = None,
@@ -219,6 +220,7 @@ class FSGGAN:
         that differs from the stored one gives a warning.
         """
         from fsggan.models import VAE, UNetGenerator
+        from fsggan.photos.template import data_section
 
         device = resolve_device(device)  # an unknown or absent device: one line, before any loading
         if gan is None:
@@ -245,6 +247,7 @@ class FSGGAN:
         model.checkpoints = paths
         loss = gckpt["config"].get("loss") or {}
         model.identity_net = loss.get("identity_net") if loss.get("identity") else None
+        model.data = data_section(gckpt)  # the dataset and crop the model was trained on
         return model
 
     # -- tensors in, tensors out (B, 3, S, S) in [-1, 1] on self.device
@@ -278,6 +281,13 @@ class FSGGAN:
     def structure(self, images, batch_size: int = 32):
         """Facial structure images ``g = V(x)``, in the input's kind."""
         return self._apply(images, "structure", batch_size)
+
+    def deocclude_photo(self, image, **options):
+        """A whole photo (uint8 array or PIL image): every face found, aligned, de-occluded and
+        pasted back -> (photo uint8 (H, W, 3), faces); see :mod:`fsggan.photos.deocclude`."""
+        from fsggan.photos import deocclude_photo
+
+        return deocclude_photo(self, image, **options)
 
 
 # ---------------------------------------------------------------- files in, files out

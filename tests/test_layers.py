@@ -32,6 +32,7 @@ FORBIDDEN = {
     "fsggan.eval": ("fsggan.train", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.train": ("fsggan.eval", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.pipeline": ("fsggan.train", "fsggan.eval", "fsggan.cli", "fsggan.quickstart"),
+    "fsggan.photos": ("fsggan.train", "fsggan.eval", "fsggan.cli", "fsggan.pipeline", "fsggan.quickstart"),
     "fsggan.quickstart": ("fsggan.cli",),
 }
 

@@ -4,7 +4,8 @@
     fsggan-train-vae     fsggan.cli.train_vae:main     -> fsggan.train.vae.train_vae
     fsggan-train-gan     fsggan.cli.train_gan:main     -> fsggan.train.gan.train_gan
     fsggan-eval          fsggan.cli.evaluate:main      -> fsggan.eval.evaluate.evaluate_sets
-    fsggan-deocclude     fsggan.cli.deocclude:main     -> fsggan.pipeline.deocclude_files
+    fsggan-deocclude     fsggan.cli.deocclude:main     -> fsggan.photos.deocclude_photo_files (photos),
+                                                        fsggan.pipeline.deocclude_files (--aligned, --crop)
     fsggan-quickstart    fsggan.cli.quickstart:main    -> fsggan.quickstart.run_quickstart
 
 Each ``main(argv=None)`` parses its arguments, loads the config, calls one library

@@ -1,0 +1,172 @@
+"""Photo files in, photo files out: what ``fsggan-deocclude`` does without ``--aligned``.
+
+For each photo under the inputs (files, and folders searched recursively), in order:
+read it upright (EXIF orientation), find and align its faces, and, once a batch's worth of
+faces (or of pixels) is waiting, de-occlude them together, paste them back and write
+
+    OUT/<relative path>                     the full-size photo (a JPEG stays a JPEG, quality
+                                            95; PNG and other formats are written as PNG)
+    OUT/<relative path>.json                the sidecar: size, detector, every face's box,
+                                            landmarks and detector score
+    OUT/faces/<relative path>.face<k>.{input,structure,output}.png   with ``save_faces``
+
+A folder input's files keep their path below that folder; a file input is written by its
+name. Photos without a face are not written (their sidecar is, with no faces) and are
+listed; unreadable photos (corrupt, truncated, under 32 px, implausibly large, ...) are
+listed with a one-line reason naming the file, as for face crops, and the rest go on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from fsggan.images import MIN_FACE_SIZE, ImageError, is_image, read_rgb, save_png
+
+from .deocclude import PhotoFace, align_faces, default_detector, face_finder, model_template, paste_faces, run_faces
+from .paste import feather_mask
+
+__all__ = ["PhotoJob", "PhotoSummary", "collect_photos", "deocclude_photo_files"]
+
+JPEG_QUALITY = 95
+MAX_PENDING_PIXELS = 60_000_000  # photos held in memory before their faces are run
+
+
+@dataclass
+class PhotoJob:
+    """One input photo and the name it is written under (relative to OUT)."""
+
+    path: Path
+    name: Path
+
+
+@dataclass
+class PhotoSummary:
+    """What a run did: photos written, faces de-occluded, photos without a face, and
+    "<file>: <reason>" for each photo that could not be read."""
+
+    written: int = 0
+    faces: int = 0
+    no_face: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+def _output_name(name: Path) -> Path:
+    return name if name.suffix.lower() in (".jpg", ".jpeg", ".png") else name.with_suffix(".png")
+
+
+def collect_photos(inputs: Sequence[str | Path], out: str | Path | None = None) -> list[PhotoJob]:
+    """The photo files of ``inputs`` (files; folders searched recursively, leaving out
+    ``out`` when it lies inside one). Raises FileNotFoundError for a missing input and
+    ValueError when two photos would be written under the same name."""
+    skip = Path(out).resolve() if out is not None else None
+    jobs: list[PhotoJob] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            for f in sorted(q for q in p.rglob("*") if is_image(q)):
+                if skip is None or skip not in f.resolve().parents:
+                    jobs.append(PhotoJob(f, _output_name(f.relative_to(p))))
+        elif p.is_file():
+            jobs.append(PhotoJob(p, _output_name(Path(p.name))))
+        else:
+            raise FileNotFoundError(f"{p}: no such file or folder")
+    seen: dict[Path, Path] = {}
+    for job in jobs:
+        if job.name in seen:
+            raise ValueError(f"two inputs would write the same output {job.name}: {seen[job.name]} and {job.path}")
+        seen[job.name] = job.path
+    return jobs
+
+
+def _write_photo(path: Path, photo: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        Image.fromarray(photo).save(path, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    else:
+        save_png(path, photo)
+
+
+def _write_sidecar(path: Path, job: PhotoJob, shape: tuple, detector: str | None, faces: Sequence[PhotoFace]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"source": str(job.path), "width": int(shape[1]), "height": int(shape[0]),
+              "detector": detector, "faces": [f.to_json() for f in faces]}
+    path.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def _write_faces(folder: Path, name: Path, faces: Sequence[PhotoFace]) -> None:
+    for k, f in enumerate(faces):
+        for kind in ("input", "structure", "output"):
+            crop = getattr(f, kind)
+            if crop is not None:
+                target = folder / name.parent / f"{name.name}.face{k}.{kind}.png"
+                target.parent.mkdir(parents=True, exist_ok=True)
+                save_png(target, crop)
+
+
+class _Writer:
+    """Runs the waiting photos' faces through the model, pastes them back, writes them."""
+
+    def __init__(self, model, out: Path, *, detector, batch_size: int, save_faces: bool, keep_detail: bool,
+                 summary: PhotoSummary):
+        self.model, self.out, self.detector = model, out, detector
+        self.batch_size, self.save_faces, self.keep_detail, self.summary = batch_size, save_faces, keep_detail, summary
+        self.mask = feather_mask(model.image_size)
+        self.pending: list[tuple[PhotoJob, np.ndarray, list[PhotoFace]]] = []
+
+    def add(self, job: PhotoJob, photo: np.ndarray, faces: list[PhotoFace]) -> None:
+        _write_sidecar(self.out / f"{job.name}.json", job, photo.shape, self.detector, faces)
+        if not faces:
+            self.summary.no_face.append(str(job.path))
+            return
+        self.pending.append((job, photo, faces))
+        waiting = sum(len(f) for _, _, f in self.pending)
+        if waiting >= self.batch_size or sum(p.size // 3 for _, p, _ in self.pending) >= MAX_PENDING_PIXELS:
+            self.flush()
+
+    def flush(self) -> None:
+        run_faces(self.model, [f for _, _, faces in self.pending for f in faces], self.batch_size)
+        for job, photo, faces in self.pending:
+            _write_photo(self.out / job.name, paste_faces(photo, faces, self.mask, self.keep_detail))
+            if self.save_faces:
+                _write_faces(self.out / "faces", job.name, faces)
+            self.summary.written += 1
+            self.summary.faces += len(faces)
+        self.pending = []
+
+
+def deocclude_photo_files(model, jobs: Sequence[PhotoJob], out: str | Path, *, detector: str | None = None,
+                          min_face: int = 20, batch_size: int = 32, save_faces: bool = False,
+                          keep_detail: bool = True, progress: bool = True,
+                          detect: Callable | None = None) -> PhotoSummary:
+    """De-occlude every face of every photo of ``jobs`` and write them under ``out``
+    (module docstring). ``detect``: a callable ``image -> faces`` instead of the detector;
+    ``keep_detail``: see :func:`fsggan.photos.deocclude.paste_faces`."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    detect = detect or face_finder(detector, min_face)
+    template = model_template(model, detector)
+    summary = PhotoSummary()
+    writer = _Writer(model, out, detector=detector or default_detector(), batch_size=batch_size, save_faces=save_faces,
+                     keep_detail=keep_detail, summary=summary)
+    for job in tqdm(jobs, desc="de-occluding photos", unit="photo", disable=not progress):
+        try:
+            photo, _ = read_rgb(job.path, min_size=MIN_FACE_SIZE, upright=True)
+            faces = align_faces(photo, detect, template, model.image_size)
+        except ImageError as exc:
+            summary.failed.append(str(exc))
+            continue
+        except Exception as exc:  # one bad photo (a detector failure) does not stop the others
+            summary.failed.append(f"{job.path}: {type(exc).__name__}: {exc}")
+            continue
+        writer.add(job, photo, faces)
+    if writer.pending:
+        writer.flush()
+    return summary

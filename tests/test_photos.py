@@ -1,0 +1,239 @@
+"""Whole photos (issue 17): alignment, paste-back, FSGGAN.deocclude_photo and fsggan-deocclude on
+real LFW photos from ../shared/data, with a tiny untrained model (32 px, widths 4).
+
+Faces come from a stub detector that knows where the LFW photos are: each 250x250 tile of a
+test photo that is not blank holds one LFW photo, whose landmarks are LFW's mean landmarks
+(the template), so the tests do not depend on a detector. One test uses the real detector
+(fsggan.detect) and skips where it is not installed.
+"""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import SHARED, need
+from fsggan.cli.deocclude import main as deocclude_main
+from fsggan.data.faces import DEFAULT_CROPS
+from fsggan.data.landmarks import MEAN_LANDMARKS
+from fsggan.images import crop_resize, read_rgba
+from fsggan.models import VAE, UNetGenerator
+from fsggan.photos import deocclude_photo, deocclude_photos, estimate_similarity, feather_mask, paste_back, warp_to_crop
+from fsggan.photos.align import apply, invert
+from fsggan.pipeline import FSGGAN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
+DATA = {"dataset": {"kind": "lfw", "crop": None, "image_size": 32}}
+TILE = 250
+LFW_PHOTO = SHARED / "lfw" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
+OTHER_PHOTO = SHARED / "lfw" / "Abdoulaye_Wade" / "Abdoulaye_Wade_0001.jpg"
+
+
+def stub_detect(image: np.ndarray) -> list:
+    """One face per non-blank 250x250 tile, with LFW's mean landmarks."""
+    faces = []
+    for y in range(0, image.shape[0] - TILE + 1, TILE):
+        for x in range(0, image.shape[1] - TILE + 1, TILE):
+            if image[y:y + TILE, x:x + TILE].std() > 2:
+                lm = MEAN_LANDMARKS["lfw"][0] + np.array([x, y], np.float32)
+                faces.append(SimpleNamespace(box=(x + 61.0, y + 66.0, x + 189.0, y + 194.0), landmarks=lm, score=1.0))
+    return faces
+
+
+def lfw(path=LFW_PHOTO) -> np.ndarray:
+    need(path, "LFW")
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def occluded(photo: np.ndarray) -> np.ndarray:
+    """``photo`` with a real occluder cut-out (a surgical mask) composited over mouth and nose."""
+    path = SHARED / "occluders" / "fsg" / "seen" / "SC-1.png"
+    need(path, "occluders")
+    rgba = np.asarray(Image.fromarray(read_rgba(path)).resize((90, 60), Image.Resampling.BICUBIC), np.float32)
+    out = photo.astype(np.float32)
+    y, x = 125, 80  # below the eyes, across nose and mouth of a 250x250 LFW photo
+    a = rgba[..., 3:] / 255
+    out[y:y + 60, x:x + 90] = out[y:y + 60, x:x + 90] * (1 - a) + rgba[..., :3] * a
+    return np.rint(out).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = FSGGAN(VAE(**VAE_KW), UNetGenerator(base_channels=4), device="cpu", image_size=32)
+    m.data = DATA
+    return m
+
+
+@pytest.fixture
+def gan_run(tmp_path):
+    """A Stage II checkpoint whose config names its dataset (LFW, 32 px)."""
+    torch.manual_seed(0)
+    path = tmp_path / "gan.pt"
+    torch.save({"version": 1, "step": 1, "models": {"generator": UNetGenerator(base_channels=4).state_dict(),
+                                                    "vae": VAE(**VAE_KW).state_dict()},
+                "config": {"generator": {"base_channels": 4}, "vae": VAE_KW, "data": DATA}}, path)
+    return path
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    """fsggan-deocclude finds faces with the stub detector."""
+    monkeypatch.setattr("fsggan.photos.deocclude.face_finder", lambda detector, min_face: stub_detect)
+
+
+# ---------------------------------------------------------------- geometry
+
+def test_similarity_recovers_a_known_transform():
+    rng = np.random.default_rng(0)
+    src = rng.uniform(0, 200, (5, 2))
+    angle, scale, shift = np.radians(23.0), 0.37, np.array([12.5, -40.0])
+    rot = scale * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    dst = src @ rot.T + shift
+    m = estimate_similarity(src, dst)
+    assert np.allclose(m[:, :2], rot, atol=1e-9) and np.allclose(m[:, 2], shift, atol=1e-7)
+    assert np.allclose(apply(invert(m), dst), src, atol=1e-7)
+    noisy = estimate_similarity(src, dst + rng.normal(0, 0.5, dst.shape))  # least squares: close, not exact
+    assert np.allclose(noisy[:, :2], rot, atol=0.01)
+    mirrored = estimate_similarity(src, dst * [-1, 1])  # never a reflection
+    assert np.linalg.det(mirrored[:, :2]) > 0
+    with pytest.raises(ValueError, match="coincide"):
+        estimate_similarity(np.ones((5, 2)), dst)
+
+
+def test_align_then_inverse_warp_round_trips_the_face():
+    photo = lfw()
+    angle, s = np.radians(12.0), 1.0  # crop pixels = photo pixels, turned: nothing is lost to scale
+    rot = s * np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    centre = np.array([125.0, 130.0])
+    m = np.hstack([rot, (np.array([64.0, 64.0]) - rot @ centre)[:, None]])  # photo -> 128 px crop
+    crop = warp_to_crop(photo, m, 128)
+    back = np.zeros_like(photo)
+    mask = feather_mask(128)
+    paste_back(back, crop, m, mask)
+    inside = apply(invert(m), np.array([[40, 40], [88, 88]]))  # well inside the crop's feather
+    x0, y0 = np.ceil(inside.min(0)).astype(int)
+    x1, y1 = np.floor(inside.max(0)).astype(int)
+    diff = np.abs(back[y0:y1, x0:x1].astype(float) - photo[y0:y1, x0:x1])
+    assert diff.mean() < 2.0, diff.mean()  # two bicubic resamplings of a JPEG
+
+
+def test_template_landmarks_give_the_fixed_lfw_crop(model):
+    """An LFW photo whose landmarks are the template lands on the fixed --crop lfw crop."""
+    photo = lfw()
+    _, faces = deocclude_photo(model, photo, detect=stub_detect)
+    fixed = crop_resize(photo, DEFAULT_CROPS["lfw"].box_for(TILE, TILE), 32)
+    assert np.abs(faces[0].input.astype(float) - fixed).mean() < 0.5  # the same crop, to rounding
+
+
+# ---------------------------------------------------------------- photos in memory
+
+def test_photo_comes_back_whole_changed_in_the_face_only(model):
+    photo = occluded(lfw())
+    out, faces = deocclude_photo(model, photo, detect=stub_detect)
+    assert out.shape == photo.shape and out.dtype == np.uint8 and len(faces) == 1
+    f = faces[0]
+    assert f.input.shape == f.output.shape == f.structure.shape == (32, 32, 3)
+    diff = np.abs(out.astype(float) - photo) / 255
+    x0, y0, x1, y1 = f.region
+    outside = np.ones(photo.shape[:2], bool)
+    outside[y0:y1, x0:x1] = False
+    assert diff[outside].mean() <= 1 / 255 and diff[outside].max() == 0  # untouched, bit for bit
+    bx0, by0, bx1, by1 = (int(v) for v in f.box)
+    assert diff[by0:by1, bx0:bx1].mean() > 5 / 255  # the (untrained) model changed the face
+    assert 40 < x1 - x0 < 200  # the face's region, not the photo
+
+
+def test_notebook_api_and_pil_photos(model):
+    photo = lfw()
+    a, _ = model.deocclude_photo(photo, detect=stub_detect)
+    b, faces = model.deocclude_photo(Image.fromarray(photo), detect=stub_detect)
+    assert np.array_equal(a, b) and len(faces) == 1 and faces[0].to_json()["score"] == 1.0
+
+
+def test_two_photos_side_by_side_and_one_without_a_face(model):
+    pair = np.concatenate([lfw(), lfw(OTHER_PHOTO)], axis=1)
+    blank = np.full((TILE, TILE, 3), 120, np.uint8)
+    (out, faces), (same, none) = deocclude_photos(model, [pair, blank], detect=stub_detect, batch_size=1)
+    assert out.shape == pair.shape and len(faces) == 2
+    assert faces[0].box[0] < TILE <= faces[1].box[0]
+    assert none == [] and np.array_equal(same, blank)
+
+
+def test_two_photos_side_by_side_with_the_real_detector():
+    detect = pytest.importorskip("fsggan.detect", reason="fsggan.detect (the face detectors) is not installed")
+    pair = np.concatenate([lfw(), lfw(OTHER_PHOTO)], axis=1)
+    centres = [np.asarray(f.landmarks, float).mean(0) for f in detect.detect_faces(pair)]
+    box = DEFAULT_CROPS["lfw"].box
+    for x in (0, TILE):  # the person of each photo (LFW photos may show others behind them)
+        assert sum(box[0] <= cx - x <= box[2] and box[1] <= cy <= box[3] for cx, cy in centres) == 1
+
+
+# ---------------------------------------------------------------- fsggan-deocclude
+
+def test_cli_photos_sidecars_faces_and_exif(gan_run, stub, tmp_path, capsys):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(occluded(lfw())).save(src / "one.jpg", quality=95)
+    pair = np.concatenate([lfw(), lfw(OTHER_PHOTO)], axis=1)  # 500 wide, 250 high upright
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter; viewers turn it 90 degrees clockwise
+    Image.fromarray(pair).transpose(Image.Transpose.ROTATE_90).save(src / "sub" / "pair.jpg", exif=exif, quality=95)
+    Image.fromarray(np.full((TILE, TILE, 3), 200, np.uint8)).save(src / "wall.png")
+    out = tmp_path / "out"
+    assert deocclude_main([str(src), "--gan", str(gan_run), "--out", str(out), "--save-faces", "--batch-size", "2",
+                           "--device", "cpu"]) == 0
+    captured = capsys.readouterr()
+    assert "wrote 2 photo(s) with 3 face(s)" in captured.out
+    assert "1 photo(s) with no face found (skipped, not written):" in captured.err and "wall.png" in captured.err
+    assert Image.open(out / "one.jpg").size == (TILE, TILE) and not (out / "wall.png").exists()
+    assert Image.open(out / "sub" / "pair.jpg").size == (2 * TILE, TILE)  # upright
+    side = json.loads((out / "sub" / "pair.jpg.json").read_text())
+    assert (side["width"], side["height"]) == (2 * TILE, TILE) and len(side["faces"]) == 2
+    assert set(side["faces"][0]) == {"box", "landmarks", "score"} and len(side["faces"][0]["landmarks"]) == 5
+    assert json.loads((out / "wall.png.json").read_text())["faces"] == []
+    for kind in ("input", "structure", "output"):
+        assert Image.open(out / "faces" / "sub" / f"pair.jpg.face1.{kind}.png").size == (32, 32)
+
+
+def test_cli_bad_photos_behave_as_crops(gan_run, stub, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    good = occluded(lfw())
+    Image.fromarray(good).save(src / "good.jpg", quality=95)
+    data = (src / "good.jpg").read_bytes()
+    (src / "cut.jpg").write_bytes(data[: len(data) // 2])
+    Image.fromarray(good[:20, :20]).save(src / "tiny.png")
+    Image.fromarray((good[..., 0].astype(np.uint16) * 257)).save(src / "deep.png")  # 16-bit gray
+    Image.fromarray(good).convert("CMYK").save(src / "print.jpg")
+    Image.fromarray(np.tile(good, (2, 2, 1))).save(src / "huge.png")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # 500x500 counts as implausibly large
+    out = tmp_path / "out"
+    assert deocclude_main([str(src), "--gan", str(gan_run), "--out", str(out), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    i = err.index("3 input(s) could not be read:")
+    listed = sorted(err[i + 1:])
+    names = [line.split(":")[0].strip() for line in listed]
+    assert names == [str(src / n) for n in ("cut.jpg", "huge.png", "tiny.png")]
+    assert "corrupt" in listed[0] and "implausibly large" in listed[1] and "smaller than the 32 px" in listed[2]
+    assert sorted(p.name for p in out.glob("*.*g")) == ["deep.png", "good.jpg", "print.jpg"]
+
+
+def test_cli_without_a_detection_module(gan_run, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(lfw()).save(src / "a.jpg")
+
+    def missing(detector, min_face):
+        raise ImportError("face detection is not available (no module); for face crops use --aligned")
+    monkeypatch.setattr("fsggan.photos.deocclude.face_finder", missing)
+    assert deocclude_main([str(src), "--gan", str(gan_run), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err == ("fsggan-deocclude: error: face detection is not available (no module); "
+                                       "for face crops use --aligned\n")
