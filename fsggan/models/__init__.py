@@ -1,9 +1,10 @@
 """FSG-GAN networks (paper's method section): Stage I VAE, HDC U-Net generator, discriminators."""
 
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
-from .discriminator import TRUNK_MODES, DiscOutput, MultiRFDiscriminator, PatchDiscriminator
+from .discriminator import TRUNK_MODES, DiscOutput, MultiRFDiscriminator
 from .generator import UNetGenerator
 from .global_discriminator import GlobalDiscriminator
+from .patch_discriminator import PatchDiscriminator
 from .hdc import HDCModule
 from .vae import VAE, VAEDecoder, VAEEncoder, VAEOutput
 

@@ -1,6 +1,7 @@
-"""Discriminators: the multi-receptive-field D of FSG-GAN (trained with paper Eq. 11) and a
-PatchGAN critic (``d_arch: patch``). The paper's "regular discriminator" ablation is the
-whole-image critic in :mod:`fsggan.models.global_discriminator`.
+"""The multi-receptive-field D of FSG-GAN (trained with paper Eq. 11) and the output type
+every critic returns. The paper's "regular discriminator" ablation is the whole-image critic
+in :mod:`fsggan.models.global_discriminator`; a PatchGAN critic is in
+:mod:`fsggan.models.patch_discriminator`.
 
 Multi-receptive-field D. Its feature extractor IS the VAE encoder (the paper shares
 weights between V's encoder and D), and one shallow head reads each of the encoder levels
@@ -70,7 +71,7 @@ from torch import nn
 from torch.func import functional_call
 from torch.nn import functional as F
 
-__all__ = ["DiscOutput", "MultiRFDiscriminator", "PatchDiscriminator", "TRUNK_MODES", "LEVELS"]
+__all__ = ["DiscOutput", "MultiRFDiscriminator", "TRUNK_MODES", "LEVELS"]
 
 TRUNK_MODES = ("frozen", "tied", "copy")
 LEVELS = (1, 2, 3, 4)   # H/2, H/4, H/8 (V's encoder body), H/16 (its last down-sampling)
@@ -242,30 +243,3 @@ class MultiRFDiscriminator(nn.Module):
         if assign and self.trunk_mode == "tied":
             raise ValueError("assign=True would replace the tied trunk Parameters")
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-
-class PatchDiscriminator(nn.Module):
-    """PatchGAN critic (pix2pix's N-layer D), ``d_arch: patch``: a local critic (each patch
-    logit sees 70 px with the defaults), kept as an option beside the paper's "regular D"
-    (:class:`~fsggan.models.global_discriminator.GlobalDiscriminator`).
-
-    conv4x4/2 + LeakyReLU, (n_layers - 1) x [conv4x4/2 + BN + LeakyReLU],
-    conv4x4/1 + BN + LeakyReLU, conv4x4/1 to one logit per patch. D = mean of the patch
-    sigmoids, reported through the same ``DiscOutput`` (one head, weight 1).
-    """
-
-    def __init__(self, in_channels: int = 3, base_channels: int = 64, n_layers: int = 3):
-        super().__init__()
-        c = base_channels
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, c, 4, 2, 1), nn.LeakyReLU(0.2)]
-        for i in range(1, n_layers + 1):
-            cin, cout = c * min(2 ** (i - 1), 8), c * min(2 ** i, 8)
-            stride = 2 if i < n_layers else 1
-            layers += [nn.Conv2d(cin, cout, 4, stride, 1, bias=False), nn.BatchNorm2d(cout),
-                       nn.LeakyReLU(0.2)]
-        layers.append(nn.Conv2d(c * min(2 ** n_layers, 8), 1, 4, 1, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, img: torch.Tensor) -> DiscOutput:
-        log_d, log_one_minus_d = patch_log_probs(self.net(img))
-        return combine_heads(log_d[:, None], log_one_minus_d[:, None], 0.0)
