@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CPU reference recipe end to end, each phase timed (README "Measured results").
 #   bash scripts/cpu_recipe.sh        # 64 px: prepare the 64 px sets, Stage I, Stage II (5,000 steps)
-#   bash scripts/cpu_recipe.sh 128    # the paper's 128 px (issue 16; R128 in docs/experiments.md: 100 min): Stage I
-#                                     # at 64 and 128 px, Stage II 2,500 steps at 64 px, then 900 at
+#   bash scripts/cpu_recipe.sh 128    # the paper's 128 px (issue 16; R128b in docs/experiments.md): Stage I
+#                                     # at 64 and 128 px, Stage II 1,800 steps at 64 px, then 900 at
 #                                     # 128 px from that G (G is fully convolutional), 128 px sets
 # Both evaluate Set1 + Set2 with the independent judge (dlib) and the training recogniser
 # (MobileFaceNet, marked). Run from the repository root, the venv active.
