@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from fsggan.images import read_rgb
-from fsggan.photos import collect_photos, deocclude_photo_files
+from fsggan.inputs import collect_inputs
+from fsggan.photos import deocclude_photo_files
 from fsggan.photos.deocclude import align_faces, face_finder, model_template, paste_faces, run_faces
 from fsggan.photos.paste import feather_mask
 from fsggan.pipeline import FSGGAN
@@ -84,7 +85,7 @@ def main(argv=None) -> int:
         for i in range(args.repeats + 1):  # the first is a warm-up
             runs.append(stages(model, src, tmp, detect))
             t = time.perf_counter()
-            summary = deocclude_photo_files(model, collect_photos([src.parent]), tmp / "out", progress=False)
+            summary = deocclude_photo_files(model, collect_inputs([src.parent]), tmp / "out", progress=False)
             whole.append(time.perf_counter() - t)
         runs, whole = runs[1:], whole[1:]
     med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}

@@ -35,7 +35,7 @@ from torch import nn
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "make_checkpoint", "save_checkpoint", "resolve_checkpoint",
            "load_checkpoint", "checkpoint_stage", "load_state", "load_states", "model_from_checkpoint",
-           "remove_stale_temps"]
+           "remove_stale_temps", "vae_path_of_gan", "state_dicts_differ"]
 
 CHECKPOINT_VERSION = 1
 # stage -> (the model that identifies it, its name, the command that writes it)
@@ -331,3 +331,25 @@ def model_from_checkpoint(cls: type[nn.Module], ckpt: dict, name: str, *, state:
         raise CheckpointError(f"{path}: config['{name}'] does not fit {cls.__name__}: {exc}") from exc
     load_state(model, ckpt, name, state=state, config=kwargs)
     return model.eval().requires_grad_(False)
+
+
+def vae_path_of_gan(ckpt: dict) -> Path:
+    """The Stage I checkpoint a Stage II checkpoint was trained with (absolute, or
+    relative to the working directory or to the Stage II run directory)."""
+    ref = (ckpt["config"].get("gan") or {}).get("vae_checkpoint")
+    if not ref:
+        raise CheckpointError(f"{ckpt['path']}: no config['gan']['vae_checkpoint']; pass the VAE with vae=...")
+    ref = Path(ref)
+    here = Path(ckpt["path"]).resolve()
+    for cand in (ref, here.parent / ref, here.parent.parent / ref, here.parent.parent.parent / ref):
+        if cand.exists():
+            return cand
+    raise FileNotFoundError(f"{ckpt['path']}: its VAE checkpoint {ref} (config['gan']['vae_checkpoint']) "
+                            "was not found; pass it explicitly (vae=... / --vae)")
+
+
+def state_dicts_differ(a: dict, b: dict | None) -> bool:
+    """True when both state dicts exist and some tensor differs."""
+    if b is None:
+        return False
+    return a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a)

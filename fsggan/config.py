@@ -12,7 +12,7 @@ Layers: several files are merged in order (mappings key by key, recursively; any
 value - lists included - is replaced), then the overrides. A file may start with
 `base: <file>` (a path relative to that file): its base is read first and the file lies
 over it, so an ablation is a few lines over `configs/gan.yaml`. A section class may also
-put a file under its own keys: `fsggan.train.config.DataConfig` reads the data YAML named
+put a file under its own keys: `fsggan.train.config.TrainDataSection` reads the data YAML named
 by `data.config` (see :func:`load_config`). The merged result is the resolved config,
 saved as a run's config.yaml.
 
@@ -290,7 +290,7 @@ def load_config(cls: type[T], path: str | Path | Sequence[str | Path] | None = N
     and `key=value` overrides.
 
     A section whose class has a ``layer(raw: dict) -> dict`` static method gets its raw
-    mapping through it after the files and the overrides (``DataConfig``: the data YAML
+    mapping through it after the files and the overrides (``TrainDataSection``: the data YAML
     named by ``data.config`` lies under the section's own keys).
     """
     paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)

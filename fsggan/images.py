@@ -7,6 +7,10 @@ fsggan holds an image as a float tensor (3, H, W) - or a batch (B, 3, H, W) - RG
     to_uint8(tensor)      (..., 3, H, W) in [-1, 1] -> (..., H, W, 3) uint8, rounded (what a PNG holds)
     to_float01(tensor)    (3, H, W) in [-1, 1] -> (H, W, 3) float array in [0, 1]
     quantize(tensor)      round to the 256 levels of a PNG, staying a [-1, 1] tensor
+    to_batch(images)      what the notebook API accepts (PIL image(s), uint8 / float arrays,
+                          tensors) -> ((B, 3, H, W) in [-1, 1], the kind to give back);
+                          ValueError naming the range expected for out-of-range values
+    from_batch(out, kind) the batch back in that kind
 
 Files:
 
@@ -43,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 __all__ = [
@@ -62,6 +67,9 @@ __all__ = [
     "list_images",
     "load_image",
     "save_image",
+    "to_batch",
+    "from_batch",
+    "resize_batch",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
@@ -307,3 +315,92 @@ def save_image(x: torch.Tensor, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(to_uint8(x)).save(path)
+
+
+# ---------------------------------------------------------------- image kinds of the notebook API
+
+def to_batch(images) -> tuple[torch.Tensor, dict]:
+    """Any supported input -> ((B, 3, H, W) float in [-1, 1] on CPU or the input's device,
+    info needed to give the output back in the same kind)."""
+    if isinstance(images, torch.Tensor):
+        if images.dim() not in (3, 4) or images.shape[-3] != 3:
+            raise ValueError(f"tensor input must be (3, H, W) or (B, 3, H, W) in [-1, 1], got {tuple(images.shape)}")
+        if not images.is_floating_point():  # uint8 / bool / int / complex: not fsggan's convention
+            raise ValueError(f"a tensor input must be a float tensor in [-1, 1], got {images.dtype} (from uint8 "
+                             "[0, 255] use x.float() / 127.5 - 1)")
+        _check_size(tuple(images.shape), "tensor")
+        _check_range(images, -1.0, 1.0, "a tensor input", "fsggan's convention; from [0, 1] use x * 2 - 1, "
+                     "from [0, 255] x / 127.5 - 1")
+        info = {"kind": "tensor", "single": images.dim() == 3, "device": images.device}
+        return (images.unsqueeze(0) if images.dim() == 3 else images).float(), info
+    if isinstance(images, Image.Image):  # read as the file path reads its file (fsggan.images.pil_to_rgb)
+        return to_tensor(images).unsqueeze(0), {"kind": "pil", "single": True}
+    if isinstance(images, np.ndarray):
+        if images.ndim == 4:
+            batch, info = to_batch(list(images))
+            info["kind"] = "ndarray_batch"
+            return batch, info
+        if images.dtype != np.uint8 and not np.issubdtype(images.dtype, np.floating):
+            raise ValueError(f"an image array must be uint8 in [0, 255] or float in [0, 1], got {images.dtype}")
+        _check_size(images.shape[:2] if images.ndim >= 2 else images.shape, "array")
+        if np.issubdtype(images.dtype, np.floating):
+            _check_range(torch.from_numpy(np.asarray(images)), 0.0, 1.0, "a float array",
+                         "for [0, 255] pass uint8 arrays")
+        return to_tensor(images).unsqueeze(0), {"kind": "ndarray", "single": True, "dtype": images.dtype}
+    if isinstance(images, (list, tuple)):
+        if not images:
+            raise ValueError("empty list of images")
+        items = [to_batch(im) for im in images]
+        kinds = {info["kind"] for _, info in items}
+        if len(kinds) > 1:
+            raise ValueError(f"mixed image kinds in one list: {sorted(kinds)}")
+        first = items[0][1]
+        sizes = {tuple(t.shape[-2:]) for t, _ in items}
+        tensors = [t for t, _ in items]
+        if len(sizes) > 1:  # the model resizes anyway; stack at the first size
+            tensors = [resize_batch(t, items[0][0].shape[-2:]) for t in tensors]
+        return torch.cat(tensors), {**first, "single": False}
+    raise TypeError(f"unsupported image input {type(images).__name__}: give PIL images, "
+                    "numpy arrays (H, W, 3) or tensors (B, 3, H, W) in [-1, 1]")
+
+
+def _check_size(shape: tuple, what: str) -> None:
+    """ValueError for a batch of no images, or images without pixels."""
+    if len(shape) == 4 and shape[0] == 0:
+        raise ValueError(f"a {what} batch of 0 images {shape}: nothing to de-occlude")
+    if any(int(s) == 0 for s in shape[-2:]):
+        raise ValueError(f"a {what} input of shape {shape}: images need at least one pixel (H, W >= 1)")
+
+
+def _check_range(x: torch.Tensor, lo: float, hi: float, what: str, hint: str, tol: float = 1e-3) -> None:
+    """ValueError naming the range when ``x`` holds values outside [lo, hi] (or NaN / inf)."""
+    if x.numel() == 0:
+        return
+    vmin, vmax = float(x.min()), float(x.max())
+    if not (lo - tol <= vmin and vmax <= hi + tol):  # also false for NaN
+        raise ValueError(f"{what} must hold values in [{lo:g}, {hi:g}] ({hint}); got values in "
+                         f"[{vmin:g}, {vmax:g}]")
+
+
+def from_batch(out: torch.Tensor, info: dict):
+    """The inverse of :func:`to_batch`: a (B, 3, H, W) [-1, 1] batch -> the kind ``info`` records."""
+    kind = info["kind"]
+    if kind == "tensor":
+        out = out.to(info["device"])
+        return out[0] if info["single"] else out
+    if kind == "pil":
+        imgs = [Image.fromarray(to_uint8(o)) for o in out]
+        return imgs[0] if info["single"] else imgs
+    arrays = [to_uint8(o) if info["dtype"] == np.uint8 else to_float01(o) for o in out]
+    if info["single"]:
+        return arrays[0]
+    return np.stack(arrays) if kind == "ndarray_batch" else arrays
+
+
+def resize_batch(x: torch.Tensor, size) -> torch.Tensor:
+    """(B, 3, H, W) -> (B, 3, *size), bilinear (antialiased when shrinking)."""
+    size = tuple(int(s) for s in size)
+    if tuple(x.shape[-2:]) == size:
+        return x
+    shrink = x.shape[-2] > size[0] or x.shape[-1] > size[1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from .models.vae import VAEOutput
 
 __all__ = ["LossWeights", "GeneratorLoss", "vae_loss", "gaussian_nll", "kl_standard_normal", "pixel_loss",
-           "masked_pixel_loss", "mask_loss", "gaussian_blur", "identity_loss", "generator_adversarial_loss", "discriminator_loss",
+           "masked_pixel_loss", "map_bce_loss", "gaussian_blur", "identity_loss", "generator_adversarial_loss", "discriminator_loss",
            "total_variation", "random_views", "feature_match_loss"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -33,8 +33,8 @@ class LossWeights:
     ``tv`` weights an optional total-variation term (not in the paper; the official code
     uses 0.5); 0 disables it. Beyond the paper (0 / off in the paper configs):
     ``pixel_hole`` weights an extra L1 term averaged over the occluded pixels only
-    (:func:`masked_pixel_loss`), ``mask`` the binary cross-entropy between the blend
-    head's predicted occlusion map and the synthesis mask (:func:`mask_loss`),
+    (:func:`masked_pixel_loss`), ``map_bce`` the binary cross-entropy between the blend
+    head's predicted occlusion map and the synthesis mask (:func:`map_bce_loss`),
     ``identity_layers`` feature matching on F's intermediate layers (:func:`feature_match_loss`).
     ``identity_every`` = k runs F on one step in k only, with the identity terms' weights
     times k: the same expected gradient for about 1/k of F's cost.
@@ -45,7 +45,7 @@ class LossWeights:
     adversarial: float = 1.0
     tv: float = 0.0
     pixel_hole: float = 0.0
-    mask: float = 0.0
+    map_bce: float = 0.0
     identity_layers: float = 0.0         # beyond the paper: F's intermediate feature maps of G(x, g) vs y
     identity_blur: float = 0.0           # beyond the paper: Gaussian sigma (px) on both faces before F
     identity_views: bool = False         # beyond the paper: F sees the same random view of both faces
@@ -95,10 +95,10 @@ def masked_pixel_loss(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tens
     return diff.sum() / (mask.sum() * pred.shape[1]).clamp_min(1.0)
 
 
-def mask_loss(pred_mask: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy between a predicted occlusion map in (0, 1) and the true mask."""
-    p = pred_mask.float().clamp(1e-6, 1 - 1e-6)
-    return F.binary_cross_entropy(p, mask.float())
+def map_bce_loss(occ_map: torch.Tensor, occ_mask: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy between a predicted occlusion map in (0, 1) and the synthesis mask."""
+    p = occ_map.float().clamp(1e-6, 1 - 1e-6)
+    return F.binary_cross_entropy(p, occ_mask.float())
 
 
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -208,10 +208,10 @@ class GeneratorLoss:
     """Stage II's generator loss L_G (Eq. 8) and the terms beyond the paper, for one step.
 
         loss = GeneratorLoss(LossWeights(identity=100.0), identity_net=F)
-        terms, total = loss(fake=G_out, occ_map=m, y=clean, occluded=synthesis_mask, disc=D, step=t)
+        terms, total = loss(fake=G_out, occ_map=m, y=clean, occ_mask=synthesis_mask, disc=D, step=t)
 
-    ``occ_map`` is the blend head's predicted occlusion map, ``occluded`` the synthesis mask
-    (1 where the occluder is; both (B, 1, H, W)); ``weights.mask`` weights their BCE.
+    ``occ_map`` is the blend head's predicted occlusion map, ``occ_mask`` the synthesis mask
+    (1 where the occluder is; both (B, 1, H, W)); ``weights.map_bce`` weights their BCE.
     ``terms`` maps each active term to its unweighted value; ``total`` is the weighted sum.
     F (``identity_net``, a frozen :class:`fsggan.models.identity.FaceEmbedder`) is only run
     when an identity term is on at ``step``; D only when ``weights.adversarial`` is not 0.
@@ -226,18 +226,18 @@ class GeneratorLoss:
         self.weights, self.identity_net = weights, identity_net
 
     def __call__(self, *, fake: torch.Tensor, occ_map: torch.Tensor | None, y: torch.Tensor,
-                 occluded: torch.Tensor | None = None, disc: nn.Module | None = None,
+                 occ_mask: torch.Tensor | None = None, disc: nn.Module | None = None,
                  step: int = 0) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         w = self.weights
-        if (w.pixel_hole or w.mask) and occluded is None:
-            raise ValueError("loss.pixel_hole and loss.mask need the occlusion mask of the batch")
+        if (w.pixel_hole or w.map_bce) and occ_mask is None:
+            raise ValueError("loss.pixel_hole and loss.map_bce need the occlusion mask of the batch")
         terms = {"pixel": pixel_loss(y, fake)}
         if w.pixel_hole:
-            terms["pixel_hole"] = masked_pixel_loss(y, fake, occluded)
-        if w.mask:
+            terms["pixel_hole"] = masked_pixel_loss(y, fake, occ_mask)
+        if w.map_bce:
             if occ_map is None:
-                raise ValueError("loss.mask needs generator.output: blend (a predicted occlusion map)")
-            terms["mask"] = mask_loss(occ_map, occluded)
+                raise ValueError("loss.map_bce needs generator.output: blend (a predicted occlusion map)")
+            terms["map_bce"] = map_bce_loss(occ_map, occ_mask)
         scale = ramp(step, tuple(w.identity_ramp)) * w.identity_every if step % w.identity_every == 0 else 0.0
         if scale and (w.identity or w.identity_layers):
             terms.update(self._identity_terms(fake, y))

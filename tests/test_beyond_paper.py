@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from fsggan.config import load_config
-from fsggan.losses import GeneratorLoss, LossWeights, mask_loss, masked_pixel_loss
+from fsggan.losses import GeneratorLoss, LossWeights, map_bce_loss, masked_pixel_loss
 from fsggan.models import MultiRFDiscriminator, UNetGenerator, VAE
 from fsggan.train import gan
 from fsggan.train.config import TrainGANConfig
@@ -80,12 +80,12 @@ def test_masked_pixel_loss_averages_over_the_occluded_pixels_only():
     assert masked_pixel_loss(y, pred, torch.zeros_like(mask)).item() == 0.0
 
 
-def test_mask_loss_is_binary_cross_entropy():
+def test_map_bce_loss_is_binary_cross_entropy():
     p = torch.tensor([0.9, 0.2]).view(1, 1, 1, 2)
     t = torch.tensor([1.0, 0.0]).view(1, 1, 1, 2)
     expected = -(math.log(0.9) + math.log(0.8)) / 2
-    assert mask_loss(p, t).item() == pytest.approx(expected, rel=1e-5)
-    assert mask_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item() < 1e-5   # finite at p = 0
+    assert map_bce_loss(p, t).item() == pytest.approx(expected, rel=1e-5)
+    assert map_bce_loss(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2)).item() < 1e-5   # finite at p = 0
 
 
 def test_lr_schedule_warmup_then_cosine():
@@ -122,18 +122,18 @@ def test_g_step_with_blend_hole_and_mask_terms_reduces_them():
     disc = MultiRFDiscriminator(trunk=VAE(base_channels=4, latent_dim=8, image_size=32).encoder, head_channels=4)
     opt = torch.optim.Adam(gen.parameters(), lr=2e-3)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
-    w = LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, pixel_hole=1.0, mask=1.0)
+    w = LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, pixel_hole=1.0, map_bce=1.0)
     g = torch.zeros_like(x)
-    first = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w), occluded=mask)[0]
+    first = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w), occ_mask=mask)[0]
     for _ in range(40):
-        last = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w), occluded=mask)[0]
-    assert {"pixel", "pixel_hole", "mask", "total"} <= set(last)
-    assert last["pixel_hole"] < first["pixel_hole"] and last["mask"] < first["mask"]
+        last = gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w), occ_mask=mask)[0]
+    assert {"pixel", "pixel_hole", "map_bce", "total"} <= set(last)
+    assert last["pixel_hole"] < first["pixel_hole"] and last["map_bce"] < first["map_bce"]
     with pytest.raises(ValueError, match="need the occlusion mask"):
         gan.g_step(gen, disc, opt, scaler, x=x, g=g, y=y, loss=GeneratorLoss(w))
     with pytest.raises(ValueError, match="generator.output: blend"):
         gan.g_step(UNetGenerator(base_channels=4), disc, opt, scaler, x=x, g=g, y=y,
-                   loss=GeneratorLoss(LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, mask=1.0)), occluded=mask)
+                   loss=GeneratorLoss(LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, map_bce=1.0)), occ_mask=mask)
 
 
 def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_config, stage1, tmp_path):  # noqa: F811
@@ -141,7 +141,7 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
     from fsggan.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
-    cfg = gan_config(data_config, run, stage1, "generator.output=blend", "loss.mask=1.0", "loss.pixel_hole=10.0",
+    cfg = gan_config(data_config, run, stage1, "generator.output=blend", "loss.map_bce=1.0", "loss.pixel_hole=10.0",
                      "train.ema=0.9", "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.1")
     result = gan.train_gan(**vars(cfg))
     assert result["step"] == 6
@@ -151,7 +151,7 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
     assert not all(torch.equal(ckpt["models"]["generator"][k], ckpt["models"]["generator_ema"][k])
                    for k in ckpt["models"]["generator"])
     stats = (run / "stats.jsonl").read_text()
-    assert '"g/mask"' in stats and '"g/pixel_hole"' in stats
+    assert '"g/map_bce"' in stats and '"g/pixel_hole"' in stats
     model = FSGGAN.from_checkpoints(gan=run / "checkpoints" / "last.pt", device="cpu")
     ema_w = ckpt["models"]["generator_ema"]["out.weight"]
     assert torch.equal(model.generator.out.weight, ema_w)
@@ -163,7 +163,7 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
 def test_paper_configs_keep_the_options_off():
     cfg = load_config(TrainGANConfig, "configs/gan.yaml", [])
     assert cfg.generator.output == "direct"
-    assert cfg.loss.pixel_hole == 0 and cfg.loss.mask == 0 and cfg.train.ema == 0
+    assert cfg.loss.pixel_hole == 0 and cfg.loss.map_bce == 0 and cfg.train.ema == 0
     assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none"
 
 

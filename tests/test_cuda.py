@@ -13,7 +13,7 @@ from fsggan.data import OccluderLibrary, OcclusionSynthesizer, item_rng, procedu
 from fsggan.losses import GeneratorLoss, LossWeights
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 from fsggan.train import gan, runtime
-from fsggan.train.config import TrainConfig
+from fsggan.train.config import TrainSection
 from fsggan.train.runtime import Env, make_scaler, set_cuda_backends, setup_env, wrap_model
 from conftest import REPO
 
@@ -38,7 +38,7 @@ def flags() -> tuple:
 
 
 def test_cuda_speed_settings_are_training_defaults():
-    t = TrainConfig()
+    t = TrainSection()
     assert t.cudnn_benchmark and t.tf32
     from fsggan.train.resume import RESUMABLE_KEYS
 
@@ -117,9 +117,9 @@ def test_gan_steps_on_cuda_reduce_losses(amp, channels_last):
     g_losses, d_losses = [], []
     for _ in range(10):
         terms, fake = gan.g_step(gen_net, disc, opt_g, sg, x=x, g=g, y=y, loss=GeneratorLoss(LossWeights(identity=0.0)),
-                                 amp=runtime.autocast(env, amp))
+                                 cast=runtime.autocast(env, amp))
         g_losses.append(terms["pixel"].item())
-        d_terms = gan.d_step(disc_net, opt_d, sd, real=y, fake=fake, amp=runtime.autocast(env, amp))
+        d_terms = gan.d_step(disc_net, opt_d, sd, real=y, fake=fake, cast=runtime.autocast(env, amp))
         d_losses.append(d_terms["loss"].item())
     assert np.isfinite(g_losses).all() and np.isfinite(d_losses).all()
     assert g_losses[-1] < g_losses[0]

@@ -93,6 +93,9 @@ def test_init_generator_starts_g_from_another_runs_g_and_checks_its_shape(data_c
     b = load_checkpoint(dst / "checkpoints" / "last.pt")["models"]["generator"]
     weights = [k for k in a if "running" not in k and "num_batches" not in k]   # BN statistics move in train mode
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in weights)          # lr 1e-9: G is still the source's
+    gan.train_gan(**vars(gan_config(data_config, tmp_path / "bilinear", stage1, "train.steps=1",   # no weights:
+                                    "generator.upsample=bilinear",                                # allowed to differ
+                                    f"gan.init_generator={src / 'checkpoints' / 'last.pt'}")))
     with pytest.raises(CheckpointError, match="gan.init_generator"):
         gan.train_gan(**vars(gan_config(data_config, tmp_path / "bad", stage1, "train.steps=1",
                                         "generator.base_channels=8",

@@ -113,6 +113,20 @@ def test_generator_shapes(hdc):
         gen(x)  # 3 channels only
 
 
+def test_generator_upsample_modes_share_weights():
+    """upsample: bilinear has the same parameters as nearest (a nearest-trained G loads into
+    it), every up-sampling unit uses it, and the output differs."""
+    torch.manual_seed(0)
+    near = UNetGenerator(base_channels=4).eval()
+    bil = UNetGenerator(base_channels=4, upsample="bilinear").eval()
+    bil.load_state_dict(near.state_dict())
+    assert [m.mode for m in bil.modules() if isinstance(m, UpSample)] == ["bilinear"] * 3
+    x, g = _img(2, 32), _img(2, 32, seed=1)
+    assert not torch.allclose(near(x, g), bil(x, g))
+    with pytest.raises(ValueError, match="upsample"):
+        UNetGenerator(base_channels=4, upsample="bicubic")
+
+
 def test_generator_ablation_same_depth():
     n_blocks = [len(UNetGenerator(base_channels=4, hdc=h).encoders[0]) for h in (True, False)]
     assert n_blocks == [3, 3]

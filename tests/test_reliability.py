@@ -173,7 +173,7 @@ def test_case06_config_file_that_is_not_utf8_or_not_yaml(content, expected, tmp_
     ("discriminator.lam=-1", "discriminator.lam=-1.0: must be a finite number >= 0"),
     ("generator.hdc_rates=[]", "generator.hdc_rates=[]: give one or more dilation rates >= 1"),
     ("generator.in_channels=3", "generator.in_channels=3: Stage II feeds G the face x and V's structure image"),
-    ("loss.mask=1", "loss.mask=1: the mask loss trains the blend head's occlusion map; set generator.output: blend"),
+    ("loss.map_bce=1", "loss.map_bce=1: this term trains the blend head's occlusion map; set generator.output: blend"),
     ("optim.lr=.nan", "optim.lr: expected a finite number, got nan"),
     ("train.batch_size=0", "train.batch_size must be >= 1, got 0"),
 ])

@@ -5,7 +5,7 @@
     fsggan-train-gan     fsggan.cli.train_gan:main     -> fsggan.train.gan.train_gan
     fsggan-eval          fsggan.cli.evaluate:main      -> fsggan.eval.evaluate.evaluate_sets
     fsggan-deocclude     fsggan.cli.deocclude:main     -> fsggan.photos.deocclude_photo_files (photos),
-                                                        fsggan.pipeline.deocclude_files (--aligned, --crop)
+                                                        fsggan.crops.deocclude_files (--aligned, --crop)
     fsggan-quickstart    fsggan.cli.quickstart:main    -> fsggan.quickstart.run_quickstart
 
 Each ``main(argv=None)`` parses its arguments, loads the config, calls one library
@@ -49,7 +49,7 @@ def check_out_dir(path, option: str) -> str | None:
 
 def check_device(device) -> str | None:
     """A one-line complaint about ``--device`` (unknown, or absent on this machine), or None."""
-    from fsggan.pipeline import resolve_device
+    from fsggan.device import resolve_device
 
     try:
         resolve_device(device)

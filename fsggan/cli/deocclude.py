@@ -100,8 +100,9 @@ def _photos(args, model, jobs) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns 0, 1 when some inputs could not be read (listed), 2 for a wrong checkpoint,
     input path or option."""
-    from fsggan.photos import collect_photos
-    from fsggan.pipeline import FSGGAN, collect_inputs, deocclude_files
+    from fsggan.crops import deocclude_files
+    from fsggan.inputs import collect_inputs
+    from fsggan.pipeline import FSGGAN
 
     args = build_parser().parse_args(argv)
     if args.batch_size < 1:
@@ -115,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(PROG, problem)
     crops = args.aligned or args.crop is not None
     try:
-        files = collect_inputs(args.inputs) if crops else collect_photos(args.inputs, args.out)
+        files = (collect_inputs(args.inputs, recursive=False, keep_format=False) if crops
+                 else collect_inputs(args.inputs, args.out))
         model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device)
     except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
         return fail(PROG, exc)

@@ -112,7 +112,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
     from fsggan.eval import report
     from fsggan.eval.evaluate import evaluate_sets
     from fsggan.eval.recognition import DLIB_NAME, build_recognizer
-    from fsggan.pipeline import FSGGAN, resolve_device
+    from fsggan.device import resolve_device
+    from fsggan.pipeline import FSGGAN
 
     if args.compare:
         if args.sets or args.gan or args.predictions:

@@ -17,6 +17,7 @@ the box; channel 1 of each softmax is "face".
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -31,8 +32,16 @@ INSTALL = "pip install --no-deps facenet-pytorch==2.6.0"
 FILES = ("pnet.pt", "rnet.pt", "onet.pt")
 
 
-def _conv(cin: int, cout: int, k: int) -> tuple[nn.Conv2d, nn.PReLU]:
-    return nn.Conv2d(cin, cout, k), nn.PReLU(cout)
+def _layers(net: nn.Module, convs: Sequence[tuple[int, int, int]], dense: Sequence[int] = ()) -> None:
+    """Give ``net`` its layers under the weight files' names: ``conv<i>`` + ``prelu<i>`` for
+    each (in, out, kernel) of ``convs``, then ``dense<j>`` + ``prelu<j>`` for each step of
+    ``dense`` (sizes: first the flattened input, then each layer's width)."""
+    for i, (cin, cout, k) in enumerate(convs, 1):
+        setattr(net, f"conv{i}", nn.Conv2d(cin, cout, k))
+        setattr(net, f"prelu{i}", nn.PReLU(cout))
+    for j, (din, dout) in enumerate(zip(dense, dense[1:]), len(convs) + 1):
+        setattr(net, f"dense{j}", nn.Linear(din, dout))
+        setattr(net, f"prelu{j}", nn.PReLU(dout))
 
 
 def _flatten_whc(x: torch.Tensor) -> torch.Tensor:
@@ -46,9 +55,7 @@ class PNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1, self.prelu1 = _conv(3, 10, 3)
-        self.conv2, self.prelu2 = _conv(10, 16, 3)
-        self.conv3, self.prelu3 = _conv(16, 32, 3)
+        _layers(self, [(3, 10, 3), (10, 16, 3), (16, 32, 3)])
         self.conv4_1 = nn.Conv2d(32, 2, 1)
         self.conv4_2 = nn.Conv2d(32, 4, 1)
         self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
@@ -64,10 +71,7 @@ class RNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1, self.prelu1 = _conv(3, 28, 3)
-        self.conv2, self.prelu2 = _conv(28, 48, 3)
-        self.conv3, self.prelu3 = _conv(48, 64, 2)
-        self.dense4, self.prelu4 = nn.Linear(576, 128), nn.PReLU(128)
+        _layers(self, [(3, 28, 3), (28, 48, 3), (48, 64, 2)], dense=[576, 128])
         self.dense5_1 = nn.Linear(128, 2)
         self.dense5_2 = nn.Linear(128, 4)
         self.pool = nn.MaxPool2d(3, 2, ceil_mode=True)
@@ -85,11 +89,7 @@ class ONet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv1, self.prelu1 = _conv(3, 32, 3)
-        self.conv2, self.prelu2 = _conv(32, 64, 3)
-        self.conv3, self.prelu3 = _conv(64, 64, 3)
-        self.conv4, self.prelu4 = _conv(64, 128, 2)
-        self.dense5, self.prelu5 = nn.Linear(1152, 256), nn.PReLU(256)
+        _layers(self, [(3, 32, 3), (32, 64, 3), (64, 64, 3), (64, 128, 2)], dense=[1152, 256])
         self.dense6_1 = nn.Linear(256, 2)
         self.dense6_2 = nn.Linear(256, 4)
         self.dense6_3 = nn.Linear(256, 10)

@@ -72,14 +72,22 @@ class DownSample(ConvUnit):
 
 
 class UpSample(nn.Module):
-    """Up-sampling unit: nearest-neighbour x2 up-sampling followed by a 3x3 conv unit.
+    """Up-sampling unit: x2 up-sampling (``mode``: nearest-neighbour or bilinear) followed by a
+    3x3 conv unit.
 
     Resize-then-convolve rather than a transposed conv avoids checkerboard artefacts.
+    Nearest-neighbour copies each coarse feature into a 2x2 block; three of them in a row
+    turn G's H/8 features into 8x8 blocks, whose edges show as a regular grid in regions that
+    only the coarse features paint (large occluder fills). Bilinear interpolates instead.
+    The mode has no parameters: one set of weights runs with either.
     """
 
-    def __init__(self, in_channels: int, out_channels: int):
+    def __init__(self, in_channels: int, out_channels: int, mode: str = "nearest"):
         super().__init__()
+        self.mode = mode
         self.conv = ConvUnit(in_channels, out_channels, kernel_size=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        if self.mode == "nearest":
+            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode=self.mode, align_corners=False))

@@ -7,7 +7,7 @@ Output: the de-occluded face y_hat = G(x, g) in [-1, 1] (tanh).
                                 -> HDC module (1x1 || 3x3 dilated at rates 1, 2, 5)
                                 -> residual module (BN-swish-conv3x3-BN-swish-conv1x1 + skip)
         widths C, 2C, 4C at H/2, H/4, H/8
-    decoder block j (j = 1..3): up-sampling unit (nearest x2 + 3x3 conv unit) -> 3x3 conv unit;
+    decoder block j (j = 1..3): up-sampling unit (x2 + 3x3 conv unit) -> 3x3 conv unit;
         block 1 takes encoder block 3, blocks 2 and 3 take
         concat(previous decoder output, symmetric encoder block output)
     output: 3x3 conv -> tanh
@@ -33,7 +33,11 @@ Output head (``output``):
   pixels G judges visible pass through untouched. The decoder's last skip is at H/2, so a
   direct head cannot copy the visible face at full resolution; the blend can. Inference
   still needs no mask: G predicts it. ``forward(..., return_mask=True)`` also returns m
-  (for the optional mask loss, ``loss.mask``). docs/experiments.md has the measurements.
+  (for the optional map loss, ``loss.map_bce``). docs/experiments.md has the measurements.
+
+Up-sampling (``upsample``): ``"nearest"`` (default; the paper names no method) or
+``"bilinear"`` (beyond the paper: no 8x8 block grid in large fills, see
+:class:`fsggan.models.blocks.UpSample`). Same parameters either way.
 """
 
 from __future__ import annotations
@@ -44,9 +48,10 @@ from torch import nn
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
 from .hdc import HDCModule
 
-__all__ = ["UNetGenerator", "OUTPUT_MODES"]
+__all__ = ["UNetGenerator", "OUTPUT_MODES", "UPSAMPLE_MODES"]
 
 OUTPUT_MODES = ("direct", "blend")
+UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
 class EncoderBlock(nn.Sequential):
@@ -64,17 +69,20 @@ class EncoderBlock(nn.Sequential):
 class DecoderBlock(nn.Sequential):
     """Up-sampling unit -> 3x3 conv unit."""
 
-    def __init__(self, in_channels: int, out_channels: int):
-        super().__init__(UpSample(in_channels, out_channels),
+    def __init__(self, in_channels: int, out_channels: int, upsample: str = "nearest"):
+        super().__init__(UpSample(in_channels, out_channels, upsample),
                          ConvUnit(out_channels, out_channels, kernel_size=3))
 
 
 class UNetGenerator(nn.Module):
     def __init__(self, in_channels: int = 6, out_channels: int = 3, base_channels: int = 64,
-                 hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5), output: str = "direct"):
+                 hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5), output: str = "direct",
+                 upsample: str = "nearest"):
         super().__init__()
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
+        if upsample not in UPSAMPLE_MODES:
+            raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if output == "blend" and in_channels < out_channels:
             raise ValueError("output='blend' needs x among the inputs (in_channels >= out_channels)")
         c = base_channels
@@ -86,9 +94,9 @@ class UNetGenerator(nn.Module):
             EncoderBlock(2 * c, 4 * c, hdc, hdc_rates),
         ])
         self.decoders = nn.ModuleList([
-            DecoderBlock(4 * c, 2 * c),          # H/8 -> H/4
-            DecoderBlock(2 * c + 2 * c, c),      # cat(dec1, enc2), H/4 -> H/2
-            DecoderBlock(c + c, c),              # cat(dec2, enc1), H/2 -> H
+            DecoderBlock(4 * c, 2 * c, upsample),          # H/8 -> H/4
+            DecoderBlock(2 * c + 2 * c, c, upsample),      # cat(dec1, enc2), H/4 -> H/2
+            DecoderBlock(c + c, c, upsample),              # cat(dec2, enc1), H/2 -> H
         ])
         self.out = nn.Conv2d(c, out_channels + (output == "blend"), kernel_size=3, padding=1)
 

@@ -15,12 +15,12 @@ Faces are found by ``fsggan.detect.detect_faces``; the layer sits below ``fsggan
 
 from .align import estimate_similarity, invert, warp_to_crop
 from .deocclude import PhotoFace, deocclude_photo, deocclude_photos, find_faces
-from .files import PhotoSummary, collect_photos, deocclude_photo_files
+from .files import PhotoSummary, deocclude_photo_files
 from .paste import feather_mask, paste_back
 from .template import crop_template
 
 __all__ = [
     "PhotoFace", "deocclude_photo", "deocclude_photos", "find_faces", "deocclude_photo_files",
-    "collect_photos", "PhotoSummary", "estimate_similarity", "invert", "warp_to_crop",
+    "PhotoSummary", "estimate_similarity", "invert", "warp_to_crop",
     "feather_mask", "paste_back", "crop_template",
 ]

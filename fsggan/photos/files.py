@@ -10,8 +10,8 @@ faces (or of pixels) is waiting, de-occlude them together, paste them back and w
                                             landmarks and detector score
     OUT/faces/<relative path>.face<k>.{input,structure,output}.png   with ``save_faces``
 
-A folder input's files keep their path below that folder; a file input is written by its
-name. Photos without a face are not written (their sidecar is, with no faces) and are
+The photos are :func:`fsggan.inputs.collect_inputs`'s (a folder input's files keep their path
+below that folder; a file input is written by its name). Photos without a face are not written (their sidecar is, with no faces) and are
 listed; unreadable photos (corrupt, truncated, under 32 px, implausibly large, ...) are
 listed with a one-line reason naming the file, as for face crops, and the rest go on.
 """
@@ -26,23 +26,16 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fsggan.images import MIN_FACE_SIZE, ImageError, is_image, read_rgb, save_png
+from fsggan.images import MIN_FACE_SIZE, ImageError, read_rgb, save_png
+from fsggan.inputs import InputFile
 
 from .deocclude import PhotoFace, align_faces, default_detector, face_finder, model_template, paste_faces, run_faces
 from .paste import feather_mask
 
-__all__ = ["PhotoJob", "PhotoSummary", "collect_photos", "deocclude_photo_files"]
+__all__ = ["PhotoSummary", "deocclude_photo_files"]
 
 JPEG_QUALITY = 95
 MAX_PENDING_PIXELS = 60_000_000  # photos held in memory before their faces are run
-
-
-@dataclass
-class PhotoJob:
-    """One input photo and the name it is written under (relative to OUT)."""
-
-    path: Path
-    name: Path
 
 
 @dataclass
@@ -56,34 +49,6 @@ class PhotoSummary:
     failed: list[str] = field(default_factory=list)
 
 
-def _output_name(name: Path) -> Path:
-    return name if name.suffix.lower() in (".jpg", ".jpeg", ".png") else name.with_suffix(".png")
-
-
-def collect_photos(inputs: Sequence[str | Path], out: str | Path | None = None) -> list[PhotoJob]:
-    """The photo files of ``inputs`` (files; folders searched recursively, leaving out
-    ``out`` when it lies inside one). Raises FileNotFoundError for a missing input and
-    ValueError when two photos would be written under the same name."""
-    skip = Path(out).resolve() if out is not None else None
-    jobs: list[PhotoJob] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir():
-            for f in sorted(q for q in p.rglob("*") if is_image(q)):
-                if skip is None or skip not in f.resolve().parents:
-                    jobs.append(PhotoJob(f, _output_name(f.relative_to(p))))
-        elif p.is_file():
-            jobs.append(PhotoJob(p, _output_name(Path(p.name))))
-        else:
-            raise FileNotFoundError(f"{p}: no such file or folder")
-    seen: dict[Path, Path] = {}
-    for job in jobs:
-        if job.name in seen:
-            raise ValueError(f"two inputs would write the same output {job.name}: {seen[job.name]} and {job.path}")
-        seen[job.name] = job.path
-    return jobs
-
-
 def _write_photo(path: Path, photo: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in (".jpg", ".jpeg"):
@@ -92,7 +57,7 @@ def _write_photo(path: Path, photo: np.ndarray) -> None:
         save_png(path, photo)
 
 
-def _write_sidecar(path: Path, job: PhotoJob, shape: tuple, detector: str | None, faces: Sequence[PhotoFace]) -> None:
+def _write_sidecar(path: Path, job: InputFile, shape: tuple, detector: str | None, faces: Sequence[PhotoFace]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {"source": str(job.path), "width": int(shape[1]), "height": int(shape[0]),
               "detector": detector, "faces": [f.to_json() for f in faces]}
@@ -117,9 +82,9 @@ class _Writer:
         self.model, self.out, self.detector = model, out, detector
         self.batch_size, self.save_faces, self.keep_detail, self.summary = batch_size, save_faces, keep_detail, summary
         self.mask = feather_mask(model.image_size)
-        self.pending: list[tuple[PhotoJob, np.ndarray, list[PhotoFace]]] = []
+        self.pending: list[tuple[InputFile, np.ndarray, list[PhotoFace]]] = []
 
-    def add(self, job: PhotoJob, photo: np.ndarray, faces: list[PhotoFace]) -> None:
+    def add(self, job: InputFile, photo: np.ndarray, faces: list[PhotoFace]) -> None:
         _write_sidecar(self.out / f"{job.name}.json", job, photo.shape, self.detector, faces)
         if not faces:
             self.summary.no_face.append(str(job.path))
@@ -140,7 +105,7 @@ class _Writer:
         self.pending = []
 
 
-def deocclude_photo_files(model, jobs: Sequence[PhotoJob], out: str | Path, *, detector: str | None = None,
+def deocclude_photo_files(model, jobs: Sequence[InputFile], out: str | Path, *, detector: str | None = None,
                           min_face: int = 20, batch_size: int = 32, save_faces: bool = False,
                           keep_detail: bool = True, progress: bool = True,
                           detect: Callable | None = None) -> PhotoSummary:

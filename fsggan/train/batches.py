@@ -93,7 +93,7 @@ def device_batches(loader, sampler: ShardedBatchSampler, dataset, pos: tuple[int
 def setup_data(data, train, *, env: Env, ckpt: dict | None):
     """Both stages' data: ``(train_set, val_set, data_state, sampler, loader, val)``.
 
-    data: the ``data`` section (:class:`fsggan.train.config.DataConfig`); train: ``train``.
+    data: the ``data`` section (:class:`fsggan.train.config.TrainDataSection`); train: ``train``.
     train_set draws new occlusions every epoch (``set_epoch``; reproducible from (seed,
     epoch, index)) and is sharded over the DDP ranks by ``sampler`` (resumable order from
     ``train.seed``); val_set is a fixed list of ``data.val_images`` occluded faces spread

@@ -8,7 +8,7 @@ a traceback from inside a constructor or the first step. Messages start with the
 
 * :func:`check_section`: one section alone (ranges, the values a constructor accepts);
 * :func:`check_run`: the options of a whole run that depend on each other (G's input is
-  the RGB face and V's structure image; ``loss.mask`` needs the blend head; PatchGAN
+  the RGB face and V's structure image; ``loss.map_bce`` needs the blend head; PatchGAN
   depth against the image size, ...).
 """
 
@@ -63,22 +63,22 @@ def check_section(section) -> None:
                              f"order (1-3: patch heads, 4: the whole-face head)")
     elif kind in ("GlobalKwargs", "PatchKwargs"):
         _at_least(section, 1, "in_channels", "base_channels", "n_layers")
-    elif kind == "VAELossConfig":
+    elif kind == "VAELossSection":
         _finite(section, ("kl_weight",))
-    elif kind == "GANLossConfig":
-        _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "mask", "identity_layers",
+    elif kind == "GANLossSection":
+        _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "map_bce", "identity_layers",
                            "identity_blur"))
         _at_least(section, 1, "identity_every")
         start, end = section.identity_ramp
         if not 0 <= start <= end:
             raise ValueError(f"identity_ramp={list(section.identity_ramp)}: give [start, end] steps with "
                              f"0 <= start <= end ([0, 0]: the full weight from the first step)")
-    elif kind == "DataConfig":
+    elif kind == "TrainDataSection":
         _at_least(section, 0, "num_workers")
         _at_least(section, 1, "val_images")
         if section.max_images is not None:
             _at_least(section, 1, "max_images")
-    elif kind == "OptimConfig":
+    elif kind == "OptimSection":
         if not all(0.0 <= b < 1.0 for b in section.betas):
             raise ValueError(f"betas={list(section.betas)}: Adam's betas must be in [0, 1)")
         _finite(section, ("weight_decay",))
@@ -97,9 +97,9 @@ def check_run(cfg) -> None:
                          f"image g (3 + 3 channels); use 6")
     if g.out_channels != RGB:
         raise ValueError(f"generator.out_channels={g.out_channels}: G draws an RGB face; use 3")
-    if cfg.loss.mask and g.output != "blend":
-        raise ValueError(f"loss.mask={cfg.loss.mask:g}: the mask loss trains the blend head's occlusion map; set "
-                         f"generator.output: blend, or loss.mask: 0")
+    if cfg.loss.map_bce and g.output != "blend":
+        raise ValueError(f"loss.map_bce={cfg.loss.map_bce:g}: this term trains the blend head's occlusion map; set "
+                         f"generator.output: blend, or loss.map_bce: 0")
     d_arch = cfg.gan.d_arch
     if d_arch in ("global", "patch"):
         d = cfg.global_discriminator if d_arch == "global" else cfg.patch_discriminator

@@ -40,7 +40,7 @@ class _Checked:
 
 __all__ = [
     "VAEKwargs", "GeneratorKwargs", "MultiRFKwargs", "GlobalKwargs", "PatchKwargs",
-    "DataConfig", "VAELossConfig", "GANLossConfig", "OptimConfig", "TrainConfig", "GANConfig",
+    "TrainDataSection", "VAELossSection", "GANLossSection", "OptimSection", "TrainSection", "GANSection",
     "TrainVAEConfig", "TrainGANConfig", "config_of_checkpoint",
 ]
 
@@ -66,6 +66,7 @@ class GeneratorKwargs(_Checked):
     hdc: bool = True
     hdc_rates: tuple[int, ...] = (1, 2, 5)
     output: Literal["direct", "blend"] = "direct"   # blend: m * G_rgb + (1 - m) * x (beyond the paper)
+    upsample: Literal["nearest", "bilinear"] = "nearest"   # bilinear: no 8x8 block grid in fills (beyond the paper)
 
 
 @dataclass
@@ -106,7 +107,7 @@ class PatchKwargs(_Checked):
 # Data -------------------------------------------------------------------------------
 
 @dataclass
-class DataConfig(PrepareConfig):
+class TrainDataSection(PrepareConfig):
     """Training faces: the data config (``name``, ``dataset``, ``split``, ``protocol``,
     ``occluders``, ``synthesis``, ``output``: :class:`fsggan.data.PrepareConfig`, what
     ``fsggan-prepare-data`` reads) is the single source of the dataset, its identity split,
@@ -168,15 +169,15 @@ def config_of_checkpoint(ckpt: dict) -> dict:
 # Losses -----------------------------------------------------------------------------
 
 @dataclass
-class VAELossConfig(_Checked):
+class VAELossSection(_Checked):
     """Stage I, Eq. 4: Gaussian NLL of the clean face + kl_weight * KL(q(z|x) || N(0, I))."""
     kl_weight: float = 1.0
 
 
 @dataclass
-class GANLossConfig(_Checked, LossWeights):
+class GANLossSection(_Checked, LossWeights):
     """Stage II generator loss: the weights of Eq. 8 and the options beyond the paper
-    (:class:`fsggan.losses.LossWeights`: pixel, identity, adversarial, tv; pixel_hole, mask,
+    (:class:`fsggan.losses.LossWeights`: pixel, identity, adversarial, tv; pixel_hole, map_bce,
     identity_layers, identity_blur, identity_views, identity_ramp) and the identity network F.
 
     identity: 0 trains without an identity loss and does not build F.
@@ -188,7 +189,7 @@ class GANLossConfig(_Checked, LossWeights):
 
 
 @dataclass
-class OptimConfig:
+class OptimSection:
     """Adam, lr 1.0e-4, betas 0.5 / 0.999: the official FSG-GAN code's settings (the paper
     does not state an optimiser)."""
     lr: float = 1.0e-4
@@ -210,7 +211,7 @@ class OptimConfig:
 # Loop -------------------------------------------------------------------------------
 
 @dataclass
-class TrainConfig:
+class TrainSection:
     """The training loop. Counts are optimisation steps (one global batch each).
 
     amp: bf16 / fp16 autocast (fp16 with a GradScaler). On a CPU with AVX512-BF16/AMX, bf16
@@ -263,7 +264,7 @@ class TrainConfig:
 
 
 @dataclass
-class GANConfig:
+class GANSection:
     """Stage II specifics."""
     vae_checkpoint: str = "runs/vae/checkpoints/best.pt"
     d_arch: Literal["multi_rf", "global", "patch"] = "multi_rf"   # global: the "regular D" ablation; patch: PatchGAN
@@ -289,23 +290,23 @@ class _FacesOfVAESize:
 class TrainVAEConfig(_FacesOfVAESize):
     """``fsggan-train-vae``: Stage I."""
     vae: VAEKwargs = field(default_factory=VAEKwargs)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: VAELossConfig = field(default_factory=VAELossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    data: TrainDataSection = field(default_factory=TrainDataSection)
+    loss: VAELossSection = field(default_factory=VAELossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)
 
 
 @dataclass
 class TrainGANConfig(_FacesOfVAESize):
     """``fsggan-train-gan``: Stage II. ``vae`` is copied from the Stage I checkpoint at start
     (values given here are replaced), so the resolved config can rebuild V alone."""
-    gan: GANConfig = field(default_factory=GANConfig)
+    gan: GANSection = field(default_factory=GANSection)
     vae: VAEKwargs = field(default_factory=VAEKwargs)
     generator: GeneratorKwargs = field(default_factory=GeneratorKwargs)
     discriminator: MultiRFKwargs = field(default_factory=MultiRFKwargs)
     global_discriminator: GlobalKwargs = field(default_factory=GlobalKwargs)
     patch_discriminator: PatchKwargs = field(default_factory=PatchKwargs)
-    data: DataConfig = field(default_factory=DataConfig)
-    loss: GANLossConfig = field(default_factory=GANLossConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
+    data: TrainDataSection = field(default_factory=TrainDataSection)
+    loss: GANLossSection = field(default_factory=GANLossSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: TrainSection = field(default_factory=TrainSection)

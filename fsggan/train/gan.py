@@ -47,8 +47,8 @@ from fsggan.losses import GeneratorLoss, discriminator_loss
 from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
 from .batches import device_batches, setup_data
-from .config import (DataConfig, GANConfig, GANLossConfig, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
-                     OptimConfig, PatchKwargs, TrainConfig, TrainGANConfig, VAEKwargs)
+from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
+                     OptimSection, PatchKwargs, TrainSection, TrainGANConfig, VAEKwargs)
 from .ema import EMA
 from .housekeeping import Housekeeping
 from .rundir import describe, prepare_run_dir, restore_checkpoint
@@ -61,20 +61,20 @@ __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
 
 def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
-           x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, loss: GeneratorLoss, occluded: torch.Tensor | None = None,
-           step: int = 0, amp=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+           x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, loss: GeneratorLoss, occ_mask: torch.Tensor | None = None,
+           step: int = 0, cast=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One generator update (Eq. 8). Returns ({term: detached scalar}, G(x, g)).
 
     D is held fixed - its parameters stop requiring grad for the step - but it stays in
     the graph, so -log D(G(x, g)) sends its gradient to G. Pass D itself, not its DDP
-    wrapper (DDP would wait for D gradients that this step never makes). ``occluded``
+    wrapper (DDP would wait for D gradients that this step never makes). ``occ_mask``
     (B, 1, H, W), the synthesis mask, is needed by the terms beyond the paper
-    (``loss.pixel_hole``, ``loss.mask``); ``step`` places the identity ramp.
+    (``loss.pixel_hole``, ``loss.map_bce``); ``step`` places the identity ramp.
     """
     disc.requires_grad_(False)
-    with amp or contextlib.nullcontext():
+    with cast or contextlib.nullcontext():
         fake, occ_map = gen(x, g, return_mask=True)
-        terms, total = loss(fake=fake, occ_map=occ_map, y=y, occluded=occluded, disc=disc, step=step)
+        terms, total = loss(fake=fake, occ_map=occ_map, y=y, occ_mask=occ_mask, disc=disc, step=step)
     opt.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
     scaler.step(opt)
@@ -85,13 +85,13 @@ def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: 
 
 
 def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
-           real: torch.Tensor, fake: torch.Tensor, amp=None) -> dict[str, torch.Tensor]:
+           real: torch.Tensor, fake: torch.Tensor, cast=None) -> dict[str, torch.Tensor]:
     """One discriminator update (Eq. 11) on clean faces and detached G outputs.
 
     Returns {"loss", "real", "fake", "real_d{i}", "fake_d{i}", "real_w{i}", "fake_w{i}"}:
     batch means of D's output, of each head's d_i and of its softmax weight w_i.
     """
-    with amp or contextlib.nullcontext():
+    with cast or contextlib.nullcontext():
         out_real = disc(real)
         out_fake = disc(fake.detach())
         loss = discriminator_loss(out_real.log_prob, out_fake.log_one_minus_prob)
@@ -107,7 +107,7 @@ def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradSc
     return {k: v.detach() for k, v in terms.items()}
 
 
-def build_identity_net(loss: GANLossConfig, env: Env, channels_last: bool = False) -> nn.Module | None:
+def build_identity_net(loss: GANLossSection, env: Env, channels_last: bool = False) -> nn.Module | None:
     """The frozen face-recognition network F of the identity terms, or None when
     ``loss.identity`` and ``loss.identity_layers`` are 0. A missing weights file stops the run here (WeightsError names
     the file and where to download the official weights). ``channels_last``
@@ -124,16 +124,16 @@ def build_identity_net(loss: GANLossConfig, env: Env, channels_last: bool = Fals
 
 def train_gan(
     *,
-    gan: GANConfig,                          # vae_checkpoint (Stage I), d_arch: multi_rf | global | patch
+    gan: GANSection,                          # vae_checkpoint (Stage I), d_arch: multi_rf | global | patch
     vae: VAEKwargs,                          # replaced by the Stage I checkpoint's VAE arguments
     generator: GeneratorKwargs,              # UNetGenerator constructor arguments
     discriminator: MultiRFKwargs,            # MultiRFDiscriminator arguments (trunk_mode, head_channels, lam, levels)
     global_discriminator: GlobalKwargs,      # GlobalDiscriminator arguments (d_arch: global, the paper's "regular D")
     patch_discriminator: PatchKwargs,        # PatchDiscriminator arguments (d_arch: patch)
-    data: DataConfig,                        # faces, identity splits, occluders, workers, validation set
-    loss: GANLossConfig,                     # Eq. 8 weights and the options beyond it; identity network F
-    optim: OptimConfig,                      # Adam for G and D (lr_d: D's own learning rate)
-    train: TrainConfig,                      # steps, global batch, device, amp, periods
+    data: TrainDataSection,                        # faces, identity splits, occluders, workers, validation set
+    loss: GANLossSection,                     # Eq. 8 weights and the options beyond it; identity network F
+    optim: OptimSection,                      # Adam for G and D (lr_d: D's own learning rate)
+    train: TrainSection,                      # steps, global batch, device, amp, periods
     resume: str | None = None,               # Stage II checkpoint to continue from, exactly
 ) -> dict:
     """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
@@ -155,11 +155,11 @@ def train_gan(
                 epoch, index, b = next(run.batches)
                 x, y = b["occluded"], b["clean"]
                 nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
-                with torch.no_grad(), run.amp:
+                with torch.no_grad(), run.cast:
                     g = nets.v_net(x)
                 g_terms, fake = g_step(nets.gen_net, nets.disc, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
-                                       loss=run.g_loss, occluded=b.get("mask"), step=step, amp=run.amp)
-                d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, amp=run.amp)
+                                       loss=run.g_loss, occ_mask=b.get("mask"), step=step, cast=run.cast)
+                d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, cast=run.cast)
                 if nets.ema:
                     nets.ema.update(nets.gen)
                 values = check_finite({**{f"g/{k}": v for k, v in g_terms.items()},
@@ -175,7 +175,7 @@ class _Run:
     """What :func:`_setup` hands the training loop."""
     nets: _Nets
     g_loss: GeneratorLoss
-    amp: Any                 # the autocast context of every forward pass
+    cast: Any                # the autocast context of every forward pass (train.amp)
     batches: Iterator        # (epoch, index, batch) on the device, from the resume position on
     house: Housekeeping
     step: int
@@ -204,7 +204,7 @@ def _setup(ckpt: dict | None, env: Env, resumed: bool, **sections) -> _Run | dic
     house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, **nets.states(), predict=nets.predict, val=val,
                          best_key=f"val/output_{train.best_metric}", best=best, step=step, extra=data_state,
                          judges=validation_judges(loss, identity_net, env))
-    return _Run(nets=nets, g_loss=GeneratorLoss(loss, identity_net), amp=autocast(env, train.amp),
+    return _Run(nets=nets, g_loss=GeneratorLoss(loss, identity_net), cast=autocast(env, train.amp),
                 batches=device_batches(loader, sampler, train_set, pos, cfg.data, train, env), house=house,
                 step=step, pos=pos)
 
@@ -284,7 +284,7 @@ def _frozen_v(ckpt: dict | None, env: Env, **sections) -> tuple[VAE, TrainGANCon
     return v_net, cfg
 
 
-def validation_judges(loss: GANLossConfig, identity_net: nn.Module | None, env: Env) -> dict[str, nn.Module]:
+def validation_judges(loss: GANLossSection, identity_net: nn.Module | None, env: Env) -> dict[str, nn.Module]:
     """The recognisers whose output-to-clean cosine validation logs: the identity loss's own
     network (``train_<name>``) and dlib's, the independent judge (``judge_dlib``; its weights
     ship with fsggan, left out if they are missing)."""
@@ -298,12 +298,14 @@ def validation_judges(loss: GANLossConfig, identity_net: nn.Module | None, env: 
 
 def _init_generator(gen: nn.Module, path: str, kwargs: dict) -> None:
     """Copy G's weights (the EMA ones when saved) from the Stage II checkpoint ``path``;
-    a one-line error when it is not one or its G was built differently."""
+    a one-line error when it is not one or its G was built differently (``upsample`` may
+    differ: it has no weights)."""
     try:
         src = load_checkpoint(path, stage="gan", version=CHECKPOINT_VERSION)
     except (FileNotFoundError, CheckpointError) as exc:
         raise CheckpointError(f"gan.init_generator: {exc}") from None
-    if to_dict(from_dict(GeneratorKwargs, src["config"].get("generator") or {})) != to_dict(GeneratorKwargs(**kwargs)):
+    stored = to_dict(from_dict(GeneratorKwargs, src["config"].get("generator") or {}))
+    if {**stored, "upsample": None} != {**to_dict(GeneratorKwargs(**kwargs)), "upsample": None}:
         raise CheckpointError(f"gan.init_generator: {src['path']} holds a G built with {src['config'].get('generator')}, "
                               f"this run builds {kwargs}: set the generator section alike")
     load_state(gen, src, "generator", state="generator_ema" if "generator_ema" in src["models"] else None,

@@ -10,8 +10,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-import torch
-
 from fsggan.checkpoint import make_checkpoint, save_checkpoint
 from fsggan.config import to_dict
 

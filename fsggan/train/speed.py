@@ -62,7 +62,7 @@ def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
         opt, scaler = torch.optim.Adam(v.parameters(), **adam), make_scaler(env, spec.amp)
 
         def step() -> None:
-            vae_step(net, opt, scaler, x=x, y=y, amp=autocast(env, spec.amp))
+            vae_step(net, opt, scaler, x=x, y=y, cast=autocast(env, spec.amp))
         return step
 
     v.eval().requires_grad_(False).to(dev, memory_format=fmt)
@@ -79,13 +79,13 @@ def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
         if spec.channels_last:
             ident.to(memory_format=torch.channels_last)
     loss = GeneratorLoss(LossWeights(identity=50.0 if ident is not None else 0.0), ident)
-    amp = autocast(env, spec.amp)
+    cast = autocast(env, spec.amp)
 
     def step() -> None:
-        with torch.no_grad(), amp:
+        with torch.no_grad(), cast:
             g = v(x)
-        _, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, loss=loss, amp=amp)
-        d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, amp=amp)
+        _, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, loss=loss, cast=cast)
+        d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, cast=cast)
     return step
 
 

@@ -23,7 +23,7 @@ from fsggan.losses import vae_loss
 from fsggan.models import VAE
 
 from .batches import device_batches, setup_data
-from .config import DataConfig, OptimConfig, TrainConfig, TrainVAEConfig, VAEKwargs, VAELossConfig
+from .config import TrainDataSection, OptimSection, TrainSection, TrainVAEConfig, VAEKwargs, VAELossSection
 from .housekeeping import Housekeeping
 from .rundir import describe, prepare_run_dir, restore_checkpoint
 from .safety import StopSignal, check_finite
@@ -46,13 +46,13 @@ class _Reconstruct(nn.Module):
 
 
 def vae_step(net: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, x: torch.Tensor,
-             y: torch.Tensor, kl_weight: float = 1.0, amp=None) -> dict[str, torch.Tensor]:
+             y: torch.Tensor, kl_weight: float = 1.0, cast=None) -> dict[str, torch.Tensor]:
     """One VAE update (Eq. 4) on occluded faces ``x`` and clean targets ``y``.
 
     ``net(x)`` must return ``vae.reconstruct(x, sample=True)`` (see ``_Reconstruct``).
     Returns {"nll", "kl", "total"} as detached scalars.
     """
-    with amp or contextlib.nullcontext():
+    with cast or contextlib.nullcontext():
         out = net(x)
     terms = vae_loss(out, y, kl_weight=kl_weight)
     opt.zero_grad(set_to_none=True)
@@ -65,10 +65,10 @@ def vae_step(net: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradS
 def train_vae(
     *,
     vae: VAEKwargs,              # VAE constructor arguments (fsggan.models.VAE)
-    data: DataConfig,            # faces, identity splits, occluders, loader workers, validation set
-    loss: VAELossConfig,         # kl_weight of Eq. 4
-    optim: OptimConfig,          # Adam: lr, betas, weight_decay
-    train: TrainConfig,          # steps, global batch, device, amp, logging / validation / checkpoint periods
+    data: TrainDataSection,            # faces, identity splits, occluders, loader workers, validation set
+    loss: VAELossSection,         # kl_weight of Eq. 4
+    optim: OptimSection,          # Adam: lr, betas, weight_decay
+    train: TrainSection,          # steps, global batch, device, amp, logging / validation / checkpoint periods
     resume: str | None = None,   # checkpoint to continue from, exactly (None: fresh run)
 ) -> dict:
     """Train V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
@@ -92,7 +92,7 @@ def train_vae(
                 set_lr(opt, optim.lr * lr_factor(step, train.steps, optim.warmup_steps, optim.decay,
                                                  optim.min_lr_ratio))
                 terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
-                                 amp=autocast(env, train.amp))
+                                 cast=autocast(env, train.amp))
                 values = check_finite({f"loss/{k}": v for k, v in terms.items()}, step + 1, house.run_dir)
                 step, pos = step + 1, (epoch, index + 1)
                 if house(step, pos, values, stop.requested):
