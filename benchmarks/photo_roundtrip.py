@@ -38,7 +38,7 @@ import torch
 from fsggan.data import load_data_config
 from fsggan.data.build import build_occluders
 from fsggan.data.synthesis import OcclusionSynthesizer
-from fsggan.eval.metrics import image_metrics_batch
+from fsggan.metrics import image_metrics_batch
 from fsggan.images import crop_resize, read_rgb, save_png, to_tensor, to_uint8
 from fsggan.photos import deocclude_photos
 from fsggan.photos.deocclude import paste_faces

@@ -41,7 +41,7 @@ def test_every_config_loads(path):
     assert isinstance(cfg.optim.lr, float)  # written as 1.0e-4, read as a float
     # the data-preparation config it points to exists (paths relative to the repository root)
     assert (REPO / cfg.data.config).is_file()
-    load_data_config(REPO / cfg.data.config, cfg.data.overrides)
+    load_data_config(REPO / cfg.data.config)
 
 
 def test_paper_settings():

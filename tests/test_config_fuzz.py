@@ -110,8 +110,6 @@ def write_files(rng: random.Random, folder, paths, n: int = 4) -> list:
         if rng.random() < 0.2 and "data" in [p.split(".")[0] for p, _ in paths]:
             section = data.get("data") if isinstance(data.get("data"), dict) else {}
             section["config"] = rng.choice([str(files[0]), str(folder / "missing.yaml"), 5, ["a"], str(folder)])
-            if rng.random() < 0.3:
-                section["overrides"] = rng.choice([["name=x"], "name=x", 3, ["nokey"], ["a..b=1"]])
             data["data"] = section
         f.write_text(yaml.safe_dump(data, allow_unicode=False) if rng.random() < 0.9
                      else yaml.safe_dump(data) + "\n!!python/object:os.system\n")

@@ -18,8 +18,8 @@ listed in ``levels``, whose receptive fields differ:
 measures them by back-propagation.) Without level 4 nothing judges the face as a whole:
 a 3x3 patch head on the H/16 map would still see only 121 px of a 128 px face, hence the
 linear unit over the whole map there - the paper's "global consistency" next to the
-patch heads' "local details". Default ``levels=(1, 2, 3, 4)``; ``(1, 2, 3)`` is the D
-this project had before the whole-face head (its checkpoints load with that setting).
+patch heads' "local details". Default ``levels=(1, 2, 3, 4)``; ``(1, 2, 3)`` keeps the
+patch heads only.
 
 Head i averages its patch sigmoids into d_i; the output is
 

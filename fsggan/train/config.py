@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
-from fsggan.config import ConfigError, apply_overrides, merge, read_layers
+from fsggan.config import ConfigError, merge, read_layers
 from fsggan.data import PrepareConfig
 from fsggan.losses import LossWeights
 
@@ -77,8 +77,7 @@ class MultiRFKwargs(_Checked):
     BatchNorm buffers, updated by D - so g = V(x) drifts during Stage II, always with the
     statistics of the current weights), copy (a copy of V's encoder trained by D).
     levels: encoder levels that get a head - 1, 2, 3 (H/2, H/4, H/8: patch heads seeing
-    17 / 41 / 89 px) and 4 (H/16: the whole-face head); [1, 2, 3] is the D of checkpoints
-    saved before the whole-face head.
+    17 / 41 / 89 px) and 4 (H/16: the whole-face head); [1, 2, 3]: patch heads only.
     """
     trunk_mode: Literal["frozen", "tied", "copy"] = "frozen"
     head_channels: int = 64
@@ -122,7 +121,6 @@ class TrainDataSection(PrepareConfig):
     section is the whole data config. ``dataset.image_size`` follows ``vae.image_size``.
     """
     config: str | None = None            # the data YAML (configs/data/*.yaml) under this section's keys
-    overrides: list[str] = field(default_factory=list)   # older configs: key=value over it (applied when loading)
     num_workers: int = 4                 # loader processes per training process (0: main process)
     pin_memory: bool = True              # pinned host memory (CUDA only)
     occlude_on: Literal["workers", "device"] = "workers"   # device: composite whole batches on the GPU
@@ -136,19 +134,14 @@ class TrainDataSection(PrepareConfig):
 
     @staticmethod
     def layer(raw: dict) -> dict:
-        """The raw section over the data YAML named by ``config`` (and older ``overrides``
-        applied); :func:`fsggan.config.load_config` calls it. A section that already holds
+        """The raw section over the data YAML named by ``config``; :func:`fsggan.config.load_config`
+        calls it. A section that already holds
         every data key (a saved config.yaml) is taken as it is."""
         raw = dict(raw)
         if raw.get("config") is not None and not isinstance(raw["config"], str):
             raise ConfigError(f"data.config: expected the path of a data YAML, got {raw['config']!r}")
-        if raw.get("overrides") and not isinstance(raw["overrides"], list):
-            raise ConfigError(f"data.overrides: expected a list of key=value strings, got {raw['overrides']!r}")
         if raw.get("config") and not all(f.name in raw for f in fields(PrepareConfig)):
             raw = merge(read_layers(raw["config"]), raw)
-        if raw.get("overrides"):
-            raw = {**apply_overrides({k: v for k, v in raw.items() if k != "overrides"}, raw["overrides"]),
-                   "overrides": []}
         return raw
 
     def prepare_config(self) -> PrepareConfig:
@@ -157,13 +150,8 @@ class TrainDataSection(PrepareConfig):
 
 
 def config_of_checkpoint(ckpt: dict) -> dict:
-    """The resolved config dict a training checkpoint holds. Checkpoints written before the
-    data section was typed kept the data config apart (``data_config``); it goes back in."""
-    cfg = dict(ckpt["config"])
-    data = cfg.get("data") or {}
-    if "dataset" not in data and isinstance(ckpt.get("data_config"), dict):
-        cfg["data"] = {**ckpt["data_config"], **data, "overrides": []}
-    return cfg
+    """The resolved config dict a training checkpoint holds (a copy)."""
+    return dict(ckpt["config"])
 
 
 # Losses -----------------------------------------------------------------------------
