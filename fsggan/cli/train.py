@@ -37,7 +37,6 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
     ``stage`` ("vae" / "gan") is the kind of checkpoint ``--resume`` takes."""
     from fsggan.checkpoint import CHECKPOINT_VERSION, load_checkpoint, resolve_checkpoint
     from fsggan.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
-    from fsggan.train.config import config_of_checkpoint
     from fsggan.train.resume import run_folder
     from fsggan.train.runtime import TrainingError
 
@@ -69,8 +68,8 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
         except FileNotFoundError as e:
             raise TrainingError(f"cannot resume: {e}") from None
         # only its config is needed here (the training function loads the weights): map, don't read
-        stored = config_of_checkpoint(load_checkpoint(resume, stage=stage, version=CHECKPOINT_VERSION,
-                                                      resumable=True, mmap=True))
+        stored = dict(load_checkpoint(resume, stage=stage, version=CHECKPOINT_VERSION, resumable=True,
+                                      mmap=True)["config"])
         merged = apply_overrides(stored, overrides)
         if not any(o.partition("=")[0].strip() == "train.run_dir" for o in overrides):
             # the run continues in the folder given (a moved or copied run: its new place), never in the

@@ -88,6 +88,5 @@ class UpSample(nn.Module):
         self.conv = ConvUnit(in_channels, out_channels, kernel_size=3)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.mode == "nearest":
-            return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        return self.conv(F.interpolate(x, scale_factor=2.0, mode=self.mode, align_corners=False))
+        corners = None if self.mode == "nearest" else False  # align_corners: only interpolating modes take it
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode=self.mode, align_corners=corners))

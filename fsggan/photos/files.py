@@ -11,9 +11,10 @@ faces (or of pixels) is waiting, de-occlude them together, paste them back and w
     OUT/faces/<relative path>.face<k>.{input,structure,output}.png   with ``save_faces``
 
 The photos are :func:`fsggan.inputs.collect_inputs`'s (a folder input's files keep their path
-below that folder; a file input is written by its name). Photos without a face are not written (their sidecar is, with no faces) and are
-listed; unreadable photos (corrupt, truncated, under 32 px, implausibly large, ...) are
-listed with a one-line reason naming the file, as for face crops, and the rest go on.
+below that folder; a file input is written by its name). Photos without a face are not
+written (their sidecar is, with no faces) and are listed; unreadable photos (corrupt,
+truncated, under 32 px, implausibly large, ...) are listed with a one-line reason naming the
+file, as for face crops, and the rest go on.
 """
 
 from __future__ import annotations

@@ -22,7 +22,6 @@ import torch
 from fsggan.config import ConfigError, from_dict, read_layers
 from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
 
-from .config import config_of_checkpoint
 from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
 
@@ -113,7 +112,7 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     if ckpt is None:
         data_yaml = read_layers(data.config) if data.config else None
     else:  # the stored data config, its paths relative to where the run started; the YAML is not read again
-        stored = config_of_checkpoint(ckpt)["data"]
+        stored = ckpt["config"]["data"]
         stored_prep = from_dict(PrepareConfig, {f.name: stored[f.name] for f in fields(PrepareConfig)})
         origin = ckpt.get("origin")
         try:  # only to warn when it was edited since: a YAML that is gone (another directory) is fine

@@ -41,7 +41,7 @@ class _Checked:
 __all__ = [
     "VAEKwargs", "GeneratorKwargs", "MultiRFKwargs", "GlobalKwargs", "PatchKwargs",
     "TrainDataSection", "VAELossSection", "GANLossSection", "OptimSection", "TrainSection", "GANSection",
-    "TrainVAEConfig", "TrainGANConfig", "config_of_checkpoint",
+    "TrainVAEConfig", "TrainGANConfig",
 ]
 
 
@@ -147,11 +147,6 @@ class TrainDataSection(PrepareConfig):
     def prepare_config(self) -> PrepareConfig:
         """The data config alone (what ``fsggan-prepare-data`` and ``fsggan.data.build`` read)."""
         return PrepareConfig(**{f.name: getattr(self, f.name) for f in fields(PrepareConfig)})
-
-
-def config_of_checkpoint(ckpt: dict) -> dict:
-    """The resolved config dict a training checkpoint holds (a copy)."""
-    return dict(ckpt["config"])
 
 
 # Losses -----------------------------------------------------------------------------

@@ -32,7 +32,6 @@ from pathlib import Path
 
 from fsggan.config import ConfigError, from_dict, to_dict
 
-from .config import config_of_checkpoint
 from .runtime import TrainingError
 
 __all__ = ["RESUMABLE_KEYS", "check_start", "changed_keys", "already_done", "run_folder", "holds_run", "located",
@@ -87,7 +86,7 @@ def check_start(cfg, ckpt: dict | None) -> str | None:
         raise TrainingError(f"{run_dir} holds another run ({found}); resume {path} in its own folder ({source}) "
                             f"or in a new one (--run-dir), so that no run is overwritten")
     try:
-        stored = to_dict(from_dict(type(cfg), config_of_checkpoint(ckpt)))
+        stored = to_dict(from_dict(type(cfg), ckpt["config"]))
     except ConfigError as exc:
         raise TrainingError(f"{path}: its stored config no longer reads: {exc}") from None
     refused = {k: v for k, v in changed_keys(stored, to_dict(cfg)).items()
