@@ -193,6 +193,18 @@ def test_cpu_bf16_autocast_falls_back_to_fp32_where_bf16_crashes(monkeypatch):
         runtime.cpu_bf16_usable.cache_clear()
 
 
+@pytest.mark.parametrize("flags, fast", [({"avx512_f": True, "avx512_bf16": False, "amx_bf16": False}, False),
+                                         ({"avx2": True}, False),
+                                         ({"avx512_f": True, "avx512_bf16": True}, True),
+                                         ({"amx_bf16": True}, True)])
+def test_fast_cpu_bf16_needs_bf16_instructions(monkeypatch, flags, fast):
+    """Plain AVX-512 (oneDNN says "bf16 supported": it emulates) is not fast bf16."""
+    from fsggan.train import runtime
+
+    monkeypatch.setattr(runtime, "cpu_capability", lambda: flags)
+    assert runtime.fast_cpu_bf16() is fast
+
+
 def test_cpu_bf16_autocast_is_float32_on_a_cpu_without_bf16(monkeypatch):
     """An AVX2-only CPU emulates bf16 (several times slower): amp=bf16 runs float32 there."""
     from fsggan.train import runtime
@@ -201,7 +213,7 @@ def test_cpu_bf16_autocast_is_float32_on_a_cpu_without_bf16(monkeypatch):
     runtime.cpu_bf16_usable.cache_clear()
     env = runtime.Env(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1)
     try:
-        with pytest.warns(UserWarning, match="no bf16 arithmetic"):
+        with pytest.warns(UserWarning, match="no bf16 instructions"):
             ctx = runtime.autocast(env, "bf16")
         with ctx:
             assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32

@@ -177,10 +177,26 @@ _BF16_PROBE = ("import torch\n"
 
 
 def fast_cpu_bf16() -> bool:
-    """Whether oneDNN has bf16 kernels for this CPU (AVX-512 with bf16 or AMX). Without them
-    (an AVX2-only CPU) bf16 is emulated: the quickstart's Stage II ran at 4 images/s in bf16
-    on a 2-core AVX2 EPYC, against 30 in float32-speed territory on an AVX512-BF16 one."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    """Whether this CPU has bf16 arithmetic instructions (AVX512-BF16 or AMX-BF16). oneDNN also
+    runs bf16 on plain AVX-512 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says yes there)
+    and on AVX2, but emulated, and slower than float32: on a 2-core AVX-512 Xeon without BF16
+    the quickstart's Stage II took 36 s per 50 steps in bf16 against 14 s in float32
+    (docs/experiments.md, "bf16 on CPUs without bf16"); on a 2-core AVX2 EPYC it ran at 4
+    images/s in bf16."""
+    caps = cpu_capability()
+    if caps is None:  # torch without the capability query: oneDNN's answer
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return bool(caps.get("avx512_bf16") or caps.get("amx_bf16"))
+
+
+def cpu_capability() -> dict | None:
+    """The CPU's instruction-set flags as torch reads them (``avx512_bf16``, ``amx_bf16``, ...),
+    or None where this torch build does not expose them."""
+    query = getattr(getattr(torch._C, "_cpu", None), "_get_cpu_capability", None)
+    try:
+        return dict(query()) if query is not None else None
+    except (RuntimeError, TypeError):
+        return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -200,8 +216,8 @@ def cpu_bf16_usable() -> bool:
             return False
 
     if not fast_cpu_bf16():
-        warnings.warn("train.amp=bf16: this CPU has no bf16 arithmetic (oneDNN: no AVX-512 bf16 support), so "
-                      "bf16 would be emulated and slower; training in float32 instead", stacklevel=3)
+        warnings.warn("train.amp=bf16: this CPU has no bf16 instructions (AVX512-BF16 or AMX), so bf16 would "
+                      "be emulated and slower; training in float32 instead", stacklevel=3)
         return False
     if probe(dict(os.environ)):
         return True
