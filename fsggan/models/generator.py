@@ -35,6 +35,11 @@ Output head (``output``):
   still needs no mask: G predicts it. ``forward(..., return_mask=True)`` also returns m
   (for the optional map loss, ``loss.map_bce``). docs/experiments.md has the measurements.
 
+Colours (``fill``): ``"free"`` (default, the paper): G's RGB is ``tanh(rgb)``.
+``"structure"`` (beyond the paper): ``tanh(rgb + atanh(0.98 g))``, a correction of V's structure
+image g, so an untrained G already paints g's skin-coloured face where it replaces pixels and
+training learns what g lacks; needs g among the inputs. Same parameters either way.
+
 Up-sampling (``upsample``): ``"nearest"`` (default; the paper names no method) or
 ``"bilinear"`` (beyond the paper: no 8x8 block grid in large fills, see
 :class:`fsggan.models.blocks.UpSample`). Same parameters either way.
@@ -48,9 +53,10 @@ from torch import nn
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
 from .hdc import HDCModule
 
-__all__ = ["UNetGenerator", "OUTPUT_MODES", "UPSAMPLE_MODES"]
+__all__ = ["UNetGenerator", "OUTPUT_MODES", "FILL_MODES", "UPSAMPLE_MODES"]
 
 OUTPUT_MODES = ("direct", "blend")
+FILL_MODES = ("free", "structure")
 UPSAMPLE_MODES = ("nearest", "bilinear")
 
 
@@ -77,7 +83,7 @@ class DecoderBlock(nn.Sequential):
 class UNetGenerator(nn.Module):
     def __init__(self, in_channels: int = 6, out_channels: int = 3, base_channels: int = 64,
                  hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5), output: str = "direct",
-                 upsample: str = "nearest"):
+                 upsample: str = "nearest", fill: str = "free"):
         super().__init__()
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
@@ -85,8 +91,14 @@ class UNetGenerator(nn.Module):
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if output == "blend" and in_channels < out_channels:
             raise ValueError("output='blend' needs x among the inputs (in_channels >= out_channels)")
+        if fill not in FILL_MODES:
+            raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
+        if fill == "structure" and in_channels < 2 * out_channels:
+            raise ValueError("fill='structure' needs the structure image g among the inputs "
+                             "(in_channels >= 2 * out_channels)")
         c = base_channels
         self.output = output
+        self.fill = fill
         self.in_channels = in_channels
         self.encoders = nn.ModuleList([
             EncoderBlock(in_channels, c, hdc, hdc_rates),
@@ -122,11 +134,13 @@ class UNetGenerator(nn.Module):
         d = self.decoders[1](torch.cat([d, e2], dim=1))
         d = self.decoders[2](torch.cat([d, e1], dim=1))
         h = self.out(d)
-        mask = None
+        n = self.out.out_channels - (self.output == "blend")
+        rgb = h[:, :n]
+        if self.fill == "structure":  # a correction of g (0.98: atanh stays finite at g = +-1)
+            structure = g if g is not None else x[:, n:2 * n]
+            rgb = rgb + torch.atanh(0.98 * structure[:, :n].clamp(-1.0, 1.0))
         if self.output == "direct":
-            out = torch.tanh(h)
-        else:
-            n = h.shape[1] - 1
-            mask = torch.sigmoid(h[:, n:])
-            out = mask * torch.tanh(h[:, :n]) + (1.0 - mask) * x[:, :n]
+            return (torch.tanh(rgb), None) if return_mask else torch.tanh(rgb)
+        mask = torch.sigmoid(h[:, n:])
+        out = mask * torch.tanh(rgb) + (1.0 - mask) * x[:, :n]
         return (out, mask) if return_mask else out

@@ -67,6 +67,7 @@ class GeneratorKwargs(_Checked):
     hdc_rates: tuple[int, ...] = (1, 2, 5)
     output: Literal["direct", "blend"] = "direct"   # blend: m * G_rgb + (1 - m) * x (beyond the paper)
     upsample: Literal["nearest", "bilinear"] = "nearest"   # bilinear: no 8x8 block grid in fills (beyond the paper)
+    fill: Literal["free", "structure"] = "free"   # structure: RGB = a correction of V's g (beyond the paper)
 
 
 @dataclass
