@@ -3,6 +3,7 @@
 against de-occluding the fixed crop?
 
     python benchmarks/photo_roundtrip.py --set data64/set1-lfw --gan runs/J7_ramp [--limit N] [--out r.json]
+    python benchmarks/photo_roundtrip.py --set data128/set1-lfw --gan runs/cpu_gan128 --variants detected,fixed,clean,detected@2
 
 For every face of a prepared set (``fsggan-prepare-data``), the occluder is rendered onto the
 full LFW photo with the placement the set used, in photo coordinates (the manifest's matrix
@@ -14,6 +15,13 @@ maps the cut-out into the crop; the crop box maps the crop into the photo). Then
   paste back), then cut the same fixed crop out of the result; "photo" pastes back keeping the
   photo's detail where the model changed little (the default), "photo_plain" pastes the warped
   output crop as it is (``keep_detail=False``).
+
+``--variants`` (comma-separated ``ALIGN[@ERODE][:plain]``) adds photo paths that differ from
+the shipped one in one thing each, to find what the round trip loses: ALIGN is how a face's
+crop is placed, ``detected`` (the shipped similarity on the detector's five landmarks),
+``clean`` (the detector's landmarks on the *clean* photo: what occlusion moves), ``fixed``
+(the set's fixed crop itself: what paste-back alone costs); ``@ERODE`` the feather's erosion
+in crop pixels (:func:`fsggan.photos.paste.feather_mask`); ``:plain`` as "photo_plain".
 
 Both are scored against the set's clean crop (PSNR / SSIM of docs/design.md, Metrics). A
 photo in which the detector finds no face comes back unchanged; it is scored as it comes
@@ -41,7 +49,8 @@ from fsggan.data.synthesis import OcclusionSynthesizer
 from fsggan.metrics import image_metrics_batch
 from fsggan.images import crop_resize, read_rgb, save_png, to_tensor, to_uint8
 from fsggan.photos import deocclude_photos
-from fsggan.photos.deocclude import paste_faces
+from fsggan.photos.align import warp_to_crop
+from fsggan.photos.deocclude import PhotoFace, model_template, paste_faces, run_faces
 from fsggan.photos.paste import feather_mask
 from fsggan.pipeline import FSGGAN
 
@@ -78,6 +87,85 @@ def detected(faces, box) -> bool:
     return False
 
 
+ALIGNS = ("detected", "clean", "fixed", "eyes", "robust", "refine")
+
+
+def weighted_similarity(src, dst, w):
+    """Umeyama's similarity with per-point weights ``w`` (k,)."""
+    w = np.asarray(w, np.float64) / np.sum(w)
+    mu_s, mu_d = w @ src, w @ dst
+    s, d = src - mu_s, dst - mu_d
+    var_s = (w * (s ** 2).sum(1)).sum()
+    cov = (d * w[:, None]).T @ s
+    u, sing, vt = np.linalg.svd(cov)
+    sign = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
+    a = float(np.trace(np.diag(sing) @ sign)) / var_s * (u @ sign @ vt)
+    return np.hstack([a, (mu_d - a @ mu_s)[:, None]])
+
+
+def robust_similarity(src, dst, c=0.06, iters=10):
+    """Iteratively reweighted (Cauchy weights, scale ``c`` template eye distances)."""
+    eye = np.linalg.norm(dst[1] - dst[0])
+    w = np.ones(len(src))
+    for _ in range(iters):
+        m = weighted_similarity(src, dst, w)
+        r = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst, axis=1) / eye
+        w = 1.0 / (1.0 + (r / c) ** 2)
+    return m
+
+
+def parse_variant(spec: str) -> tuple[str, int | None, bool]:
+    """``ALIGN[@ERODE][:plain]`` -> (align, erode or None, keep_detail)."""
+    spec, _, plain = spec.partition(":")
+    align, _, erode = spec.partition("@")
+    if align not in ALIGNS or plain not in ("", "plain"):
+        raise SystemExit(f"photo_roundtrip.py: error: variant {spec!r}: give ALIGN[@ERODE][:plain], "
+                         f"ALIGN one of {', '.join(ALIGNS)}")
+    return align, int(erode) if erode else None, plain != "plain"
+
+
+def variant_photos(model, photos, faces_of, clean_faces_of, box_of, spec: str) -> list[np.ndarray]:
+    """The photo path of ``spec`` (see the module docstring) for each photo: the detected
+    faces re-aligned as the variant says, de-occluded and pasted back."""
+    from fsggan.photos.align import estimate_similarity
+
+    align, erode, keep = parse_variant(spec)
+    size = model.image_size
+    if align == "refine":  # landmarks found again on the first pass's de-occluded photo
+        from fsggan.photos.deocclude import face_finder
+
+        first = variant_photos(model, photos, faces_of, clean_faces_of, box_of, spec.replace("refine", "detected"))
+        detect = face_finder(None, 20)
+        clean_faces_of = [detect(p) for p in first]
+        spec, align = spec.replace("refine", "clean"), "clean"
+    template = model_template(model)
+    per_photo = []
+    for photo, faces, clean, box in zip(photos, faces_of, clean_faces_of, box_of):
+        out = []
+        for f in faces:
+            if align == "fixed":  # the fixed crop: photo box -> crop pixels
+                k = size / (box[2] - box[0])
+                m = np.array([[k, 0.0, -k * box[0]], [0.0, k, -k * box[1]]])
+            else:
+                lm = f.landmarks
+                if align == "clean":  # the clean photo's face nearest to this one
+                    near = [c for c in clean if np.abs(np.mean(c.landmarks, 0) - np.mean(lm, 0)).max() < 20]
+                    lm = near[0].landmarks if near else lm
+                lm = np.asarray(lm, np.float64)
+                if align == "eyes":
+                    m = estimate_similarity(lm[:2], template[:2])
+                elif align == "robust":
+                    m = robust_similarity(lm, template)
+                else:
+                    m = estimate_similarity(lm, template)
+            out.append(PhotoFace(box=f.box, landmarks=f.landmarks, score=f.score, matrix=m,
+                                 input=warp_to_crop(photo, m, size)))
+        per_photo.append(out)
+    run_faces(model, [f for faces in per_photo for f in faces], 32)
+    mask = feather_mask(size, erode)
+    return [paste_faces(p, faces, mask, keep_detail=keep) for p, faces in zip(photos, per_photo)]
+
+
 def run_chunk(model, items, args, render, set_dir: Path, stats: dict) -> None:
     """Both paths for one chunk of manifest items; appends per-image scores to ``stats``."""
     photos, clean, prepared, box_of = [], [], [], []
@@ -108,7 +196,18 @@ def run_chunk(model, items, args, render, set_dir: Path, stats: dict) -> None:
     plain = np.stack([crop_resize(paste_faces(p, faces, mask, keep_detail=False), b, size)
                       for p, (_, faces), b in zip(photos, results, box_of)])
     target = np.stack(clean)
-    for name, pred in (("input", fixed), ("aligned", aligned), ("photo", back), ("photo_plain", plain)):
+    variants = []
+    if args.variants:
+        from fsggan.photos.deocclude import face_finder
+
+        detect = face_finder(None, 20)
+        clean_photos = [read_rgb(Path(args.root) / it["source"])[0] for it in items]
+        clean_faces = [detect(p) for p in clean_photos] if any("clean" in v for v in args.variants) else [[]] * len(items)
+        for spec in args.variants:
+            out = variant_photos(model, photos, [f for _, f in results], clean_faces, box_of, spec)
+            variants.append((f"photo[{spec}]", np.stack([crop_resize(o, b, size) for o, b in zip(out, box_of)])))
+    for name, pred in (("input", fixed), ("aligned", aligned), ("photo", back), ("photo_plain", plain), *variants):
+        stats.setdefault(name, [])
         stats[name] += image_metrics_batch(pred, target)
     stats["detected"] += [detected(faces, b) for (_, faces), b in zip(results, box_of)]
     stats["faces"] += [len(faces) for _, faces in results]
@@ -120,12 +219,12 @@ def summary(stats: dict) -> dict:
     out = {"images": len(det), "detected": int(det.sum()), "detection_rate": float(det.mean()),
            "mean_faces_per_photo": float(np.mean(stats["faces"]))}
     for subset, keep in (("all", np.ones_like(det)), ("detected", det)):
-        for name in ("input", "aligned", "photo", "photo_plain"):
+        for name in ("input", "aligned", "photo", "photo_plain", *stats["variant_names"]):
             rows = [r for r, k in zip(stats[name], keep) if k]
             ps = [r["psnr"] for r in rows if math.isfinite(r["psnr"])]
             out[f"{subset}/{name}"] = {"psnr": float(np.mean(ps)), "ssim": float(np.mean([r["ssim"] for r in rows]))}
         a = out[f"{subset}/aligned"]
-        for name in ("photo", "photo_plain"):
+        for name in ("photo", "photo_plain", *stats["variant_names"]):
             p = out[f"{subset}/{name}"]
             out[f"{subset}/{name}-aligned"] = {"psnr": p["psnr"] - a["psnr"], "ssim": p["ssim"] - a["ssim"]}
     out["render_vs_prepared_mean_abs_levels"] = float(np.mean(stats["render_diff"]))
@@ -144,16 +243,21 @@ def main(argv=None) -> int:
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--out", default=None, help="write the summary as JSON here")
     ap.add_argument("--save-photos", default=None, help="also write the first chunk's occluded photos here (PNG)")
+    ap.add_argument("--variants", default="", help="extra photo paths, ALIGN[@ERODE][:plain], comma-separated "
+                    "(module docstring)")
     args = ap.parse_args(argv)
     set_dir = Path(args.set)
     manifest = json.loads((set_dir / "manifest.json").read_text())
     args.root = args.root or manifest["dataset_root"]
     args.crop = manifest["crop"]
+    args.variants = [v for v in args.variants.split(",") if v]
+    for v in args.variants:
+        parse_variant(v)
     items = manifest["images"][: args.limit]
     model = FSGGAN.from_checkpoints(gan=args.gan, vae=args.vae, device="cpu")
     render = occluder_renderer(manifest, args.data_config, 250)
     stats = {k: [] for k in ("input", "aligned", "photo", "photo_plain", "detected", "faces", "render_diff")}
-    stats |= {"time_aligned": 0.0, "time_photo": 0.0}
+    stats |= {"time_aligned": 0.0, "time_photo": 0.0, "variant_names": [f"photo[{v}]" for v in args.variants]}
     for start in range(0, len(items), args.chunk):
         run_chunk(model, items[start:start + args.chunk], args, render, set_dir, stats)
         print(f"\r{start + len(items[start:start + args.chunk])}/{len(items)}", end="", file=sys.stderr, flush=True)

@@ -130,6 +130,19 @@ def test_align_then_inverse_warp_round_trips_the_face():
     assert diff.mean() < 2.0, diff.mean()  # two bicubic resamplings of a JPEG
 
 
+def test_feather_is_narrow_and_zero_at_the_crop_edge():
+    """The paste-back feather hands only a 3 px border back to the photo (what it hands back keeps
+    the occluder) at any crop size, and never the outermost pixel."""
+    for size in (64, 128, 256):
+        mask = feather_mask(size)
+        assert mask.shape == (size, size)
+        assert mask[0].max() == 0 and mask[:, -1].max() == 0
+        assert 0 < mask[1, size // 2] < mask[2, size // 2] < 1
+        assert np.allclose(mask[3:-3, 3:-3], 1.0)
+    with pytest.raises(ValueError, match="erode"):
+        feather_mask(8, erode=4)
+
+
 def test_template_landmarks_give_the_fixed_lfw_crop(model):
     """An LFW photo whose landmarks are the template lands on the fixed --crop lfw crop."""
     photo = lfw()

@@ -31,6 +31,9 @@ from .synthesis import OcclusionSynthesizer, item_rng
 __all__ = ["OccludedFaces", "PreparedSet"]
 
 
+_TEMPLATE_WARNED: set[str] = set()   # dataset kinds whose missing landmarks were already reported
+
+
 class OccludedFaces(Dataset):
     """Faces from `records`, cropped to `image_size` and occluded on the fly.
 
@@ -83,10 +86,11 @@ class OccludedFaces(Dataset):
         self.skip_bad = skip_bad
         self.min_source_size = min_source_size
         missing = sum(r.landmarks is None for r in self.records)
-        if missing:
+        if missing and kind not in _TEMPLATE_WARNED:  # once per process: every split and stage would repeat it
+            _TEMPLATE_WARNED.add(kind)
             warnings.warn(
                 f"OccludedFaces: {missing} of {len(self.records)} records have no landmarks; "
-                f"using the mean '{kind}' landmark template for them"
+                f"using the mean '{kind}' landmark template for them (said once per process)"
             )
 
     def __len__(self) -> int:
