@@ -12,7 +12,8 @@ corners and centre land from where the similarity on the clean photo's landmarks
 (photo px; mean / median / 90th percentile). Rules: ``detected`` (the shipped least-squares
 similarity on five points), ``eyes`` (two points), ``robust`` (iteratively reweighted), ``box``
 (the detection box onto the clean photos' mean box), ``mixA`` (a blend of the detected and box
-matrices, weight A on the box).
+matrices, weight A on the box), ``dlib68`` (dlib's 68-point predictor run in the detector's box,
+both photos; needs dlib, the ``landmarks`` extra).
 """
 
 from __future__ import annotations
@@ -33,20 +34,36 @@ from fsggan.photos.deocclude import face_finder  # noqa: E402
 from fsggan.photos.template import crop_template  # noqa: E402
 
 
+def dlib_points():
+    """``(image, box) -> five points`` of dlib's 68-point predictor in ``box``, or None without dlib."""
+    try:
+        import dlib
+
+        from fsggan.detect.dlib_detect import PREDICTOR_FILE, five_points, model_folder
+        predictor = dlib.shape_predictor(str(model_folder() / PREDICTOR_FILE))
+    except Exception:  # noqa: BLE001 - dlib or its model files missing: the rule is skipped
+        return None
+    return lambda image, box: five_points(predictor(image, dlib.rectangle(*(int(v) for v in box)))).astype(np.float64)
+
+
 def pairs(manifest: dict, data_config: str, limit: int | None):
-    """(clean landmarks, occluded landmarks, clean box, occluded box) per photo found both ways."""
+    """(clean landmarks, occluded landmarks, clean box, occluded box[, dlib clean, dlib occluded])
+    per photo found both ways."""
     render = occluder_renderer(manifest, data_config, 250)
     detect = face_finder(None, 20)
+    dlib68 = dlib_points()
     out = []
     for it in manifest["images"][:limit]:
         photo = read_rgb(Path(manifest["dataset_root"]) / it["source"])[0]
         placements = it["placement"] if isinstance(it["placement"], list) else [it["placement"]]
-        clean, occluded = detect(photo), detect(render(photo, placements))
+        image = render(photo, placements)
+        clean, occluded = detect(photo), detect(image)
         if not clean or not occluded:
             continue
         c = min(clean, key=lambda f: np.abs(np.mean(f.landmarks, 0) - 125.0).sum())
         o = min(occluded, key=lambda f: np.abs(np.mean(f.landmarks, 0) - np.mean(c.landmarks, 0)).sum())
-        out.append(tuple(np.asarray(v, np.float64) for v in (c.landmarks, o.landmarks, c.box, o.box)))
+        row = tuple(np.asarray(v, np.float64) for v in (c.landmarks, o.landmarks, c.box, o.box))
+        out.append(row + ((dlib68(photo, c.box), dlib68(image, o.box)) if dlib68 else ()))
     return out
 
 
@@ -79,9 +96,16 @@ def main(argv=None) -> int:
              "box": lambda r: box_rule(r[3])}
     for a in (0.25, 0.5, 0.75):
         rules[f"mix{a}"] = lambda r, a=a: (1 - a) * estimate_similarity(r[1], template) + a * box_rule(r[3])
+    dlib_template = crop_template({"dataset": {"kind": "lfw"}}, size, None)  # the 68-point reduction's means
+    rules["dlib68"] = lambda r: estimate_similarity(r[5], dlib_template)
+    refs = {"dlib68": [estimate_similarity(r[4], dlib_template) for r in rows] if len(rows[0]) > 4 else None}
     for name, rule in rules.items():
+        reference = refs.get(name, ref)
+        if reference is None:
+            print(f"{name:9s} skipped: dlib is not installed")
+            continue
         e = [np.linalg.norm(apply(invert(rule(r)), corners) - apply(invert(m), corners), axis=1).mean()
-             for r, m in zip(rows, ref)]
+             for r, m in zip(rows, reference)]
         print(f"{name:9s} crop corners from the clean alignment: mean {np.mean(e):.1f}, median {np.median(e):.1f}, "
               f"90th percentile {np.percentile(e, 90):.1f} photo px")
     return 0

@@ -27,6 +27,7 @@ from fsggan.data import (
     read_lfw,
     template_landmarks,
 )
+import fsggan.data.datasets as datasets_module
 from fsggan.data.occluders import read_ocfr_csv
 from fsggan.data.procedural import NEW_KINDS, PROCEDURAL_KINDS, SEEN_KINDS
 from fsggan.data.synthesis import similarity_fit
@@ -230,11 +231,15 @@ def lfw_records(n=6):
     return recs[:: len(recs) // n][:n]
 
 
-def test_occluded_faces_real_lfw_epochs():
+def test_occluded_faces_real_lfw_epochs(monkeypatch):
     recs = lfw_records(4)
     lib = OccluderLibrary(procedural_occluders(count=6, seed=0))
+    monkeypatch.setattr(datasets_module, "_TEMPLATE_WARNED", set())
     with pytest.warns(UserWarning, match="template"):
         ds = OccludedFaces(recs, lib, image_size=128, kind="lfw", seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once per process: a second set (val, the next stage) is quiet
+        OccludedFaces(recs, lib, image_size=128, kind="lfw", seed=6)
     a = ds[1]
     assert set(a) == {"occluded", "clean", "mask", "index"} and a["index"] == 1
     assert a["occluded"].shape == (3, 128, 128) and a["mask"].shape == (1, 128, 128)

@@ -38,7 +38,9 @@ Output head (``output``):
 Colours (``fill``): ``"free"`` (default, the paper): G's RGB is ``tanh(rgb)``.
 ``"structure"`` (beyond the paper): ``tanh(rgb + atanh(0.98 g))``, a correction of V's structure
 image g, so an untrained G already paints g's skin-coloured face where it replaces pixels and
-training learns what g lacks; needs g among the inputs. Same parameters either way.
+training learns what g lacks; needs g among the inputs. Same parameters either way. Measured
+(J15, docs/experiments.md): +0.2-0.5 dB at the quickstart's length, the independent judge
+unmoved, the dimmed outlines it was meant to remove still there: off in every config.
 
 Up-sampling (``upsample``): ``"nearest"`` (default; the paper names no method) or
 ``"bilinear"`` (beyond the paper: no 8x8 block grid in large fills, see
