@@ -219,3 +219,27 @@ def test_cpu_bf16_autocast_is_float32_on_a_cpu_without_bf16(monkeypatch):
             assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
     finally:
         runtime.cpu_bf16_usable.cache_clear()
+
+
+def test_frame_jitter_moves_all_three_images_alike_and_reproduces():
+    """train.frame_jitter: the occluded face, the clean face and the mask are re-framed by the same
+    per-face similarity (so the mask still marks the occluder on the moved face); the same seed draws
+    the same frames, another seed others; amount 0 leaves the batch as it was."""
+    from fsggan.train.batches import jitter_frames
+
+    torch.manual_seed(0)
+    clean = torch.rand(3, 3, 32, 32) * 2 - 1
+    mask = torch.zeros(3, 1, 32, 32)
+    mask[:, :, 10:20, 8:24] = 1.0
+    occluded = clean * (1 - mask) + mask * 0.5
+    batch = {"occluded": occluded, "clean": clean, "mask": mask, "index": torch.arange(3)}
+    a, b, c = (jitter_frames(batch, 0.05, seed=s) for s in (7, 7, 8))
+    assert all(torch.equal(a[k], b[k]) for k in ("occluded", "clean", "mask")) and torch.equal(a["index"], batch["index"])
+    assert not torch.allclose(a["clean"], c["clean"]) and not torch.allclose(a["clean"], clean, atol=1e-3)
+    # the same warp on all three: occluded == clean outside the moved mask, 0.5 inside it
+    hard = a["mask"] > 0.999
+    assert hard.any() and torch.allclose(a["occluded"][hard.expand_as(clean)], torch.full_like(clean, 0.5)[hard.expand_as(clean)], atol=1e-5)
+    free = a["mask"] < 1e-6
+    assert torch.allclose(a["occluded"][free.expand_as(clean)], a["clean"][free.expand_as(clean)], atol=1e-5)
+    z = jitter_frames(batch, 0.0, seed=7)
+    assert torch.allclose(z["clean"], clean, atol=1e-5)

@@ -26,7 +26,7 @@ from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
 
 __all__ = ["ShardedBatchSampler", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
-           "occlude_batch"]
+           "occlude_batch", "jitter_frames"]
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
@@ -145,6 +145,27 @@ def occlude_batch(dataset, batch: dict, epoch: int) -> dict:
     rngs = [item_rng(dataset.seed, epoch, int(i)) for i in batch["index"]]
     res = dataset.synthesizer(batch["clean"], batch["landmarks"], rngs)
     return {**batch, "occluded": res.occluded, "mask": res.mask}
+
+
+def jitter_frames(batch: dict, amount: float, seed: int) -> dict:
+    """``train.frame_jitter`` (beyond the paper): every face of the batch re-framed by its own
+    small random similarity, the same one for its occluded and clean image and its mask, as a
+    face detector's landmarks re-frame a face in a photo (shift std ``amount`` of the side, log
+    scale std ``amount``, rotation std ``amount`` radians; edges repeated). ``seed`` fixes the
+    draws (the step, so that a resumed run draws the same). Returns a new batch dict."""
+    x = batch["occluded"]
+    n = x.shape[0]
+    gen = torch.Generator().manual_seed(int(seed))
+    shift, log_scale, angle = (torch.randn(n, k, generator=gen) * amount for k in (2, 1, 1))
+    c, s = torch.cos(angle) * torch.exp(log_scale), torch.sin(angle) * torch.exp(log_scale)
+    theta = torch.cat([torch.cat([c, -s, 2 * shift[:, :1]], 1)[:, None], torch.cat([s, c, 2 * shift[:, 1:]], 1)[:, None]], 1)
+    grid = torch.nn.functional.affine_grid(theta.to(x), list(x.shape), align_corners=False)
+    out = dict(batch)
+    for key in ("occluded", "clean", "mask"):
+        if key in batch:
+            out[key] = torch.nn.functional.grid_sample(batch[key], grid.to(batch[key].dtype), mode="bilinear",
+                                                       padding_mode="border", align_corners=False)
+    return out
 
 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:

@@ -46,7 +46,7 @@ from fsggan.config import ConfigError, from_dict, to_dict
 from fsggan.losses import GeneratorLoss, discriminator_loss
 from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
-from .batches import device_batches, setup_data
+from .batches import device_batches, jitter_frames, setup_data
 from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
                      OptimSection, PatchKwargs, TrainSection, TrainGANConfig, VAEKwargs)
 from .ema import EMA
@@ -153,6 +153,8 @@ def train_gan(
         with StopSignal(verbose=env.is_main) as stop, run.house:
             while step < train.steps:
                 epoch, index, b = next(run.batches)
+                if train.frame_jitter:  # faces framed as a detector frames them in photos (issue 17)
+                    b = jitter_frames(b, train.frame_jitter, seed=train.seed * 1_000_003 + step)
                 x, y = b["occluded"], b["clean"]
                 nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
                 with torch.no_grad(), run.cast:
