@@ -233,7 +233,7 @@ class TrainSection:
     snapshot_every: int = 0              # keep checkpoints/step_NNNNNNN.pt (0: never)
     best_metric: Literal["psnr", "ssim"] = "ssim"
     ema: float = 0.0                     # beyond the paper: EMA decay of G's weights for validation/inference (0: off)
-    frame_jitter: float = 0.0            # beyond the paper, Stage II: re-frame each training face by a random similarity (0: off)
+    frame_jitter: float = 0.0            # beyond the paper, Stage II: re-frame each face by a random similarity (0: off; J16)
     num_samples: int = 8                 # images per sample grid
     progress: bool = True                # tqdm bar (rank 0)
 
