@@ -51,7 +51,7 @@ from fsggan.data.synthesis import OcclusionSynthesizer
 from fsggan.metrics import image_metrics_batch
 from fsggan.images import crop_resize, read_rgb, save_png, to_tensor, to_uint8
 from fsggan.photos import deocclude_photos
-from fsggan.photos.align import warp_to_crop
+from fsggan.photos.align import estimate_similarity, warp_to_crop
 from fsggan.photos.deocclude import PhotoFace, model_template, paste_faces, run_faces
 from fsggan.photos.paste import feather_mask
 from fsggan.pipeline import FSGGAN
@@ -92,25 +92,12 @@ def detected(faces, box) -> bool:
 ALIGNS = ("detected", "clean", "fixed", "eyes", "robust", "refine")
 
 
-def weighted_similarity(src, dst, w):
-    """Umeyama's similarity with per-point weights ``w`` (k,)."""
-    w = np.asarray(w, np.float64) / np.sum(w)
-    mu_s, mu_d = w @ src, w @ dst
-    s, d = src - mu_s, dst - mu_d
-    var_s = (w * (s ** 2).sum(1)).sum()
-    cov = (d * w[:, None]).T @ s
-    u, sing, vt = np.linalg.svd(cov)
-    sign = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
-    a = float(np.trace(np.diag(sing) @ sign)) / var_s * (u @ sign @ vt)
-    return np.hstack([a, (mu_d - a @ mu_s)[:, None]])
-
-
 def robust_similarity(src, dst, c=0.06, iters=10):
     """Iteratively reweighted (Cauchy weights, scale ``c`` template eye distances)."""
     eye = np.linalg.norm(dst[1] - dst[0])
     w = np.ones(len(src))
     for _ in range(iters):
-        m = weighted_similarity(src, dst, w)
+        m = estimate_similarity(src, dst, w)
         r = np.linalg.norm(src @ m[:, :2].T + m[:, 2] - dst, axis=1) / eye
         w = 1.0 / (1.0 + (r / c) ** 2)
     return m
@@ -136,8 +123,6 @@ def parse_variant(spec: str) -> tuple[str, int | None, bool]:
 def variant_photos(model, photos, faces_of, clean_faces_of, box_of, spec: str) -> list[np.ndarray]:
     """The photo path of ``spec`` (see the module docstring) for each photo: the detected
     faces re-aligned as the variant says, de-occluded and pasted back."""
-    from fsggan.photos.align import estimate_similarity
-
     align, erode, keep = parse_variant(spec)
     size = model.image_size
     if align == "refine":  # landmarks found again on the first pass's de-occluded photo
@@ -177,10 +162,11 @@ def variant_photos(model, photos, faces_of, clean_faces_of, box_of, spec: str) -
 
 def run_chunk(model, items, args, render, set_dir: Path, stats: dict) -> None:
     """Both paths for one chunk of manifest items; appends per-image scores to ``stats``."""
-    photos, clean, prepared, box_of = [], [], [], []
+    photos, clean_photos, clean, prepared, box_of = [], [], [], [], []
     for it in items:
         photo, _ = read_rgb(Path(args.root) / it["source"])
         placements = it["placement"] if isinstance(it["placement"], list) else [it["placement"]]
+        clean_photos.append(photo)
         photos.append(render(photo, placements))
         clean.append(read_rgb(set_dir / "clean" / it["name"])[0])
         prepared.append(read_rgb(set_dir / "occluded" / it["name"])[0])
@@ -210,7 +196,6 @@ def run_chunk(model, items, args, render, set_dir: Path, stats: dict) -> None:
         from fsggan.photos.deocclude import face_finder
 
         detect = face_finder(None, 20)
-        clean_photos = [read_rgb(Path(args.root) / it["source"])[0] for it in items]
         clean_faces = [detect(p) for p in clean_photos] if any("clean" in v for v in args.variants) else [[]] * len(items)
         for spec in args.variants:
             out = variant_photos(model, photos, [f for _, f in results], clean_faces, box_of, spec)

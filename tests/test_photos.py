@@ -111,6 +111,12 @@ def test_similarity_recovers_a_known_transform():
     assert np.linalg.det(mirrored[:, :2]) > 0
     with pytest.raises(ValueError, match="coincide"):
         estimate_similarity(np.ones((5, 2)), dst)
+    # weights: equal weights are plain least squares; a point weighted near zero stops counting
+    moved = dst.copy()
+    moved[4] += 30.0
+    assert np.allclose(estimate_similarity(src, moved, np.full(5, 3.0)), estimate_similarity(src, moved), atol=1e-12)
+    assert np.allclose(estimate_similarity(src, moved, [1, 1, 1, 1, 1e-12]), m, atol=1e-6)
+    assert not np.allclose(estimate_similarity(src, moved), m, atol=1e-3)
 
 
 def test_align_then_inverse_warp_round_trips_the_face():

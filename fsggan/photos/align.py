@@ -27,9 +27,10 @@ from PIL import Image
 __all__ = ["estimate_similarity", "invert", "compose", "apply", "scale_of", "warp_to_crop", "region_of"]
 
 
-def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+def estimate_similarity(src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """The rotation, uniform scale and translation (no reflection) that maps the points
-    ``src`` (k, 2) onto ``dst`` (k, 2) with the least summed squared error, k >= 2.
+    ``src`` (k, 2) onto ``dst`` (k, 2) with the least summed squared error, k >= 2;
+    ``weights`` (k,), positive: the least weighted summed squared error.
 
     Umeyama's closed form (IEEE PAMI 13(4), 1991) in two dimensions: centre both sets,
     take the SVD of their cross-covariance, flip the last singular direction when the best
@@ -43,12 +44,13 @@ def estimate_similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
         raise ValueError(f"need the same number (>= 2) of source and target points, got {len(src)} and {len(dst)}")
     if not (np.isfinite(src).all() and np.isfinite(dst).all()):
         raise ValueError("landmarks must be finite numbers")
-    mu_s, mu_d = src.mean(0), dst.mean(0)
+    w = np.full(len(src), 1.0 / len(src)) if weights is None else np.asarray(weights, np.float64) / np.sum(weights)
+    mu_s, mu_d = w @ src, w @ dst
     s, d = src - mu_s, dst - mu_d
-    var_s = (s ** 2).sum() / len(src)
+    var_s = (w * (s ** 2).sum(1)).sum()
     if var_s < 1e-12:
         raise ValueError("the source points coincide: no scale can be estimated")
-    cov = d.T @ s / len(src)
+    cov = (d * w[:, None]).T @ s
     u, sing, vt = np.linalg.svd(cov)
     sign = np.diag([1.0, -1.0 if np.linalg.det(u) * np.linalg.det(vt) < 0 else 1.0])
     rot = u @ sign @ vt

@@ -3,11 +3,13 @@
 The output crop is warped back through the inverse of the alignment and blended with a
 feathered mask: the crop's square, eroded by 2 crop pixels (so that no edge of the crop,
 where bicubic sampling met the outside, reaches the photo) and blurred (so that the crop
-fades into the photo instead of ending in a line). The feather is narrow because everything
-it hands back to the photo keeps the occluder: on the quickstart's G (64 px) the round trip
-lost 0.55 dB with the earlier size / 16 (4 px), 0.43 dB with 2 px, 0.39 dB with 1 px, and no
-seam showed at 1 px (docs/experiments.md, "Where the whole-photo round trip loses"). Both are made in crop pixels and warped
+fades into the photo instead of ending in a line). Both are made in crop pixels and warped
 with the crop, so the feather keeps its share of the face at any photo resolution.
+
+The feather is narrow because everything it hands back to the photo keeps the occluder: on
+the quickstart's G (64 px) the round trip lost 0.55 dB with the earlier size / 16 (4 px),
+0.43 dB with 2 px, 0.39 dB with 1 px, and no seam showed at 1 px (docs/experiments.md,
+"Where the whole-photo round trip loses").
 
 Only the bounding region of the warped crop is touched, at the photo's own resolution (a
 12-megapixel photo with one face costs the face's area, not the photo's). Pixels the mask
