@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from fsggan.data.build import build_occluders, build_splits, face_crop, make_synthesizer
 from fsggan.data.config import SET_CODES, PrepareConfig
@@ -87,11 +86,8 @@ def render_set(cfg: PrepareConfig, set_name: str, records: list[FaceRecord]) -> 
         if w not in photo_synth:
             photo_synth[w] = OcclusionSynthesizer(pool, image_size=w, canvas_size=synth.canvas_size,
                                                   supersample=synth.supersample, placement=synth.placement)
-        img = torch.from_numpy(clean).permute(2, 0, 1).float() / 255
-        for placed in res.info[0]:
-            pl = {"index": pool.names.index(placed["occluder"]), "matrix": _photo_matrix(placed["matrix"], box, n)}
-            rgba = photo_synth[w].render([pl])[0]
-            img = img * (1 - rgba[3:]) + rgba[:3]
-        occluded = (img.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        occluded = photo_synth[w].occlude_photo(clean, [
+            {"index": pool.names.index(placed["occluder"]), "matrix": _photo_matrix(placed["matrix"], box, n)}
+            for placed in res.info[0]])
         out.append(OccludedPhoto(name, r.identity, clean, occluded, box, "+".join(i["occluder"] for i in res.info[0])))
     return out

@@ -71,12 +71,10 @@ def occluder_renderer(manifest: dict, data_config: str, photo_size: int):
     crop_to_photo = np.array([[k, 0.0, left], [0.0, k, top], [0.0, 0.0, 1.0]])
 
     def render(photo: np.ndarray, placements: list[dict]) -> np.ndarray:
-        out = torch.from_numpy(photo).permute(2, 0, 1).double() / 255.0
-        for pl in placements:
-            m = np.vstack([np.asarray(pl["matrix"], np.float64), [0.0, 0.0, 1.0]])
-            w = synth.render([{"index": index[pl["occluder"]], "matrix": crop_to_photo @ m}])[0].double()
-            out = out * (1 - w[3:4]) + w[:3]
-        return np.rint(out.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        return synth.occlude_photo(photo, [
+            {"index": index[pl["occluder"]],
+             "matrix": crop_to_photo @ np.vstack([np.asarray(pl["matrix"], np.float64), [0.0, 0.0, 1.0]])}
+            for pl in placements])
     return render
 
 

@@ -47,8 +47,6 @@ def zoom(before: np.ndarray, after: np.ndarray, region, factor: int = 3, margin:
 def occlude_demo(photo: np.ndarray, model, kind: str, seed: int) -> np.ndarray:
     """``photo`` (square) with one procedural ``kind`` occluder on its face, placed as the
     training data places occluders on a crop, then mapped into the photo."""
-    import torch
-
     from fsggan.data.occluders import OccluderLibrary
     from fsggan.data.procedural import procedural_occluders
     from fsggan.data.synthesis import OcclusionSynthesizer
@@ -65,9 +63,7 @@ def occlude_demo(photo: np.ndarray, model, kind: str, seed: int) -> np.ndarray:
         np.random.default_rng(seed), template, index=0)
     to_photo = np.vstack([invert(to_crop), [0.0, 0.0, 1.0]])
     placement["matrix"] = to_photo @ placement["matrix"]
-    w = OcclusionSynthesizer(library, image_size=photo.shape[0], supersample=2).render([placement])[0].double()
-    out = torch.from_numpy(photo).permute(2, 0, 1).double() / 255.0 * (1 - w[3:4]) + w[:3]
-    return np.rint(out.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    return OcclusionSynthesizer(library, image_size=photo.shape[0], supersample=2).occlude_photo(photo, [placement])
 
 
 def main() -> None:

@@ -174,6 +174,26 @@ def test_placement_follows_landmarks():
     assert abs(np.degrees(np.arctan2(m[1, 0], m[0, 0])) - 20) < 1.0
 
 
+def test_occlude_photo_composites_over_uint8_photos():
+    """occlude_photo: opaque occluder pixels replace the photo, pixels it does not touch stay
+    exactly as they were, and two placements stack; a photo of the wrong size is refused."""
+    lib = OccluderLibrary(procedural_occluders(count=1, seed=0, kinds=["sunglasses"]))
+    synth = OcclusionSynthesizer(lib, image_size=96)
+    pl = synth.sample_placement(np.random.default_rng(0), template_landmarks("lfw", image_size=96), index=0)
+    photo = np.random.default_rng(1).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    out = synth.occlude_photo(photo, [pl])
+    alpha = synth.render([pl])[0, 3].numpy()
+    assert out.dtype == np.uint8 and out.shape == photo.shape
+    assert np.array_equal(out[alpha == 0], photo[alpha == 0]) and (alpha == 0).mean() > 0.5
+    rgb = synth.render([pl])[0, :3].permute(1, 2, 0).numpy()
+    opaque = alpha > 0.999
+    assert opaque.sum() > 20 and np.abs(out[opaque] / 255.0 - rgb[opaque]).max() < 1.5 / 255
+    moved = dict(pl, matrix=pl["matrix"] @ np.array([[1, 0, 0], [0, 1, 8], [0, 0, 1.0]]))
+    assert not np.array_equal(synth.occlude_photo(photo, [pl, moved]), out)
+    with pytest.raises(ValueError, match="96x96"):
+        synth.occlude_photo(photo[:64], [pl])
+
+
 def test_similarity_fit_exact():
     rng = np.random.default_rng(0)
     src = rng.uniform(0, 100, (4, 2))

@@ -356,6 +356,18 @@ class OcclusionSynthesizer:
             out.mul_(1.0 / self.supersample**2)
         return out
 
+    def occlude_photo(self, photo: np.ndarray, placements: Sequence[dict]) -> np.ndarray:
+        """A square (S, S, 3) uint8 ``photo`` (S = ``image_size``) with ``placements``
+        (matrices from cut-out to photo pixels) composited one over the other, as uint8: how
+        the benchmarks and scripts occlude whole photos."""
+        if photo.shape[:2] != (self.image_size, self.image_size):
+            raise ValueError(f"occlude_photo: a {self.image_size}x{self.image_size} photo, got {photo.shape}")
+        out = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).double() / 255.0
+        for pl in placements:
+            w = self.render([pl])[0].double()
+            out = out * (1 - w[3:4]) + w[:3]
+        return np.rint(out.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
     def __call__(
         self,
         clean: torch.Tensor,
