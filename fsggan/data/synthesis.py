@@ -362,7 +362,7 @@ class OcclusionSynthesizer:
         the benchmarks and scripts occlude whole photos."""
         if photo.shape[:2] != (self.image_size, self.image_size):
             raise ValueError(f"occlude_photo: a {self.image_size}x{self.image_size} photo, got {photo.shape}")
-        out = torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).double() / 255.0
+        out = torch.from_numpy(np.array(photo, dtype=np.uint8)).permute(2, 0, 1).double() / 255.0  # a copy: photos may be read-only
         for pl in placements:
             w = self.render([pl])[0].double()
             out = out * (1 - w[3:4]) + w[:3]
