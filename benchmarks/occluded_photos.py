@@ -54,7 +54,7 @@ def pick_photos(cfg: PrepareConfig, per_identity: int = 1, seed: int = 0, limit:
     return out
 
 
-def _photo_matrix(matrix: list, box: tuple[float, float, float, float], size: int) -> np.ndarray:
+def photo_matrix(matrix: list, box: tuple[float, float, float, float], size: int) -> np.ndarray:
     """A cut-out -> crop pixels matrix (2x3 rows) as cut-out -> photo pixels (3x3)."""
     m = np.vstack([np.asarray(matrix, np.float64), [0.0, 0.0, 1.0]])
     s = (box[2] - box[0]) / size
@@ -87,7 +87,7 @@ def render_set(cfg: PrepareConfig, set_name: str, records: list[FaceRecord]) -> 
             photo_synth[w] = OcclusionSynthesizer(pool, image_size=w, canvas_size=synth.canvas_size,
                                                   supersample=synth.supersample, placement=synth.placement)
         occluded = photo_synth[w].occlude_photo(clean, [
-            {"index": pool.names.index(placed["occluder"]), "matrix": _photo_matrix(placed["matrix"], box, n)}
+            {"index": pool.names.index(placed["occluder"]), "matrix": photo_matrix(placed["matrix"], box, n)}
             for placed in res.info[0]])
         out.append(OccludedPhoto(name, r.identity, clean, occluded, box, "+".join(i["occluder"] for i in res.info[0])))
     return out

@@ -56,6 +56,8 @@ from fsggan.photos.deocclude import PhotoFace, model_template, paste_faces, run_
 from fsggan.photos.paste import feather_mask
 from fsggan.pipeline import FSGGAN
 
+from occluded_photos import photo_matrix
+
 
 def occluder_renderer(manifest: dict, data_config: str, photo_size: int):
     """``(photo uint8, placement dict) -> occluded photo``: the set's occluders rendered at
@@ -66,15 +68,11 @@ def occluder_renderer(manifest: dict, data_config: str, photo_size: int):
     index = {o.name: i for i, o in enumerate(library)}
     synth = OcclusionSynthesizer(library, image_size=photo_size, canvas_size=cfg.occluders.canvas_size,
                                  supersample=cfg.occluders.supersample)
-    left, top, right, _ = manifest["crop"]
-    k = (right - left) / manifest["image_size"]
-    crop_to_photo = np.array([[k, 0.0, left], [0.0, k, top], [0.0, 0.0, 1.0]])
+    box, size = manifest["crop"], manifest["image_size"]
 
     def render(photo: np.ndarray, placements: list[dict]) -> np.ndarray:
-        return synth.occlude_photo(photo, [
-            {"index": index[pl["occluder"]],
-             "matrix": crop_to_photo @ np.vstack([np.asarray(pl["matrix"], np.float64), [0.0, 0.0, 1.0]])}
-            for pl in placements])
+        return synth.occlude_photo(photo, [{"index": index[pl["occluder"]], "matrix": photo_matrix(pl["matrix"], box, size)}
+                                           for pl in placements])
     return render
 
 

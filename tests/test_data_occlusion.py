@@ -182,10 +182,10 @@ def test_occlude_photo_composites_over_uint8_photos():
     pl = synth.sample_placement(np.random.default_rng(0), template_landmarks("lfw", image_size=96), index=0)
     photo = np.random.default_rng(1).integers(0, 256, (96, 96, 3), dtype=np.uint8)
     out = synth.occlude_photo(photo, [pl])
-    alpha = synth.render([pl])[0, 3].numpy()
+    warped = synth.render([pl])[0]
+    alpha, rgb = warped[3].numpy(), warped[:3].permute(1, 2, 0).numpy()
     assert out.dtype == np.uint8 and out.shape == photo.shape
     assert np.array_equal(out[alpha == 0], photo[alpha == 0]) and (alpha == 0).mean() > 0.5
-    rgb = synth.render([pl])[0, :3].permute(1, 2, 0).numpy()
     opaque = alpha > 0.999
     assert opaque.sum() > 20 and np.abs(out[opaque] / 255.0 - rgb[opaque]).max() < 1.5 / 255
     moved = dict(pl, matrix=pl["matrix"] @ np.array([[1, 0, 0], [0, 1, 8], [0, 0, 1.0]]))

