@@ -230,6 +230,7 @@ def main(argv=None) -> int:
     ap.add_argument("--data-config", default="configs/data/lfw.yaml", help="the data config with the set's occluders")
     ap.add_argument("--root", default=None, help="LFW folder (default: the manifest's dataset_root)")
     ap.add_argument("--limit", type=int, default=None, help="only the first N faces")
+    ap.add_argument("--one-per-identity", action="store_true", help="only each identity's first face (before --limit)")
     ap.add_argument("--chunk", type=int, default=32)
     ap.add_argument("--inner", type=float, default=1.0, help="score only the central fraction of each crop "
                     "(0.8: a 10 %% border left out), to tell losses at the crop's border from losses in the face")
@@ -245,7 +246,13 @@ def main(argv=None) -> int:
     args.variants = [v for v in args.variants.split(",") if v]
     for v in args.variants:
         parse_variant(v)
-    items = manifest["images"][: args.limit]
+    items = manifest["images"]
+    if args.one_per_identity:
+        firsts = {}
+        for it in items:
+            firsts.setdefault(it["identity"], it)
+        items = list(firsts.values())
+    items = items[: args.limit]
     model = FSGGAN.from_checkpoints(gan=args.gan, vae=args.vae, device="cpu")
     render = occluder_renderer(manifest, args.data_config, 250)
     stats = {k: [] for k in ("input", "aligned", "photo", "photo_plain", "detected", "faces", "render_diff")}

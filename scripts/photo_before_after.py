@@ -2,18 +2,24 @@
 
 The photos are put side by side into one picture (a "group photo" of several people), which
 is de-occluded as fsggan-deocclude does it (every face detected, aligned, de-occluded, pasted
-back); the figure stacks the picture before and after, and, enlarged 3x, the first face's
-pasted region with a margin, where a seam would show.
+back); the figure stacks the picture before and after, and the first face's pasted region
+with a margin, enlarged up to 3x (as far as the pair fits the picture's width), where a seam
+would show.
 
-    python scripts/photo_before_after.py occluded/*.png --gan runs/cpu_gan128 --out before_after.png
-    python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out docs/photos_before_after.png
+    python benchmarks/photo_roundtrip.py --set data128/set1-lfw --gan runs/cpu_gan128 --limit 3 \
+        --one-per-identity --save-photos occluded      # whole LFW photos with the Set1 occluders
+    python scripts/photo_before_after.py occluded/*.png --gan runs/cpu_gan128 --out docs/photos_before_after.jpg
+    python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out demo.png
 
-``--demo`` needs no photo: scikit-image's ``astronaut`` (Eileen Collins, a NASA photograph in
+The README's picture is made by the first two commands: the first photo of each of Set1-LFW's
+first three identities (people the model never saw), with the occluder that set places on it
+(kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never saw).
+
+``--demo`` needs no data: scikit-image's ``astronaut`` (Eileen Collins, a NASA photograph in
 the public domain, shipped inside scikit-image) twice, one with a drawn surgical mask and one
 with drawn sunglasses (fsggan's procedural occluders, placed on the face by the training
-data's occluder placement). The README's picture is made this way, so that the repository
-holds no third-party face. Occluded whole LFW photos come from
-``benchmarks/photo_roundtrip.py --save-photos DIR`` (those pictures stay out of the repository).
+data's occluder placement); drawn occluders are further from the training data than Set2's
+cut-outs, and the 128 px recipe's G leaves the drawn mask in place.
 """
 
 from __future__ import annotations
@@ -22,8 +28,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
-from fsggan.images import read_rgb, save_png
+from fsggan.images import read_rgb
 from fsggan.photos import deocclude_photo
 from fsggan.pipeline import FSGGAN
 
@@ -36,10 +43,12 @@ def side_by_side(photos: list[np.ndarray]) -> np.ndarray:
 
 
 def zoom(before: np.ndarray, after: np.ndarray, region, factor: int = 3, margin: int = 12) -> np.ndarray:
-    """Both photos around ``region`` (x0, y0, x1, y1), side by side, enlarged (nearest)."""
+    """Both photos around ``region`` (x0, y0, x1, y1), side by side, enlarged (nearest) by
+    ``factor`` or by the largest smaller factor that fits the pair into the photo's width."""
     h, w = before.shape[:2]
     x0, y0 = max(region[0] - margin, 0), max(region[1] - margin, 0)
     x1, y1 = min(region[2] + margin, w), min(region[3] + margin, h)
+    factor = max(1, min(factor, (w - 8) // (2 * (x1 - x0))))
     parts = [np.kron(im[y0:y1, x0:x1], np.ones((factor, factor, 1), np.uint8)) for im in (before, after)]
     return np.concatenate([parts[0], np.full((parts[0].shape[0], 8, 3), 255, np.uint8), parts[1]], axis=1)
 
@@ -71,7 +80,7 @@ def main() -> None:
     ap.add_argument("photos", nargs="*")
     ap.add_argument("--demo", action="store_true", help="scikit-image's astronaut with drawn occluders (no photo needed)")
     ap.add_argument("--gan", default="runs/cpu_gan128")
-    ap.add_argument("--out", default="docs/photos_before_after.png")
+    ap.add_argument("--out", default="before_after.png", help="PNG, or JPEG (quality 90) by the suffix")
     args = ap.parse_args()
     if bool(args.photos) == args.demo:
         ap.error("give photos, or --demo")
@@ -92,7 +101,7 @@ def main() -> None:
         z = np.pad(z, ((0, 0), (0, max(before.shape[1] - z.shape[1], 0)), (0, 0)), constant_values=255)
         rows += [gap, z[:, : before.shape[1]]]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    save_png(args.out, np.concatenate(rows, axis=0))
+    Image.fromarray(np.concatenate(rows, axis=0)).save(args.out, quality=90)  # PNG or JPEG by the suffix
     print(f"wrote {args.out}")
 
 

@@ -85,3 +85,13 @@ def test_benchmarks_and_scripts_import(path, monkeypatch):
     inside the package breaks here, not in front of the next user."""
     monkeypatch.syspath_prepend(str(path.parent))   # as `python path` has it: siblings import by name
     runpy.run_path(str(path), run_name="not_main")
+
+
+def test_before_after_zoom_fits_the_picture_and_keeps_its_pixels():
+    zoom = runpy.run_path(str(SCRIPTS / "photo_before_after.py"))["zoom"]
+    rng = np.random.default_rng(0)
+    before, after = (rng.integers(0, 256, (100, 300, 3), dtype=np.uint8) for _ in range(2))
+    z = zoom(before, after, (40, 30, 80, 70), margin=5)  # a 50 px wide window: 3x would not fit
+    assert z.shape == (2 * 50, 2 * 50 * 2 + 8, 3)
+    assert np.array_equal(z[::2, :100:2], before[25:75, 35:85]) and np.array_equal(z[::2, 108::2], after[25:75, 35:85])
+    assert zoom(before, after, (190, 40, 200, 50), margin=2).shape[0] == 3 * 14  # small enough for 3x
