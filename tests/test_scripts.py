@@ -95,3 +95,34 @@ def test_before_after_zoom_fits_the_picture_and_keeps_its_pixels():
     assert z.shape == (2 * 50, 2 * 50 * 2 + 8, 3)
     assert np.array_equal(z[::2, :100:2], before[25:75, 35:85]) and np.array_equal(z[::2, 108::2], after[25:75, 35:85])
     assert zoom(before, after, (190, 40, 200, 50), margin=2).shape[0] == 3 * 14  # small enough for 3x
+
+
+def test_cpu_recipe_seed_gives_its_own_chained_run_directories(tmp_path):
+    """``cpu_recipe.sh 128 1``: every stage gets train.seed 1 and a ``_s1`` run directory, and
+    each stage reads the checkpoints of the stages before it in that seed's directories (the
+    fsggan commands are stubs that log their arguments); a seed that is not a whole number is a
+    one-line error."""
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for cmd in ("fsggan-train-vae", "fsggan-train-gan", "fsggan-eval", "fsggan-prepare-data"):
+        (bin_dir / cmd).write_text(f'#!/bin/sh\necho "{cmd} $*" >> "{tmp_path}/calls"\n')
+        (bin_dir / cmd).chmod(0o755)
+    (tmp_path / "data128" / "set2-lfw").mkdir(parents=True)  # prepared: no preparation step
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    done = subprocess.run(["bash", str(SCRIPTS / "cpu_recipe.sh"), "128", "1"], cwd=tmp_path, env=env,
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    calls = (tmp_path / "calls").read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["fsggan-train-vae", "fsggan-train-gan", "fsggan-train-vae",
+                                             "fsggan-train-gan", "fsggan-eval"]
+    assert all("--set train.seed=1" in c for c in calls[:4])
+    assert "--run-dir runs/cpu_vae_s1 " in calls[0] + " " and "--run-dir runs/cpu_vae128_s1 " in calls[2] + " "
+    assert "--run-dir runs/cpu128_gan64_s1 --set train.seed=1 --set gan.vae_checkpoint=runs/cpu_vae_s1/checkpoints/best.pt" in calls[1]
+    assert calls[3].endswith("--set gan.vae_checkpoint=runs/cpu_vae128_s1/checkpoints/best.pt "
+                             "--set gan.init_generator=runs/cpu128_gan64_s1/checkpoints/best.pt")
+    assert "--gan runs/cpu_gan128_s1 " in calls[4] and calls[4].endswith("--out results/cpu128_s1")
+    bad = subprocess.run(["bash", str(SCRIPTS / "cpu_recipe.sh"), "128", "x"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.strip() == "cpu_recipe.sh: error: seed x: give a whole number (default 0)"
