@@ -8,12 +8,13 @@ would show.
 
     python benchmarks/photo_roundtrip.py --set data128/set1-lfw --gan runs/cpu_gan128 --limit 3 \
         --one-per-identity --save-photos occluded      # whole LFW photos with the Set1 occluders
-    python scripts/photo_before_after.py occluded/*.png --gan runs/cpu_gan128 --out docs/photos_before_after.jpg
+    python scripts/photo_before_after.py occluded/*.png --gan runs/cpu_gan128 --out before_after.jpg
     python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out demo.png
 
-The README's picture is made by the first two commands: the first photo of each of Set1-LFW's
-first three identities (people the model never saw), with the occluder that set places on it
-(kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never saw).
+The first two commands make the picture the README describes: the first photo of each of
+Set1-LFW's first three identities (people the model never saw), with the occluder that set
+places on it (kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never
+saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of the repository.
 
 ``--demo`` needs no data: scikit-image's ``astronaut`` (Eileen Collins, a NASA photograph in
 the public domain, shipped inside scikit-image) twice, one with a drawn surgical mask and one
