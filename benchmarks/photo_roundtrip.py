@@ -16,12 +16,18 @@ maps the cut-out into the crop; the crop box maps the crop into the photo). Then
   photo's detail where the model changed little (the default), "photo_plain" pastes the warped
   output crop as it is (``keep_detail=False``).
 
-``--variants`` (comma-separated ``ALIGN[@ERODE][:plain]``) adds photo paths that differ from
+``--variants`` (comma-separated ``ALIGN[@ERODE][:FLAG...]``) adds photo paths that differ from
 the shipped one in one thing each, to find what the round trip loses: ALIGN is how a face's
 crop is placed, ``detected`` (the shipped similarity on the detector's five landmarks),
 ``clean`` (the detector's landmarks on the *clean* photo: what occlusion moves), ``fixed``
-(the set's fixed crop itself: what paste-back alone costs); ``@ERODE`` the feather's erosion
-in crop pixels (:func:`fsggan.photos.paste.feather_mask`); ``:plain`` as "photo_plain".
+(the set's fixed crop itself: what paste-back alone costs), ``eyes``, ``robust``, ``refine``
+(other fits, :func:`variant_photos`); ``@ERODE`` the feather's erosion in crop pixels
+(:func:`fsggan.photos.paste.feather_mask`). FLAGs: ``plain`` as "photo_plain"; ``edge`` /
+``feather``: replaced pixels reach the crop's edge, or fade out with the feather
+(``fill_to_edge`` of :func:`fsggan.photos.paste.paste_back`); ``ctxM`` (an experiment, not in
+the library: it lost, docs/experiments.md "Session 12"): G is given the aligned crop with M more
+crop pixels of the photo on each side, so that its output also covers a border the detected crop
+misses (:func:`run_with_context`; ``ctxMx``, ``ctxMm``: its other two ways).
 
 Both are scored against the set's clean crop (PSNR / SSIM of docs/design.md, Metrics; with
 ``--inner F`` only the central fraction F of it, which tells a loss at the border of the fixed
@@ -106,21 +112,60 @@ def inner(images: np.ndarray, fraction: float) -> np.ndarray:
     return images[:, cut:size - cut, cut:size - cut] if cut else images
 
 
-def parse_variant(spec: str) -> tuple[str, int | None, bool]:
-    """``ALIGN[@ERODE][:plain]`` -> (align, erode or None, keep_detail)."""
-    spec, _, plain = spec.partition(":")
-    align, _, erode = spec.partition("@")
-    if align not in ALIGNS or plain not in ("", "plain"):
-        raise SystemExit(f"photo_roundtrip.py: error: variant {spec!r}: give ALIGN[@ERODE][:plain], "
-                         f"ALIGN one of {', '.join(ALIGNS)}")
-    return align, int(erode) if erode else None, plain != "plain"
+def parse_variant(spec: str) -> dict:
+    """``ALIGN[@ERODE][:FLAG...]`` -> {align, erode (None: default), keep, edge (None: default), ctx}."""
+    head, *flags = spec.split(":")
+    align, _, erode = head.partition("@")
+    out = {"align": align, "erode": int(erode) if erode.isdigit() else None, "keep": True, "edge": None, "ctx": 0,
+           "ctx_fill": "edge"}
+    bad = align not in ALIGNS or (erode and not erode.isdigit())
+    for flag in flags:
+        if flag == "plain":
+            out["keep"] = False
+        elif flag in ("edge", "feather"):
+            out["edge"] = flag == "edge"
+        elif flag.startswith("ctx") and flag[3:].rstrip("xm").isdigit():
+            out["ctx"] = int(flag[3:].rstrip("xm"))
+            out["ctx_fill"] = {"x": "input", "m": "margin"}.get(flag[-1], "edge")
+        else:
+            bad = True
+    if bad:
+        raise SystemExit(f"photo_roundtrip.py: error: variant {spec!r}: give ALIGN[@ERODE][:FLAG...], "
+                         f"ALIGN one of {', '.join(ALIGNS)}, FLAG plain, edge, feather or ctxM")
+    return out
+
+
+def run_with_context(model, faces, margin: int, fill: str) -> None:
+    """Fill ``output`` of faces whose ``input`` has ``margin`` crop px of the photo around the
+    model's crop: V sees the crop; its structure image is edge-padded by ``margin``
+    (``fill="edge"``) or surrounded by the input itself (``"input"``); G, fully convolutional,
+    de-occludes all of it. ``"margin"``: the edge-padded run's output in the margin only, G's
+    output without context inside the crop (blended over 2 px)."""
+    size = model.image_size
+    inside = (slice(None), slice(None), slice(margin, margin + size), slice(margin, margin + size))
+    for start in range(0, len(faces), 32):
+        chunk = faces[start:start + 32]
+        x = torch.stack([to_tensor(f.input) for f in chunk])
+        with torch.inference_mode():
+            g = model.vae(x[inside])
+            if fill == "input":
+                big = x.clone()
+                big[inside] = g
+            else:
+                big = torch.nn.functional.pad(g, (margin,) * 4, mode="replicate")
+            y = model.generator(x, big)
+            if fill == "margin":
+                w = torch.from_numpy(np.pad(feather_mask(size, 2), margin))
+                y = w * torch.nn.functional.pad(model.generator(x[inside], g), (margin,) * 4) + (1 - w) * y
+        for f, yo in zip(chunk, to_uint8(y)):
+            f.output = yo
 
 
 def variant_photos(model, photos, faces_of, clean_faces_of, box_of, spec: str) -> list[np.ndarray]:
     """The photo path of ``spec`` (see the module docstring) for each photo: the detected
     faces re-aligned as the variant says, de-occluded and pasted back."""
-    align, erode, keep = parse_variant(spec)
-    size = model.image_size
+    v = parse_variant(spec)
+    align, size, ctx = v["align"], model.image_size, v["ctx"]
     if align == "refine":  # landmarks found again on the first pass's de-occluded photo
         from fsggan.photos.deocclude import face_finder
 
@@ -148,12 +193,15 @@ def variant_photos(model, photos, faces_of, clean_faces_of, box_of, spec: str) -
                     m = robust_similarity(lm, template)
                 else:
                     m = estimate_similarity(lm, template)
+            m = m + np.array([[0.0, 0.0, ctx], [0.0, 0.0, ctx]])  # ctx extra crop px on each side
             out.append(PhotoFace(box=f.box, landmarks=f.landmarks, score=f.score, matrix=m,
-                                 input=warp_to_crop(photo, m, size)))
+                                 input=warp_to_crop(photo, m, size + 2 * ctx)))
         per_photo.append(out)
-    run_faces(model, [f for faces in per_photo for f in faces], 32)
-    mask = feather_mask(size, erode)
-    return [paste_faces(p, faces, mask, keep_detail=keep) for p, faces in zip(photos, per_photo)]
+    faces = [f for faces in per_photo for f in faces]
+    run_with_context(model, faces, ctx, v["ctx_fill"]) if ctx else run_faces(model, faces, 32)
+    mask = feather_mask(size + 2 * ctx, v["erode"])
+    edge = {} if v["edge"] is None else {"fill_to_edge": v["edge"]}
+    return [paste_faces(p, faces, mask, keep_detail=v["keep"], **edge) for p, faces in zip(photos, per_photo)]
 
 
 def run_chunk(model, items, args, render, set_dir: Path, stats: dict) -> None:

@@ -149,6 +149,29 @@ def test_feather_is_narrow_and_zero_at_the_crop_edge():
         feather_mask(8, erode=4)
 
 
+def test_fill_to_edge_replaces_an_occluder_up_to_the_crop_border_and_feathers_the_kept_face():
+    """With ``fill_to_edge`` the pixels the model replaced reach the crop's own edge (the feather
+    would leave the occluder's rim there); where the model changed the face by a few levels, its
+    change still fades out towards the edge (weight = change / 25 levels)."""
+    photo = np.full((96, 96, 3), 120, np.uint8)
+    photo[60:, :] = (20, 200, 30)  # an "occluder" across the crop's lower border
+    m = np.array([[1.0, 0.0, -16.0], [0.0, 1.0, -16.0]])  # photo (16..80) -> 64 px crop, no resampling
+    crop = warp_to_crop(photo, m, 64)
+    output = crop.copy()
+    output[44:] = 120  # the model removed it
+    output[:20] += 6  # and moved the kept face by a few levels
+    pasted = {}
+    for fill in (False, True):
+        pasted[fill] = photo.copy()
+        paste_back(pasted[fill], output, m, input_crop=crop, fill_to_edge=fill)
+    bottom = slice(76, 80), slice(30, 60)  # the crop's last 4 rows, inside the occluder
+    assert np.abs(pasted[True][bottom].astype(float) - 120).max() <= 1  # replaced up to the border
+    assert np.abs(pasted[False][bottom].astype(float) - 120).max() > 50  # the feather kept its rim
+    top = pasted[True][16, 30:60].astype(float)  # the crop's first row: 6 levels * about 6 / 25
+    assert 0 < np.abs(top - 120).max() <= 2 and np.abs(pasted[True][21, 30:60].astype(float) - 126).max() <= 1
+    assert np.array_equal(pasted[True][:16], photo[:16]) and np.array_equal(pasted[True][81:], photo[81:])
+
+
 def test_template_landmarks_give_the_fixed_lfw_crop(model):
     """An LFW photo whose landmarks are the template lands on the fixed --crop lfw crop."""
     photo = lfw()

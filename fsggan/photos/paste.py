@@ -11,6 +11,13 @@ the quickstart's G (64 px) the round trip lost 0.55 dB with the earlier size / 1
 0.43 dB with 2 px, 0.39 dB with 1 px, and no seam showed at 1 px (docs/experiments.md,
 "Where the whole-photo round trip loses").
 
+Where the model replaced pixels (an occluder it removed; :func:`change_weight`), the feather
+is not needed and costs the most: an occluder that reaches the crop's border would keep a
+2 px rim there. ``fill_to_edge`` gives those pixels the model's output up to the crop's own
+edge (the blend weight is the larger of the feather and the change weight), leaving the
+feather where the model kept the face; the crop is edge-padded before it is warped, so its
+outermost pixels do not pull in black. Measured in docs/experiments.md ("Session 12").
+
 Only the bounding region of the warped crop is touched, at the photo's own resolution (a
 12-megapixel photo with one face costs the face's area, not the photo's). Pixels the mask
 gives weight 0 keep their exact values; elsewhere the result is rounded to uint8.
@@ -62,28 +69,40 @@ def change_weight(input_crop: np.ndarray, output_crop: np.ndarray, full: float =
     return np.clip(gaussian_filter(d, sigma) / full, 0.0, 1.0).astype(np.float32)
 
 
-def _warp(crop: np.ndarray, to_crop: np.ndarray, size: tuple[int, int], resample) -> np.ndarray:
+def _warp(crop: np.ndarray, to_crop: np.ndarray, size: tuple[int, int], resample, pad: int = 0) -> np.ndarray:
     """``crop`` (uint8 RGB or float32 weights) warped into a region of ``size`` (W, H) whose
-    pixels map to crop pixels through ``to_crop`` (2, 3); zero outside the crop."""
+    pixels map to crop pixels through ``to_crop`` (2, 3); zero outside the crop, or, with
+    ``pad``, outside the crop edge-padded by ``pad`` px (so that the interpolation kernel at
+    the crop's border reads the border, not black)."""
+    if pad:
+        crop = np.pad(crop, ((pad, pad), (pad, pad)) + ((0, 0),) * (crop.ndim - 2), mode="edge")
+        to_crop = to_crop + np.array([[0.0, 0.0, pad], [0.0, 0.0, pad]])
     im = Image.fromarray(np.ascontiguousarray(crop))
     out = im.transform(size, Image.Transform.AFFINE, data=tuple(to_crop.ravel()), resample=resample)
     return np.asarray(out, np.float32)
 
 
 def paste_back(photo: np.ndarray, crop: np.ndarray, photo_to_crop: np.ndarray, mask: np.ndarray | None = None,
-               input_crop: np.ndarray | None = None) -> tuple[int, int, int, int] | None:
+               input_crop: np.ndarray | None = None, *, keep_detail: bool = True,
+               fill_to_edge: bool = False) -> tuple[int, int, int, int] | None:
     """Blend ``crop`` (S, S, 3) uint8 into ``photo`` (H, W, 3) uint8 in place, where the
     alignment ``photo_to_crop`` (2, 3) took it from. ``mask``: the crop's blend weight
     (default :func:`feather_mask`). Returns the region written (x0, y0, x1, y1), or None
     when the crop lies outside the photo.
 
-    ``input_crop`` (the crop the model was given) keeps the photo's own detail where the model
-    changed little: there the photo gets the model's change (output - input, warped) added
-    instead of being replaced by the warped crop, which is blurrier than the photo whenever the
-    face is larger than the crop; where the model replaced pixels (:func:`change_weight`) the
-    warped output replaces them."""
+    ``input_crop`` (the crop the model was given) tells where the model changed the face
+    (:func:`change_weight`). With it, ``keep_detail`` keeps the photo's own detail where the
+    model changed little: there the photo gets the model's change (output - input, warped)
+    added instead of being replaced by the warped crop, which is blurrier than the photo
+    whenever the face is larger than the crop; where the model replaced pixels the warped
+    output replaces them. ``fill_to_edge``: where the model replaced pixels, its output
+    reaches the crop's edge instead of fading out with the feather (module docstring).
+    Without ``input_crop`` both are off: the warped crop is pasted as it is."""
     size = crop.shape[0]
-    mask = feather_mask(size) if mask is None else mask
+    mask = feather_mask(size) if mask is None else np.asarray(mask, np.float32)
+    changed = change_weight(input_crop, crop) if input_crop is not None else None
+    if changed is not None and fill_to_edge:
+        mask = np.maximum(mask, changed)
     h, w = photo.shape[:2]
     x0, y0, x1, y1 = region_of(invert(photo_to_crop), size, margin=1.0)
     x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
@@ -91,7 +110,7 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, photo_to_crop: np.ndarray, m
         return None
     to_crop = compose(photo_to_crop, np.array([[1.0, 0.0, x0], [0.0, 1.0, y0]]))  # region px -> crop px
     out = (x1 - x0, y1 - y0)
-    a = np.clip(_warp(np.asarray(mask, np.float32), to_crop, out, Image.Resampling.BILINEAR), 0.0, 1.0)
+    a = np.clip(_warp(mask, to_crop, out, Image.Resampling.BILINEAR), 0.0, 1.0)
     rows, cols = np.nonzero(a.any(1))[0], np.nonzero(a.any(0))[0]
     if not len(rows):
         return None
@@ -102,9 +121,9 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, photo_to_crop: np.ndarray, m
     region = photo[y0 + r0:y0 + r1, x0 + c0:x0 + c1]
     base = region.astype(np.float32)
     target = base  # what the warped output replaces
-    if input_crop is not None:
-        keep = 1.0 - _warp(change_weight(input_crop, crop), to_crop, out, Image.Resampling.BILINEAR)[..., None]
-        target = base + keep * (_warp(input_crop, to_crop, out, Image.Resampling.BICUBIC) - base)
-    blended = base + a * (_warp(crop, to_crop, out, Image.Resampling.BICUBIC) - target)
+    if changed is not None and keep_detail:
+        keep = 1.0 - _warp(changed, to_crop, out, Image.Resampling.BILINEAR)[..., None]
+        target = base + keep * (_warp(input_crop, to_crop, out, Image.Resampling.BICUBIC, pad=2) - base)
+    blended = base + a * (_warp(crop, to_crop, out, Image.Resampling.BICUBIC, pad=2) - target)
     region[...] = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
     return x0 + c0, y0 + r0, x0 + c1, y0 + r1
