@@ -2,11 +2,12 @@
 """Contact sheet of prepared sets: per set, rows clean / occluded / mask.
 
     python scripts/contact_sheet.py data/prepared/set1-lfw data/prepared/set2-lfw \
-        --out docs/contact_sheet_lfw.png --columns 8 --tile 96 --colors 256
+        --out contact_sheet_lfw.png --columns 8 --tile 96 --colors 256
 
 Images are taken evenly spaced through each set's manifest (the same names in every set
 when the sets hold the same images, e.g. set1 and set2), or given with --names.
-(`fsggan-prepare-data --contact-sheet` writes one sheet per set the same way.)
+(`fsggan-prepare-data --contact-sheet` writes one sheet per set the same way.) A sheet of LFW
+faces and occluder cut-outs is third-party data: keep it out of the repository.
 """
 
 from __future__ import annotations

@@ -16,11 +16,13 @@ Set1-LFW's first three identities (people the model never saw), with the occlude
 places on it (kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never
 saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of the repository.
 
-``--demo`` needs no data: scikit-image's ``astronaut`` (Eileen Collins, a NASA photograph in
-the public domain, shipped inside scikit-image) twice, one with a drawn surgical mask and one
-with drawn sunglasses (fsggan's procedural occluders, placed on the face by the training
-data's occluder placement); drawn occluders are further from the training data than Set2's
-cut-outs, and the 128 px recipe's G leaves the drawn mask in place.
+``--demo`` needs no data, and its picture may be committed: scikit-image's ``astronaut``
+(Eileen Collins, a NASA photograph in the public domain) twice, side by side, one holding
+scikit-image's ``coffee`` cup (Rachel Michetti's photograph, CC0; the cup cut out of it by a
+drawn outline, :func:`coffee_cup`) in front of the lower face as the training data places a
+mouth-region object, the other with drawn sunglasses (fsggan's procedural occluders). Both
+images ship inside scikit-image. Neither object is in the training pools (a real cup cut-out
+and a drawn one are what Set2's "new occluders" are to the model).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from fsggan.images import read_rgb
 from fsggan.photos import deocclude_photo
 from fsggan.pipeline import FSGGAN
 
-DEMO_OCCLUDERS = (("mask", 0), ("sunglasses", 1))  # (procedural kind, seed) per copy; MTCNN misses mask seed 3 here
+DEMO_OCCLUDERS = (("coffee", 0), ("sunglasses", 1))  # (object, seed) per copy: the CC0 cup, or a procedural kind
 
 
 def side_by_side(photos: list[np.ndarray]) -> np.ndarray:
@@ -54,9 +56,31 @@ def zoom(before: np.ndarray, after: np.ndarray, region, factor: int = 3, margin:
     return np.concatenate([parts[0], np.full((parts[0].shape[0], 8, 3), 255, np.uint8), parts[1]], axis=1)
 
 
+def coffee_cup():
+    """scikit-image's CC0 ``coffee`` photograph's cup (rim, body and handle, without saucer and
+    spoon) as an :class:`fsggan.data.occluders.Occluder` for the mouth region: the cut-out's
+    alpha is a drawn outline (an ellipse for the rim, a polygon for the body, an ellipse for
+    the handle), softened by one pixel."""
+    from PIL import ImageDraw, ImageFilter
+    from skimage.data import coffee
+
+    from fsggan.data.occluders import Occluder
+
+    rgb = np.ascontiguousarray(coffee())
+    alpha = Image.new("L", (rgb.shape[1], rgb.shape[0]), 0)
+    draw = ImageDraw.Draw(alpha)
+    draw.ellipse((172, 18, 408, 206), fill=255)  # the rim
+    draw.polygon([(175, 140), (407, 140), (388, 212), (356, 262), (300, 282), (232, 272), (192, 215)], fill=255)
+    draw.ellipse((194, 225, 262, 306), fill=255)  # the handle
+    alpha = np.asarray(alpha.filter(ImageFilter.GaussianBlur(1.0)))
+    return Occluder("skimage/coffee_cup", np.dstack([rgb, alpha])[5:312, 165:415], category="mouth",
+                    source="skimage.data.coffee (CC0)")
+
+
 def occlude_demo(photo: np.ndarray, model, kind: str, seed: int) -> np.ndarray:
-    """``photo`` (square) with one procedural ``kind`` occluder on its face, placed as the
-    training data places occluders on a crop, then mapped into the photo."""
+    """``photo`` (square) with one occluder on its face: ``"coffee"`` (:func:`coffee_cup`) or a
+    procedural ``kind``, placed as the training data places occluders on a crop, then mapped
+    into the photo."""
     from fsggan.data.occluders import OccluderLibrary
     from fsggan.data.procedural import procedural_occluders
     from fsggan.data.synthesis import OcclusionSynthesizer
@@ -68,7 +92,8 @@ def occlude_demo(photo: np.ndarray, model, kind: str, seed: int) -> np.ndarray:
         raise SystemExit("photo_before_after.py: error: no face found in the demo photo")
     template = model_template(model)
     to_crop = estimate_similarity(np.asarray(faces[0].landmarks, np.float64), template)
-    library = OccluderLibrary(procedural_occluders(count=1, seed=seed, kinds=[kind]))
+    objects = [coffee_cup()] if kind == "coffee" else procedural_occluders(count=1, seed=seed, kinds=[kind])
+    library = OccluderLibrary(objects)
     placement = OcclusionSynthesizer(library, image_size=model.image_size).sample_placement(
         np.random.default_rng(seed), template, index=0)
     to_photo = np.vstack([invert(to_crop), [0.0, 0.0, 1.0]])
@@ -79,7 +104,7 @@ def occlude_demo(photo: np.ndarray, model, kind: str, seed: int) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("photos", nargs="*")
-    ap.add_argument("--demo", action="store_true", help="scikit-image's astronaut with drawn occluders (no photo needed)")
+    ap.add_argument("--demo", action="store_true", help="scikit-image's astronaut with its coffee cup and drawn sunglasses (no photo needed)")
     ap.add_argument("--gan", default="runs/cpu_gan128")
     ap.add_argument("--out", default="before_after.png", help="PNG, or JPEG (quality 90) by the suffix")
     args = ap.parse_args()
