@@ -21,8 +21,9 @@ saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of
 scikit-image's ``coffee`` cup (Rachel Michetti's photograph, CC0; the cup cut out of it by a
 drawn outline, :func:`coffee_cup`) in front of the lower face as the training data places a
 mouth-region object, the other with drawn sunglasses (fsggan's procedural occluders). Both
-images ship inside scikit-image. Neither object is in the training pools (a real cup cut-out
-and a drawn one are what Set2's "new occluders" are to the model).
+images ship inside scikit-image. Neither object is like the training pools' cut-outs: to the
+model they are new occluders, as Set2's are. With the 128 px recipe's G both faces are found and
+pasted back without a seam, and both objects stay (README, docs/experiments.md "Session 12").
 """
 
 from __future__ import annotations
@@ -104,7 +105,8 @@ def occlude_demo(photo: np.ndarray, model, kind: str, seed: int) -> np.ndarray:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("photos", nargs="*")
-    ap.add_argument("--demo", action="store_true", help="scikit-image's astronaut with its coffee cup and drawn sunglasses (no photo needed)")
+    ap.add_argument("--demo", action="store_true", help="scikit-image's astronaut with scikit-image's coffee cup and with drawn sunglasses "
+                    "(no photo needed)")
     ap.add_argument("--gan", default="runs/cpu_gan128")
     ap.add_argument("--out", default="before_after.png", help="PNG, or JPEG (quality 90) by the suffix")
     args = ap.parse_args()

@@ -97,6 +97,17 @@ def test_before_after_zoom_fits_the_picture_and_keeps_its_pixels():
     assert zoom(before, after, (190, 40, 200, 50), margin=2).shape[0] == 3 * 14  # small enough for 3x
 
 
+def test_demo_cup_is_the_cup_without_saucer_or_table():
+    """The README picture's CC0 cup: opaque on the cup's rim and coffee, clear on the saucer and
+    the table, a mouth-region object."""
+    cup = runpy.run_path(str(SCRIPTS / "photo_before_after.py"))["coffee_cup"]()
+    alpha = cup.rgba[..., 3]
+    assert cup.category == "mouth" and cup.rgba.shape[2] == 4
+    assert alpha[100, 125] == 255 and alpha[30, 125] == 255  # the coffee (centre) and the rim (top)
+    assert alpha[300, 5] == 0 and alpha[5, 5] == 0  # the saucer below left, the table above left
+    assert 0.4 < (alpha > 127).mean() < 0.9
+
+
 def test_cpu_recipe_seed_gives_its_own_chained_run_directories(tmp_path):
     """``cpu_recipe.sh 128 1``: every stage gets train.seed 1 and a ``_s1`` run directory, and
     each stage reads the checkpoints of the stages before it in that seed's directories (the
