@@ -16,7 +16,7 @@ Set1-LFW's first three identities (people the model never saw), with the occlude
 places on it (kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never
 saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of the repository.
 
-``--demo`` needs no data, and its picture may be committed: scikit-image's ``astronaut``
+``--demo`` needs no data (keep its picture out of the repository too): scikit-image's ``astronaut``
 (Eileen Collins, a NASA photograph in the public domain) twice, side by side, one holding
 scikit-image's ``coffee`` cup (Rachel Michetti's photograph, CC0; the cup cut out of it by a
 drawn outline, :func:`coffee_cup`) in front of the lower face as the training data places a
