@@ -98,7 +98,7 @@ def test_before_after_zoom_fits_the_picture_and_keeps_its_pixels():
 
 
 def test_demo_cup_is_the_cup_without_saucer_or_table():
-    """The README picture's CC0 cup: opaque on the cup's rim and coffee, clear on the saucer and
+    """The demo picture's CC0 cup: opaque on the cup's rim and coffee, clear on the saucer and
     the table, a mouth-region object."""
     cup = runpy.run_path(str(SCRIPTS / "photo_before_after.py"))["coffee_cup"]()
     alpha = cup.rgba[..., 3]

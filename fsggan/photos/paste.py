@@ -100,7 +100,7 @@ def paste_back(photo: np.ndarray, crop: np.ndarray, photo_to_crop: np.ndarray, m
     Without ``input_crop`` both are off: the warped crop is pasted as it is."""
     size = crop.shape[0]
     mask = feather_mask(size) if mask is None else np.asarray(mask, np.float32)
-    changed = change_weight(input_crop, crop) if input_crop is not None else None
+    changed = change_weight(input_crop, crop) if input_crop is not None and (keep_detail or fill_to_edge) else None
     if changed is not None and fill_to_edge:
         mask = np.maximum(mask, changed)
     h, w = photo.shape[:2]
