@@ -14,7 +14,8 @@ maps the cut-out into the crop; the crop box maps the crop into the photo). Then
 - photo path: de-occlude the whole occluded photo (detect every face, align, de-occlude,
   paste back), then cut the same fixed crop out of the result; "photo" pastes back keeping the
   photo's detail where the model changed little (the default), "photo_plain" pastes the warped
-  output crop as it is (``keep_detail=False``).
+  output crop as it is (``keep_detail=False``; replaced pixels still reach the crop's edge, the
+  library's ``fill_to_edge`` default).
 
 ``--variants`` (comma-separated ``ALIGN[@ERODE][:FLAG...]``) adds photo paths that differ from
 the shipped one in one thing each, to find what the round trip loses: ALIGN is how a face's

@@ -5,7 +5,8 @@ validation sets of the data config, and occlusion of whole batches on the device
 * :class:`ShardedBatchSampler` (data order from (seed, epoch), resumable mid-epoch),
   :func:`epoch_batches` (an endless ``(epoch, batch_index, batch)`` stream) and
   :func:`device_batches` (the same on the device, occluded there if so configured);
-* :func:`occlude_batch` (``data.occlude_on: device``).
+* :func:`occlude_batch` (``data.occlude_on: device``);
+* :func:`jitter_frames` / :func:`unjitter_frames` (``train.frame_jitter``).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
 
 __all__ = ["ShardedBatchSampler", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
-           "occlude_batch", "jitter_frames"]
+           "occlude_batch", "jitter_frames", "unjitter_frames"]
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
@@ -147,25 +148,43 @@ def occlude_batch(dataset, batch: dict, epoch: int) -> dict:
     return {**batch, "occluded": res.occluded, "mask": res.mask}
 
 
-def jitter_frames(batch: dict, amount: float, seed: int) -> dict:
+def jitter_frames(batch: dict, amount: float, seed: int, *, keys=("occluded", "clean", "mask")) -> tuple[dict, torch.Tensor]:
     """``train.frame_jitter`` (beyond the paper): every face of the batch re-framed by its own
-    small random similarity, the same one for its occluded and clean image and its mask, as a
-    face detector's landmarks re-frame a face in a photo (shift std ``amount`` of the side, log
-    scale std ``amount``, rotation std ``amount`` radians; edges repeated). ``seed`` fixes the
-    draws (the step, so that a resumed run draws the same). Returns a new batch dict."""
+    small random similarity, the same one for each image of ``keys`` (occluded face, clean face,
+    mask), as a face detector's landmarks re-frame a face in a photo (shift std ``amount`` of the
+    side, log scale std ``amount``, rotation std ``amount`` radians; edges repeated). ``seed``
+    fixes the draws (the step, so that a resumed run draws the same). Returns (a new batch dict,
+    theta): theta (B, 2, 3) maps each output pixel's normalised position to where it was read,
+    :func:`unjitter_frames` undoes it."""
     x = batch["occluded"]
     n = x.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
     shift, log_scale, angle = (torch.randn(n, k, generator=gen) * amount for k in (2, 1, 1))
     c, s = torch.cos(angle) * torch.exp(log_scale), torch.sin(angle) * torch.exp(log_scale)
     theta = torch.cat([torch.cat([c, -s, 2 * shift[:, :1]], 1)[:, None], torch.cat([s, c, 2 * shift[:, 1:]], 1)[:, None]], 1)
-    grid = torch.nn.functional.affine_grid(theta.to(x), list(x.shape), align_corners=False)
     out = dict(batch)
-    for key in ("occluded", "clean", "mask"):
+    for key in keys:
         if key in batch:
-            out[key] = torch.nn.functional.grid_sample(batch[key], grid.to(batch[key].dtype), mode="bilinear",
-                                                       padding_mode="border", align_corners=False)
-    return out
+            out[key] = _affine(batch[key], theta, "border")
+    return out, theta.to(x)
+
+
+def unjitter_frames(img: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+    """Images re-framed by :func:`jitter_frames`'s ``theta`` put back in their own frame, as the
+    photo path warps G's output back onto the photo; where the re-framed image did not reach,
+    ``fill`` (the same shape, e.g. the clean face) shows through. Differentiable in ``img``."""
+    a, t = theta[:, :, :2], theta[:, :, 2:]
+    a_inv = torch.linalg.inv(a)
+    inverse = torch.cat([a_inv, -a_inv @ t], 2)
+    back = _affine(img, inverse, "border")
+    reached = _affine(torch.ones_like(img[:, :1]), inverse, "zeros")
+    return reached * back + (1 - reached) * fill
+
+
+def _affine(img: torch.Tensor, theta: torch.Tensor, padding: str) -> torch.Tensor:
+    grid = torch.nn.functional.affine_grid(theta.to(img), list(img.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode=padding,
+                                           align_corners=False)
 
 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:
