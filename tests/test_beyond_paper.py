@@ -269,3 +269,33 @@ def test_unjitter_frames_puts_a_reframed_face_back_and_fills_what_the_frame_miss
     shifted = torch.nn.functional.grid_sample(face[:1], grid, padding_mode="border", align_corners=False)
     strip = unjitter_frames(shifted, shift, fill[:1])
     assert torch.allclose(strip[..., :10], fill[:1, ..., :10]) and torch.allclose(strip[..., 14:], face[:1, ..., 14:], atol=1e-5)
+
+
+def test_canonical_frame_jitter_scores_what_g_painted_and_keeps_the_faces_own_pixels():
+    """train.frame_jitter_loss: canonical: only G's input is re-framed; the output G's losses see is
+    back in the clean face's frame, made of what G painted (warped back) and, where the blend head
+    kept the face, the face's own un-resampled pixels, with the clean face where the re-framed crop
+    did not reach; the synthesis mask stays where it was. "framed" moves all three images."""
+    from fsggan.train.config import TrainSection
+    from fsggan.train.gan import _jitter
+
+    torch.manual_seed(0)
+    clean = torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 12:20, 8:24] = 1.0
+    batch = {"occluded": clean * (1 - mask) + 0.5 * mask, "clean": clean, "mask": mask}
+    moved, unframe = _jitter(batch, TrainSection(frame_jitter=0.08, frame_jitter_loss="canonical"), step=3)
+    assert torch.equal(moved["clean"], clean) and torch.equal(moved["mask"], mask)
+    assert not torch.allclose(moved["occluded"], batch["occluded"], atol=1e-2)
+    paint = torch.ones(2, 1, 32, 32)                               # G paints every pixel: its colours come back
+    out, _ = unframe(torch.full_like(clean, 0.25), paint)
+    reached = (out - 0.25).abs().amax(1) < 1e-5
+    missed = (out - clean).abs().amax(1) < 1e-5
+    assert reached.float().mean() > 0.6 and (reached | missed).float().mean() > 0.9
+    keep = torch.zeros(2, 1, 32, 32)                               # G keeps every pixel of its input
+    out, occ_map = unframe(moved["occluded"], keep)
+    own = (out - batch["occluded"]).abs().amax(1) < 1e-5           # the face's own pixels, not resampled ones
+    assert own[reached].all()
+    assert occ_map.shape == mask.shape and occ_map[reached[:, None]].abs().max() < 1e-5
+    framed, none = _jitter(batch, TrainSection(frame_jitter=0.08), step=3)
+    assert none is None and not torch.allclose(framed["clean"], clean, atol=1e-2)
