@@ -148,14 +148,16 @@ def occlude_batch(dataset, batch: dict, epoch: int) -> dict:
     return {**batch, "occluded": res.occluded, "mask": res.mask}
 
 
-def jitter_frames(batch: dict, amount: float, seed: int, *, keys=("occluded", "clean", "mask")) -> tuple[dict, torch.Tensor]:
+def jitter_frames(batch: dict, amount: float, seed: int, *, keys=("occluded", "clean", "mask"),
+                  mode: str = "bilinear") -> tuple[dict, torch.Tensor]:
     """``train.frame_jitter`` (beyond the paper): every face of the batch re-framed by its own
     small random similarity, the same one for each image of ``keys`` (occluded face, clean face,
     mask), as a face detector's landmarks re-frame a face in a photo (shift std ``amount`` of the
     side, log scale std ``amount``, rotation std ``amount`` radians; edges repeated). ``seed``
-    fixes the draws (the step, so that a resumed run draws the same). Returns (a new batch dict,
-    theta): theta (B, 2, 3) maps each output pixel's normalised position to where it was read,
-    :func:`unjitter_frames` undoes it."""
+    fixes the draws (the step, so that a resumed run draws the same); ``mode`` the interpolation
+    (``"bicubic"``, as the photo path warps faces, clamps to [-1, 1]: images only). Returns (a new
+    batch dict, theta): theta (B, 2, 3) maps each output pixel's normalised position to where it
+    was read, :func:`unjitter_frames` undoes it."""
     x = batch["occluded"]
     n = x.shape[0]
     gen = torch.Generator().manual_seed(int(seed))
@@ -165,26 +167,27 @@ def jitter_frames(batch: dict, amount: float, seed: int, *, keys=("occluded", "c
     out = dict(batch)
     for key in keys:
         if key in batch:
-            out[key] = _affine(batch[key], theta, "border")
+            out[key] = _affine(batch[key], theta, "border", mode)
     return out, theta.to(x)
 
 
-def unjitter_frames(img: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor) -> torch.Tensor:
+def unjitter_frames(img: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Images re-framed by :func:`jitter_frames`'s ``theta`` put back in their own frame, as the
     photo path warps G's output back onto the photo; where the re-framed image did not reach,
-    ``fill`` (the same shape, e.g. the clean face) shows through. Differentiable in ``img``."""
+    ``fill`` (the same shape, e.g. the clean face) shows through; ``mode`` as :func:`jitter_frames`.
+    Differentiable in ``img``."""
     a, t = theta[:, :, :2], theta[:, :, 2:]
     a_inv = torch.linalg.inv(a)
     inverse = torch.cat([a_inv, -a_inv @ t], 2)
-    back = _affine(img, inverse, "border")
-    reached = _affine(torch.ones_like(img[:, :1]), inverse, "zeros")
+    back = _affine(img, inverse, "border", mode)
+    reached = _affine(torch.ones_like(img[:, :1]), inverse, "zeros", "bilinear")
     return reached * back + (1 - reached) * fill
 
 
-def _affine(img: torch.Tensor, theta: torch.Tensor, padding: str) -> torch.Tensor:
+def _affine(img: torch.Tensor, theta: torch.Tensor, padding: str, mode: str) -> torch.Tensor:
     grid = torch.nn.functional.affine_grid(theta.to(img), list(img.shape), align_corners=False)
-    return torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode=padding,
-                                           align_corners=False)
+    out = torch.nn.functional.grid_sample(img, grid, mode=mode, padding_mode=padding, align_corners=False)
+    return out.clamp(-1, 1) if mode == "bicubic" else out
 
 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:

@@ -182,20 +182,20 @@ def _jitter(b: dict, train: TrainSection, step: int):
     """``train.frame_jitter``: (batch, None) with every image re-framed; with ``frame_jitter_loss:
     canonical`` (J17b), (batch with only the occluded face re-framed, the map (output, occ_map) ->
     both in the clean face's frame), so that G is scored in the face's own frame, as the photo path
-    pastes its output back onto the photo: what G painted is warped back, and where the blend head
+    pastes its output back onto the photo (bicubic both ways, J17c): what G painted is warped back, and where the blend head
     kept the face the face's own pixels show (the photo path's ``keep_detail``), the clean face and
     the mask filling what the re-framed crop did not reach. The step seeds the draws (a resumed run
     draws the same)."""
     seed = train.seed * 1_000_003 + step
     if train.frame_jitter_loss == "framed":
         return jitter_frames(b, train.frame_jitter, seed)[0], None
-    moved, theta = jitter_frames(b, train.frame_jitter, seed, keys=("occluded",))
+    moved, theta = jitter_frames(b, train.frame_jitter, seed, keys=("occluded",), mode="bicubic")  # as photos are
     x, moved_x, y, mask = b["occluded"], moved["occluded"], b["clean"], b.get("mask")
 
     def unframe(fake, occ_map):
         if occ_map is None:  # generator.output: direct, G paints every pixel
-            return unjitter_frames(fake, theta, y.to(fake.dtype)), None
-        painted = unjitter_frames(fake - (1 - occ_map) * moved_x, theta, y.to(fake.dtype))   # m * G_rgb
+            return unjitter_frames(fake, theta, y.to(fake.dtype), "bicubic"), None
+        painted = unjitter_frames(fake - (1 - occ_map) * moved_x, theta, y.to(fake.dtype), "bicubic")  # m * G_rgb
         kept = 1 - unjitter_frames(occ_map, theta, torch.ones_like(occ_map))                  # 0 outside the reach
         back = painted + kept * x.to(fake.dtype)
         return back, unjitter_frames(occ_map, theta, (mask if mask is not None else occ_map).to(occ_map.dtype))
