@@ -235,7 +235,7 @@ class TrainSection:
     ema: float = 0.0                     # beyond the paper: EMA decay of G's weights for validation/inference (0: off)
     frame_jitter: float = 0.0            # beyond the paper, Stage II: re-frame each face by a random similarity (0: off; J16)
     frame_jitter_loss: Literal["framed", "canonical"] = "framed"  # with frame_jitter: losses and D on the re-framed
-                                         # faces, or on G's output warped back to the face's own frame (J17)
+                                         # faces, or on G's output warped back to the face's own frame (J17c)
     num_samples: int = 8                 # images per sample grid
     progress: bool = True                # tqdm bar (rank 0)
 

@@ -180,16 +180,16 @@ def train_gan(
 
 def _jitter(b: dict, train: TrainSection, step: int):
     """``train.frame_jitter``: (batch, None) with every image re-framed; with ``frame_jitter_loss:
-    canonical`` (J17b), (batch with only the occluded face re-framed, the map (output, occ_map) ->
-    both in the clean face's frame), so that G is scored in the face's own frame, as the photo path
-    pastes its output back onto the photo (bicubic both ways, J17c): what G painted is warped back, and where the blend head
-    kept the face the face's own pixels show (the photo path's ``keep_detail``), the clean face and
-    the mask filling what the re-framed crop did not reach. The step seeds the draws (a resumed run
-    draws the same)."""
+    canonical`` (J17c), (batch with only the occluded face re-framed, the map (output, occ_map) ->
+    both in the clean face's frame), so that G is scored in the face's own frame as the photo path
+    pastes its output back onto the photo: what G painted is warped back (bicubic both ways, as
+    photos are warped), where the blend head kept the face the face's own pixels show (the photo
+    path's ``keep_detail``), and the clean face and the mask fill what the re-framed crop did not
+    reach. The step seeds the draws (a resumed run draws the same)."""
     seed = train.seed * 1_000_003 + step
     if train.frame_jitter_loss == "framed":
         return jitter_frames(b, train.frame_jitter, seed)[0], None
-    moved, theta = jitter_frames(b, train.frame_jitter, seed, keys=("occluded",), mode="bicubic")  # as photos are
+    moved, theta = jitter_frames(b, train.frame_jitter, seed, keys=("occluded",), mode="bicubic")
     x, moved_x, y, mask = b["occluded"], moved["occluded"], b["clean"], b.get("mask")
 
     def unframe(fake, occ_map):
