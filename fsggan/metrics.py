@@ -10,6 +10,16 @@
   only so that our numbers can be put beside the paper's Table 2; it is always
   reported labelled as such.
 
+What a person sees of an occluder is measured apart from PSNR, which rewards tinting an
+occluder towards skin colour as much as removing it:
+
+* occluder residue (:func:`occluder_residue`): inside the synthesis mask, the share of
+  the occluder's difference from the clean face still in the output,
+  ``r = <out - clean, occ - clean> / |occ - clean|^2``: 1 for the occluded input
+  itself, 0 for the clean face; a tinted ghost sits in between;
+* changed pixels (:func:`changed_share`): the share of pixels whose largest channel
+  difference exceeds 8/255, for the model run on a face with nothing over it.
+
 Identical images have an infinite PSNR. Per-image values keep ``inf``;
 :func:`summarize` leaves infinite values out of the mean and std and counts them
 (``n_inf``), and :func:`json_number` writes them as the string ``"inf"`` (JSON has no
@@ -148,6 +158,44 @@ def summarize(values: Iterable[float]) -> dict[str, float | int]:
     if finite.size == 0:
         return {"mean": math.nan, "std": math.nan, "n": 0, "n_inf": n_inf}
     return {"mean": float(finite.mean()), "std": float(finite.std()), "n": int(finite.size), "n_inf": n_inf}
+
+
+def occluder_residue(pred: np.ndarray, occluded: np.ndarray, clean: np.ndarray,
+                     mask: np.ndarray) -> np.ndarray:
+    """Per image, how much of the occluder is left in ``pred`` (see the module docstring).
+
+    pred, occluded, clean: uint8 (B, H, W, 3); mask: (B, H, W) or (B, 1, H, W), nonzero
+    where the occluder was placed. Returns (B,) float64: 1 = the occluder untouched,
+    0 = the clean face; ``nan`` where the mask is empty or the occluder equals the face.
+    """
+    p, o, c = (np.asarray(a, dtype=np.float64) for a in (pred, occluded, clean))
+    m = np.asarray(mask).reshape(p.shape[:3]).astype(bool)[..., None]
+    d_occ, d_out = (o - c) * m, (p - c) * m
+    den = (d_occ * d_occ).sum(axis=(1, 2, 3))
+    num = (d_out * d_occ).sum(axis=(1, 2, 3))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 1e-9, num / np.maximum(den, 1e-12), np.nan)
+
+
+def changed_share(pred: np.ndarray, reference: np.ndarray, threshold: int = 8) -> np.ndarray:
+    """Per image, the share of pixels whose largest channel difference from ``reference``
+    exceeds ``threshold`` (uint8 levels; both uint8 (B, H, W, 3)) -> (B,) in [0, 1]."""
+    diff = np.abs(np.asarray(pred, dtype=np.int16) - np.asarray(reference, dtype=np.int16)).max(axis=-1)
+    return (diff > threshold).mean(axis=(1, 2))
+
+
+def spread(values: Iterable[float]) -> dict[str, float | int]:
+    """Median, 5th and 95th percentiles and mean of the non-NaN values (infinite ones
+    included: a percentile is always one of the values, never interpolated), with the
+    count ``n``. All ``nan`` when there is none."""
+    vals = np.asarray(list(values), dtype=np.float64)
+    vals = vals[~np.isnan(vals)]
+    if vals.size == 0:
+        return {"median": math.nan, "p5": math.nan, "p95": math.nan, "mean": math.nan, "n": 0}
+    q = np.quantile(vals, [0.5, 0.05, 0.95], method="inverted_cdf")
+    finite = vals[np.isfinite(vals)]
+    return {"median": float(q[0]), "p5": float(q[1]), "p95": float(q[2]),
+            "mean": float(finite.mean()) if finite.size else math.nan, "n": int(vals.size)}
 
 
 def json_number(x):

@@ -126,7 +126,7 @@ def _evaluate(gan_dir: Path, test_sets: list[Path], *, device: str, recognizer_w
     model = FSGGAN.from_checkpoints(gan=gan_dir, device=device)
     recognizers, infos = _recognizers(model, recognizer_weights)
     results = evaluate_sets(test_sets, method="FSG-GAN (quickstart)", model=model, recognizers=recognizers,
-                            recognizer_info=infos, device=model.device, progress=progress)
+                            recognizer_info=infos, device=model.device, progress=progress, worst=16)
     save_grid(model, test_sets[0], grid)
     return results
 

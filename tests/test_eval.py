@@ -307,3 +307,87 @@ def test_cli_user_errors_name_the_file(prepared, tmp_path, capsys):
     assert "no_run" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # argparse: weights are required for a real recognizer
         eval_main([str(prepared), "--recognizer", "mobilefacenet"])
+
+
+# ---------------------------------------------------------------- what a person sees
+
+def test_occluder_residue_is_one_for_the_input_zero_for_the_clean_face_and_half_for_a_ghost():
+    rng = np.random.default_rng(0)
+    clean = rng.integers(0, 256, (2, 16, 16, 3), dtype=np.uint8)
+    occ = clean.copy()
+    occ[:, 4:12, 4:12] = 255 - occ[:, 4:12, 4:12]           # an "occluder" unlike the face
+    mask = np.zeros((2, 16, 16), bool)
+    mask[:, 4:12, 4:12] = True
+    ghost = ((occ.astype(np.float64) + clean) / 2)           # the occluder half tinted away
+    np.testing.assert_allclose(metrics.occluder_residue(occ, occ, clean, mask), 1.0)
+    np.testing.assert_allclose(metrics.occluder_residue(clean, occ, clean, mask), 0.0)
+    np.testing.assert_allclose(metrics.occluder_residue(ghost, occ, clean, mask), 0.5)
+    # a change outside the mask does not count; an empty mask has no residue
+    outside = occ.copy()
+    outside[:, :2] = 0
+    np.testing.assert_allclose(metrics.occluder_residue(outside, occ, clean, mask), 1.0)
+    assert np.isnan(metrics.occluder_residue(occ, occ, clean, np.zeros_like(mask))).all()
+
+
+def test_spread_picks_values_and_changed_share_counts_pixels_over_8_levels():
+    s = metrics.spread([float(v) for v in range(1, 101)] + [math.nan, math.inf])
+    assert s["n"] == 101 and s["median"] == 51.0 and s["p5"] == 6.0 and s["p95"] == 96.0
+    assert s["mean"] == pytest.approx(50.5)
+    a = np.zeros((1, 4, 4, 3), np.uint8)
+    b = a.copy()
+    b[0, 0, 0, 1], b[0, 1, 1, 0] = 9, 8                       # one pixel over the threshold, one at it
+    assert metrics.changed_share(b, a).tolist() == [1 / 16]
+
+
+class _Blend:
+    """A stand-in model: its output is the clean face plus `keep` of the occluder, and a
+    `patch` painted over the top-left corner of every image it sees (even clean ones)."""
+
+    def __init__(self, prepared, keep: float, patch: bool):
+        names = sorted(p.name for p in (prepared / "clean").iterdir())
+        self.pairs = [(torch.from_numpy(np.array(Image.open(prepared / "occluded" / n))).permute(2, 0, 1)
+                       .float() / 127.5 - 1, torch.from_numpy(np.array(Image.open(prepared / "clean" / n)))
+                       .permute(2, 0, 1).float() / 127.5 - 1) for n in names]
+        self.keep, self.patch = keep, patch
+
+    def run(self, x):
+        out = []
+        for img in x:
+            clean = next((c for o, c in self.pairs if torch.equal(o, img) or torch.equal(c, img)), img)
+            y = clean + self.keep * (img - clean)
+            if self.patch:
+                y = y.clone()
+                y[:, :6, :6] = 1.0
+            out.append(y)
+        return torch.stack(out), x
+
+
+def test_residue_harm_and_per_occluder_table_on_a_tiny_set(prepared, tmp_path):
+    rec = {"pool": PoolEmbedder()}
+    # a ghost: half of the occluder left; leaves clean faces alone
+    res = evaluate_set(prepared, method="ghost", model=_Blend(prepared, 0.5, False), recognizers=rec,
+                       progress=False, worst=4)
+    assert res["residue"]["median"] == pytest.approx(0.5, abs=0.01) and res["residue"]["n"] == 18
+    assert res["harm"]["psnr"]["median"] == math.inf and res["harm"]["changed"]["mean"] == 0.0
+    harm_rec = res["harm"]["recognition"]["pool"]
+    assert harm_rec["output"]["rank1"]["mean"] == harm_rec["clean"]["rank1"]["mean"] == 1.0
+    assert list(res["per_occluder"]) == ["square"] and res["per_occluder"]["square"]["images"] == 18
+    assert res["per_occluder"]["square"]["psnr_gain"] > 3
+    assert [w["occluder"] for w in res["worst"]] == ["square"] * 4
+    # removed occluder, but a patch painted on every face, clean ones too
+    res2 = evaluate_set(prepared, method="patch", model=_Blend(prepared, 0.0, True), recognizers=rec,
+                        progress=False, worst=4)
+    assert res2["residue"]["median"] < 0.2
+    assert res2["harm"]["changed"]["median"] == pytest.approx(36 / SIZE ** 2, abs=0.01)
+    assert res2["harm"]["psnr"]["p5"] < 30
+    # the report shows both, with the worst cases as a picture and the per-occluder CSV
+    results = {"method": "ghost", "ks": [1, 5, 10], "recognizers": [{"name": "pool"}], "sets": {"set1-toy": res}}
+    out = report.write_results(results, tmp_path / "report")
+    md = (out / "results.md").read_text()
+    assert "## What a person sees: occluder residue and harm to clean faces" in md
+    assert "| ghost | set1-toy | 0.50 |" in md
+    assert "## Per occluder (set1-toy), worst median residue first" in md and "| square | 18 |" in md
+    picture = Image.open(out / "worst_residue_set1-toy.png")
+    assert picture.size[1] > 3 * SIZE and "worst_images" not in json.loads((out / "results.json").read_text())["sets"]["set1-toy"]
+    rows = list(csv.DictReader(open(out / "occluders_set1-toy.csv")))
+    assert rows[0]["occluder"] == "square" and float(rows[0]["residue_median"]) == pytest.approx(0.5, abs=0.01)

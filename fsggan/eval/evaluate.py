@@ -10,6 +10,14 @@ folders holding ``clean/ occluded/ mask/``, ``manifest.json`` and ``protocol.jso
   the same stem is accepted); with neither, only the baseline rows are computed;
 * the "Occluded input" row (the occluded image scored as if it were the output) is
   always included; for recognition also "Clean (upper bound)" (clean queries);
+* what a person sees, where PSNR cannot tell: the occluder residue inside each image's
+  synthesis mask (:func:`fsggan.metrics.occluder_residue`; 1 = the occluded input, 0 = the
+  clean face) per set and per occluder (the manifest names it), with the worst cases kept
+  for a grid (``worst``); and, with a model, the harm it does to clean faces (``harm``):
+  the model run on each set's un-occluded faces, scored against them (PSNR / SSIM median and
+  5th percentile, share of pixels changed by more than 8/255) and recognised as queries
+  against the clean gallery (a model that de-occludes must not make a clean face harder to
+  recognise);
 * PSNR / SSIM (mean and std per set, :mod:`fsggan.metrics`) and, with
   one or more recognisers, rank-1/5/10 identification accuracy over the protocol's
   repeats, one table per recogniser (:mod:`fsggan.eval.recognition`). The recogniser that
@@ -41,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fsggan.data import PreparedSet
 from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
-from fsggan.metrics import image_metrics_batch, summarize
+from fsggan.metrics import changed_share, image_metrics_batch, occluder_residue, spread, summarize
 
 from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
 from .report import CLEAN, OCCLUDED
@@ -126,20 +134,22 @@ def evaluate_set(
     save_predictions: str | Path | None = None,  # write the model's outputs here (<name> per image)
     per_image: bool = False,              # keep per-image metrics in the result
     progress: bool = True,                # tqdm progress bar
+    harm: bool = True,                    # with a model: also run it on the clean faces and score the change
+    worst: int = 0,                       # keep the images of this many worst cases by residue (for a grid)
 ) -> dict:
     """Score one prepared set; returns the set's entry of the results dict (JSON-ready
     apart from floats, see :func:`fsggan.eval.report.to_json`)."""
     from tqdm import tqdm
 
     set_dir = Path(set_dir)
-    prepared = PreparedSet(set_dir, masks=False)
+    prepared = PreparedSet(set_dir, masks=(set_dir / "mask").is_dir())
     names = prepared.names
     row = _method_row(method, model, predictions)
     pred_files = None if predictions is None else _matched_predictions(set_dir, Path(predictions), names,
                                                                        allow_missing)
     recognizers = dict(recognizers or {})
     protocol, gallery, queries = _protocol_of(set_dir, names) if recognizers else (None, set(), set())
-    tally = _Tally(row, recognizers, gallery, queries, [] if per_image else None)
+    tally = _Tally(row, recognizers, gallery, queries, [] if per_image else None, worst=worst)
     loader = DataLoader(_ScoredItems(prepared, pred_files), batch_size=batch_size, num_workers=workers)
     save_dir = Path(save_predictions) if save_predictions is not None else None
     for batch in tqdm(loader, desc=f"{set_dir.name}", unit="batch", disable=not progress, leave=False):
@@ -147,6 +157,10 @@ def evaluate_set(
         pred, ok = _batch_predictions(batch, bnames, model, pred_files, save_dir, tally)
         tally.add_quality(bnames, batch["clean"], batch["occluded"], pred, ok)
         tally.add_features(bnames, batch["clean"], batch["occluded"], pred, ok, device)
+        if pred is not None and "mask" in batch:
+            tally.add_residue(bnames, batch, pred, ok)
+        if model is not None and harm:
+            tally.add_harm(bnames, batch["clean"], model, device)
     missing, unreadable = tally.missing, tally.unreadable
     if (missing or unreadable) and not allow_missing:
         raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))
@@ -224,14 +238,42 @@ class _Tally:
     gallery: set[str]                    # names whose clean image is a gallery entry
     queries: set[str]                    # names whose images are queries
     per_image: list | None               # per-image records (None: not kept)
+    worst: int = 0                       # how many worst cases by residue to keep the images of
     missing: list = field(default_factory=list)      # names without a prediction file
     unreadable: list = field(default_factory=list)   # {"name", "error"} of unusable prediction files
     scores: dict = field(init=False)     # row -> image name -> metrics
-    feats: dict = field(init=False)      # recogniser -> "clean" / "occluded" / "method" -> name -> feature
+    feats: dict = field(init=False)      # recogniser -> "clean" / "occluded" / "method" / "harm" -> name -> feature
+    residue: dict = field(default_factory=dict)      # image name -> occluder residue of the method's output
+    harm: dict = field(default_factory=dict)         # image name -> metrics of the model's output on the clean face
+    worst_cases: list = field(default_factory=list)  # (residue, name, occluded, output, clean), worst first
 
     def __post_init__(self):
         self.scores = {OCCLUDED: {}, **({self.method: {}} if self.method is not None else {})}
-        self.feats = {r: {"clean": {}, "occluded": {}, "method": {}} for r in self.recognizers}
+        self.feats = {r: {"clean": {}, "occluded": {}, "method": {}, "harm": {}} for r in self.recognizers}
+
+    def add_residue(self, names: list[str], batch: dict, pred, ok: list[bool]) -> None:
+        """The occluder residue of each usable prediction, and the worst cases' images."""
+        good = [i for i in range(len(names)) if ok[i]]
+        if not good:
+            return
+        r = occluder_residue(to_uint8(pred[good]), to_uint8(batch["occluded"][good]), to_uint8(batch["clean"][good]),
+                             batch["mask"][good].numpy() > 0.5)
+        for j, i in enumerate(good):
+            self.residue[names[i]] = float(r[j])
+            if self.worst and r[j] == r[j]:
+                self.worst_cases.append((float(r[j]), names[i], batch["occluded"][i], pred[i], batch["clean"][i]))
+        self.worst_cases = sorted(self.worst_cases, key=lambda c: -c[0])[:self.worst]
+
+    def add_harm(self, names: list[str], clean, model, device) -> None:
+        """The model run on the clean faces: its change to each, and the recognisers'
+        features of the outputs of clean queries."""
+        out = quantize(model.run(clean)[0].float()).cpu()
+        out_u8, clean_u8 = to_uint8(out), to_uint8(clean)
+        changed = changed_share(out_u8, clean_u8)
+        for i, (n, m) in enumerate(zip(names, image_metrics_batch(out_u8, clean_u8))):
+            self.harm[n] = {**m, "changed": float(changed[i])}
+        for rec_name, recognizer in self.recognizers.items():
+            _embed_subset(recognizer, out, names, self.queries, self.feats[rec_name]["harm"], device)
 
     def add_quality(self, names: list[str], clean, occ, pred, ok: list[bool]) -> None:
         """Image quality of the occluded inputs and of the usable predictions, per image
@@ -293,9 +335,61 @@ def _set_result(set_dir: Path, prepared: PreparedSet, tally: _Tally, protocol: d
         usable = tally.queries - left_out
         result["recognition"] = tally.rank_k(protocol, usable, ks)
         result["protocol"] = protocol_summary(protocol, usable)
+    if tally.residue:
+        result["residue"] = spread(tally.residue[n] for n in kept if n in tally.residue)
+        result["per_occluder"] = _per_occluder(prepared, tally, kept, protocol, ks)
+        result["worst"] = [{"name": n, "occluder": _occluders(prepared).get(n), "residue": r}
+                           for r, n, *_ in tally.worst_cases]
+        if tally.worst_cases:   # rows: occluded, output, clean (popped by write_results into a picture)
+            result["worst_images"] = [torch.stack([c[k] for c in tally.worst_cases]) for k in (2, 3, 4)]
+    if tally.harm:
+        result["harm"] = {k: spread(tally.harm[n][k] for n in names) for k in ("psnr", "ssim", "changed")}
+        if protocol is not None:
+            result["harm"]["recognition"] = {
+                rec: {"clean": evaluate_protocol(protocol, f["clean"], f["clean"], ks),
+                      "output": evaluate_protocol(protocol, f["clean"], f["harm"], ks)}
+                for rec, f in tally.feats.items()}
     if tally.per_image is not None:
+        for record in tally.per_image:
+            n = record["name"]
+            if n in tally.residue:
+                record["method_residue"] = tally.residue[n]
+            if n in tally.harm:
+                record.update({f"clean_output_{k}": v for k, v in tally.harm[n].items()})
         result["per_image"] = tally.per_image
     return result
+
+
+def _occluders(prepared: PreparedSet) -> dict[str, str]:
+    """image name -> the occluder(s) its manifest names ("+"-joined), "unknown" without one."""
+    return {e["name"]: e.get("occluder") or "unknown" for e in (prepared.manifest or {}).get("images", [])}
+
+
+def _per_occluder(prepared: PreparedSet, tally: _Tally, kept: Sequence[str], protocol: dict | None,
+                  ks: Sequence[int]) -> dict:
+    """occluder -> images, PSNR gain over the occluded input (mean, dB), residue (median,
+    mean) and, per recogniser, the rank-1 gain of the method's queries over the occluded
+    ones under that occluder (on the protocol's repeats)."""
+    by_occ: dict[str, list[str]] = {}
+    occ_of = _occluders(prepared)
+    for n in kept:
+        if n in tally.residue:
+            by_occ.setdefault(occ_of.get(n, "unknown"), []).append(n)
+    out = {}
+    for occ, names in sorted(by_occ.items()):
+        gain = [tally.scores[tally.method][n]["psnr"] - tally.scores[OCCLUDED][n]["psnr"] for n in names]
+        entry = {"images": len(names), "psnr_gain": summarize(gain)["mean"],
+                 "residue": spread(tally.residue[n] for n in names)}
+        if protocol is not None:
+            subset = set(names) & tally.queries
+            entry["queries"] = len(subset)
+            entry["rank1_gain"] = {}
+            for rec, f in tally.feats.items():
+                acc = [evaluate_protocol(protocol, f["clean"], {n: v for n, v in f[key].items() if n in subset}, ks[:1])
+                       for key in ("method", "occluded")]
+                entry["rank1_gain"][rec] = acc[0][f"rank{ks[0]}"]["mean"] - acc[1][f"rank{ks[0]}"]["mean"]
+        out[occ] = entry
+    return out
 
 
 def _embed_subset(recognizer, images: torch.Tensor, names: list[str], wanted: set[str],

@@ -9,7 +9,14 @@ A results folder (``fsggan-eval --out DIR``) holds
   one Table 3 per recogniser: the independent ones first, the one that trained G marked
   "(training loss: not an independent judge)";
 * ``quality.csv`` and ``recognition.csv``: one line per (set, row, metric);
+* ``occluders_<set>.csv``: the per-occluder table (images, PSNR gain, residue, rank-1 gain);
+* ``worst_residue_<set>.png``: the worst cases by occluder residue (rows: occluded input,
+  output, clean face), when the evaluation kept them;
 * ``per_image_<set>.csv`` with ``--per-image``.
+
+Beside the paper's two tables, ``results.md`` shows what a person sees: the occluder residue
+per set (the occluded input is 1 by definition, the clean face 0), the harm done to clean
+faces, and the per-occluder table, worst first.
 
 ``fsggan-eval --compare A B ...`` reads several folders and builds the same tables with
 one row per run (Table 4, ablations).
@@ -228,11 +235,107 @@ def markdown(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
         if used:
             parts[-1] += " Every row of a set uses the same queries:"
             parts += used
+    parts += _person_sections(runs, labels)
     notes = [skipped_summary(r) for r in runs]
     notes = [n for n in notes if n]
     if notes:
         parts += ["", "## Skipped predictions", ""] + notes
     return "\n".join(parts) + "\n"
+
+
+def _pct(x) -> str:
+    return "-" if x is None or _num(x) != _num(x) else f"{100 * _num(x):.1f}"
+
+
+def _f(x, digits: int = 2) -> str:
+    return "-" if x is None or _num(x) != _num(x) else f"{_num(x):.{digits}f}"
+
+
+def residue_table(runs: Sequence[dict], labels: Sequence[str] | None = None) -> str:
+    """One row per (run, set): occluder residue median / mean / 95th percentile, and the
+    harm to clean faces (PSNR and SSIM of output against input: median and 5th
+    percentile; pixels changed; rank-1 of the clean queries and of their outputs, by the
+    first recogniser of :func:`recognizers`)."""
+    recs = recognizers(runs)
+    judge = recs[0]["name"] if recs else None
+    head = ["Method", "Set", "residue median", "residue mean", "residue p95", "clean PSNR median (dB)",
+            "clean PSNR p5", "clean SSIM median", "clean SSIM p5", "pixels changed (%)"]
+    if judge:
+        head += [f"clean rank-1 -> output (%, {judge})"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for i, r in enumerate(runs):
+        label = r.get("method") or OCCLUDED
+        if labels and len(runs) > 1:
+            label = f"{label} ({labels[i]})"
+        for s, data in r["sets"].items():
+            res, harm = data.get("residue") or {}, data.get("harm") or {}
+            if not res and not harm:
+                continue
+            psnr, ssim, changed = (harm.get(k) or {} for k in ("psnr", "ssim", "changed"))
+            cells = [label, s, _f(res.get("median")), _f(res.get("mean")), _f(res.get("p95")),
+                     _f(psnr.get("median"), 1), _f(psnr.get("p5"), 1), _f(ssim.get("median"), 4),
+                     _f(ssim.get("p5"), 4), _pct(changed.get("mean"))]
+            if judge:
+                rec = (harm.get("recognition") or {}).get(judge)
+                cells.append(f"{_pct(rec['clean']['rank1']['mean'])} -> {_pct(rec['output']['rank1']['mean'])}"
+                             if rec else "-")
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
+def occluder_rows(data: dict) -> list[dict]:
+    """The per-occluder table of one set as rows, worst median residue first."""
+    rows = []
+    for occ, e in (data.get("per_occluder") or {}).items():
+        row = {"occluder": occ, "images": e["images"], "psnr_gain": e["psnr_gain"],
+               "residue_median": e["residue"]["median"], "residue_mean": e["residue"]["mean"]}
+        for rec, gain in (e.get("rank1_gain") or {}).items():
+            row[f"rank1_gain_{rec}"] = gain
+        rows.append(row)
+    def worst_first(row: dict) -> tuple[bool, float]:
+        median = _num(row["residue_median"])
+        return math.isnan(median), -median if not math.isnan(median) else 0.0
+
+    return sorted(rows, key=worst_first)
+
+
+def occluder_table(data: dict) -> str:
+    """Markdown: one line per occluder of a set, worst median residue first."""
+    rows = occluder_rows(data)
+    if not rows:
+        return ""
+    recs = [k[len("rank1_gain_"):] for k in rows[0] if k.startswith("rank1_gain_")]
+    head = ["Occluder", "images", "PSNR gain (dB)", "residue median", "residue mean"] + [
+        f"rank-1 gain (points, {r})" for r in recs]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["occluder"], str(row["images"]), _f(row["psnr_gain"]), _f(row["residue_median"]),
+                 _f(row["residue_mean"])] + [_f(100 * _num(row[f"rank1_gain_{r}"]), 1) for r in recs]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _person_sections(runs: Sequence[dict], labels: Sequence[str] | None) -> list[str]:
+    """The residue / harm table and each set's per-occluder table, as Markdown lines."""
+    parts = []
+    table = residue_table(runs, labels)
+    if table:
+        parts += ["", "## What a person sees: occluder residue and harm to clean faces", "", table, "",
+                  "Occluder residue: inside the synthesis mask, the share of the occluder's difference from "
+                  "the clean face still in the output (<out - clean, occ - clean> / |occ - clean|^2): the "
+                  "occluded input is 1, the clean face 0; a tinted ghost sits in between. Clean columns: the "
+                  "model run on the same faces with nothing over them, scored against them; pixels changed: "
+                  "largest channel difference above 8/255 (mean over images). Rank-1 of the clean queries "
+                  "(the Clean row of the identification table) against their outputs'."]
+    for i, r in enumerate(runs):
+        for s, data in r["sets"].items():
+            table = occluder_table(data)
+            if table:
+                who = f"{labels[i]}, " if labels and len(runs) > 1 else ""
+                parts += ["", f"## Per occluder ({who}{s}), worst median residue first", "", table, "",
+                          "PSNR gain: mean over the occluder's images; rank-1 gain: the method's queries "
+                          "under that occluder against the occluded ones, over the protocol's repeats."]
+    return parts
 
 
 def skipped_summary(results: dict) -> str:
@@ -289,15 +392,29 @@ def write_results(results: dict, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     per_image = {s: d.pop("per_image") for s, d in results["sets"].items() if "per_image" in d}
+    worst = {s: d.pop("worst_images") for s, d in results["sets"].items() if "worst_images" in d}
     with open(out / "results.json", "w") as f:
         json.dump(to_json(results), f, indent=2, allow_nan=False)
     (out / "results.md").write_text(markdown([results]))
     _write_csv(out / "quality.csv", _quality_rows(results))
     _write_csv(out / "recognition.csv", _recognition_rows(results))
+    for s, data in results["sets"].items():
+        _write_csv(out / f"occluders_{s}.csv", occluder_rows(data))
     for s, rows in per_image.items():
         _write_csv(out / f"per_image_{s}.csv", rows)
         results["sets"][s]["per_image"] = rows
+    for s, images in worst.items():
+        save_rows(images, out / f"worst_residue_{s}.png")
     return out
+
+
+def save_rows(rows: Sequence, path: Path) -> None:
+    """A picture of image rows ((N, 3, H, W) [-1, 1] tensors of equal N), one row each."""
+    import torch
+    from torchvision.utils import save_image
+
+    grid = torch.cat([r.float() for r in rows]) * 0.5 + 0.5
+    save_image(grid.clamp(0, 1), path, nrow=len(rows[0]), padding=2)
 
 
 def write_comparison(runs: Sequence[dict], out: str | Path, labels: Sequence[str]) -> Path:
