@@ -6,7 +6,7 @@
 #                                     # 128 px from that G (G is fully convolutional), 128 px sets
 #   bash scripts/cpu_recipe.sh 128 1  # the same with train.seed 1 in every stage: run directories and
 #                                     # results get the suffix _s1 (seed 0, the default, has none)
-# Both evaluate Set1 + Set2 with the independent judge (dlib) and the training recogniser
+# Both evaluate Set1, Set2 and Set3 (unseen kinds of occluder) with the independent judge (dlib) and the training recogniser
 # (MobileFaceNet, marked). Run from the repository root, the venv active.
 # Interrupted? Run it again: prepared sets are kept and a training stage that has a
 # checkpoints/last.pt resumes from it (a finished stage says so and is skipped).
@@ -27,11 +27,15 @@ case $SIZE in
 64)
     [ -d data64/set2-lfw ] || timed prepare fsggan-prepare-data --config configs/data/lfw.yaml \
         --set dataset.image_size=64 --out data64 --quiet
+    [ -d data64/set3-lfw ] || timed prepare_set3 fsggan-prepare-data --config configs/data/lfw.yaml \
+        --set dataset.image_size=64 --out data64 --sets set3 --quiet
     timed stage1 train fsggan-train-vae configs/cpu/vae.yaml runs/cpu_vae$S
     timed stage2 train fsggan-train-gan configs/cpu/gan.yaml runs/cpu_gan$S --set gan.vae_checkpoint="$(best runs/cpu_vae$S)"
     data=data64 gan=runs/cpu_gan$S out=results/cpu$S ;;
 128)
     [ -d data128/set2-lfw ] || timed prepare fsggan-prepare-data --config configs/data/lfw.yaml --out data128 --quiet
+    [ -d data128/set3-lfw ] || timed prepare_set3 fsggan-prepare-data --config configs/data/lfw.yaml --out data128 \
+        --sets set3 --quiet
     timed stage1_64 train fsggan-train-vae configs/cpu/vae.yaml runs/cpu_vae$S
     timed stage2_64 train fsggan-train-gan configs/cpu/gan128_stage64.yaml runs/cpu128_gan64$S \
         --set gan.vae_checkpoint="$(best runs/cpu_vae$S)"
@@ -42,6 +46,6 @@ case $SIZE in
 *)
     echo "cpu_recipe.sh: error: size $SIZE: give 64 (default) or 128" >&2; exit 2 ;;
 esac
-timed evaluate fsggan-eval "$data/set1-lfw" "$data/set2-lfw" --gan "$gan" --recognizer dlib_resnet \
+timed evaluate fsggan-eval "$data/set1-lfw" "$data/set2-lfw" "$data/set3-lfw" --gan "$gan" --recognizer dlib_resnet \
     --recognizer mobilefacenet --recognizer-weights "$WEIGHTS" --out "$out"
 echo "total: $(( SECONDS - start )) s; results in $out/results.md"

@@ -297,6 +297,7 @@ def small_config(tmp_path: Path, root: Path, kind="lfw", extra=()):
         "output.val_max_images=4",
         "occluders.seen=[{path: procedural, count: 6, seed: 0, kinds: [sunglasses, mask, polygon]}]",
         "occluders.new=[{path: procedural, count: 6, seed: 1, kinds: [round_glasses, scarf, blob]}]",
+        "occluders.unseen=[{path: procedural, count: 4, seed: 3, kinds: [bar, stripes]}]",
         *extra,
     ]
     return load_data_config(REPO / "configs" / "data" / "lfw.yaml", over)
@@ -328,7 +329,7 @@ def test_prepare_lfw_fixture_deterministic_with_bad_files(tmp_path):
     assert st["written"] == 8 + 8 + 7 + 7 - 3 and st["skipped"] == {"corrupt": 2, "too_small": 1}
     assert s1["protocol"]["identities"] == 3 and s1["protocol"]["identities_with_too_few_images"] == 1
 
-    for name in ("set1-lfw", "set2-lfw", "val-lfw"):
+    for name in ("set1-lfw", "set2-lfw", "set3-lfw", "val-lfw"):
         folder = tmp_path / "a" / name
         ds = PreparedSet(folder)
         item = ds[0]
@@ -353,9 +354,25 @@ def test_prepare_lfw_fixture_deterministic_with_bad_files(tmp_path):
     m2 = json.loads((tmp_path / "a" / "set2-lfw" / "manifest.json").read_text())
     assert [e["name"] for e in m1["images"]] == [e["name"] for e in m2["images"]]
     assert not set(m1["occluders"]) & set(m2["occluders"])
+    # set3: the same images and protocol again, under kinds of object the seen pool does not draw
+    m3 = json.loads((tmp_path / "a" / "set3-lfw" / "manifest.json").read_text())
+    assert [e["name"] for e in m3["images"]] == [e["name"] for e in m1["images"]]
+    assert m3["occluder_pool"] == "unseen" and PreparedSet(tmp_path / "a" / "set3-lfw").protocol == p1
+    assert {e["occluder"].rsplit("/", 1)[1].rsplit("_", 1)[0] for e in m3["images"]} <= {"bar", "stripes"}
+    assert not set(m1["occluders"]) & set(m3["occluders"])
     sp = json.loads((tmp_path / "a" / "splits-lfw.json").read_text())
     check_disjoint(train=sp["train"], val=sp["val"], test=sp["test"])
     assert set(sp["test"]) >= set(sp["protocol_identities"])
+
+
+def test_set3_refuses_a_kind_that_training_draws(tmp_path):
+    root = write_lfw_fixture(tmp_path / "lfw", {"Person_A": 7, "Train_T": 4})
+    cfg = small_config(tmp_path, root, extra=["occluders.unseen=[{path: procedural, count: 4, kinds: [bar, mask]}]"])
+    with pytest.raises(DatasetError, match=r"occluders.unseen draws kinds the seen pool also draws \(mask\)"):
+        prepare_data(cfg, out=tmp_path / "out", sets=["set3"], progress=False, log=lambda *_: None)
+    assert not (tmp_path / "out" / "set3-lfw").exists()
+    with pytest.raises(ValueError, match="occluders.unseen is empty"):
+        small_config(tmp_path, root, extra=["occluders.unseen=[]"])
 
 
 def test_prepare_celeba_fixture_uses_landmark_file(tmp_path):

@@ -1,7 +1,7 @@
 """``fsggan-prepare-data``: render the evaluation sets and the recognition protocol.
 
     fsggan-prepare-data --config configs/data/lfw.yaml [--set key=value ...] [--out DIR]
-                        [--limit N] [--sets set1,set2] [--contact-sheet] [--quiet]
+                        [--limit N] [--sets set1,set2,set3] [--contact-sheet] [--quiet]
 
 What it writes: :mod:`fsggan.data.prepare`.
 """
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config value (repeatable), e.g. --set output.seed=7")
     ap.add_argument("--out", default=None, help="output folder (default: output.out of the config)")
     ap.add_argument("--limit", type=int, default=None, help="write at most N images per set (quick runs)")
-    ap.add_argument("--sets", default=None, help="comma-separated subset of val,set1,set2")
+    ap.add_argument("--sets", default=None, help="comma-separated subset of val,set1,set2,set3 (default: the config's output.sets)")
     ap.add_argument("--contact-sheet", action="store_true", help="also write contact_sheet-<set>-<name>.png per set")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
     return ap

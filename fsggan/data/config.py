@@ -32,7 +32,7 @@ __all__ = [
     "load_data_config",
 ]
 
-SET_CODES = {"val": 0, "set1": 1, "set2": 2}  # rendered sets; the code seeds each set's occlusions
+SET_CODES = {"val": 0, "set1": 1, "set2": 2, "set3": 3}  # rendered sets; the code seeds each set's occlusions
 
 
 def _at_least(section, least: int, *names: str) -> None:
@@ -100,6 +100,7 @@ class OccluderSource:
 class OccluderSection:
     seen: list[OccluderSource] = field(default_factory=lambda: [OccluderSource(seed=0, kinds=["sunglasses", "mask", "hand", "bar", "polygon"])])
     new: list[OccluderSource] = field(default_factory=lambda: [OccluderSource(seed=1, kinds=["round_glasses", "scarf", "blob", "stripes", "ellipse"])])
+    unseen: list[OccluderSource] = field(default_factory=list)  # Set3: kinds of object no training pool holds
     strict: bool = False  # raise on a bad occluder PNG instead of skipping it
     canvas_size: int = 128  # occluder bank resolution
     supersample: int = 2  # anti-aliasing factor when warping
@@ -135,7 +136,10 @@ class PrepareConfig:
     def __post_init__(self):
         bad = [s for s in self.output.sets if s not in SET_CODES]
         if bad:
-            raise ValueError(f"output.sets: unknown set {bad[0]!r}; use val, set1, set2")
+            raise ValueError(f"output.sets: unknown set {bad[0]!r}; use val, set1, set2, set3")
+        if "set3" in self.output.sets and not self.occluders.unseen:
+            raise ValueError("output.sets names set3 but occluders.unseen is empty; list the unseen kinds' "
+                             "sources there (see configs/data/lfw.yaml) or drop set3")
         cap = self.output.max_images_per_identity
         if cap is not None and cap < self.protocol.min_images:
             raise ValueError(

@@ -424,12 +424,13 @@ class OccluderLibrary:
         return cls(occluders, skipped)
 
 
-def check_pools_disjoint(seen: OccluderLibrary, new: OccluderLibrary) -> None:
-    """Raise OccluderError if the same cut-out (identical pixels) is in both pools."""
+def check_pools_disjoint(seen: OccluderLibrary, new: OccluderLibrary, other: str = "new") -> None:
+    """Raise OccluderError if the same cut-out (identical pixels) is in the seen pool and in
+    the `other` pool ("new": Set2, "unseen": Set3)."""
     a = {o.fingerprint(): o.name for o in seen}
     both = [(a[o.fingerprint()], o.name) for o in new if o.fingerprint() in a]
     if both:
         raise OccluderError(
-            f"{len(both)} occluders are in both the seen and the new pool, e.g. {both[0][0]} = {both[0][1]}; "
-            "Set2 must use occluders never used in training"
+            f"{len(both)} occluders are in both the seen and the {other} pool, e.g. {both[0][0]} = {both[0][1]}; "
+            "the test sets' pools must hold occluders never used in training"
         )

@@ -7,6 +7,8 @@ under `output.out`:
     val-<name>/              validation identities (carved from training), seen occluders
     set1-<name>/             test identities, seen occluders   (Set1)
     set2-<name>/             test identities, new occluders    (Set2)
+    set3-<name>/             test identities, unseen kinds     (Set3: kinds of object no training
+                             pool holds, checked here: `occluders.unseen`)
         occluded/ clean/ mask/   PNGs with identical file names (mask: 0 / 255)
         manifest.json            per image: name, source, identity, occluder, placement, seed
         protocol.json            rank-k protocol (set1/set2 only; same file in both)
@@ -45,6 +47,7 @@ from .config import SET_CODES, PrepareConfig
 from .faces import DatasetError, FaceCrop, FaceRecord, load_face, read_dataset
 from .landmarks import DlibLandmarker, resolve_landmark_source, template_landmarks
 from .occluders import OccluderLibrary, check_pools_disjoint
+from .procedural import PROCEDURAL_KINDS
 from .splits import Splits, protocol_over_sets
 from .synthesis import OcclusionSynthesizer
 
@@ -54,6 +57,7 @@ DESCRIPTIONS = {
     "val": "validation identities (from training), seen occluders",
     "set1": "test identities (never seen in training), seen occluders",
     "set2": "test identities (never seen in training), new occluders",
+    "set3": "test identities (never seen in training), kinds of occluder no training pool holds",
 }
 
 
@@ -62,7 +66,7 @@ def prepare_data(
     *,
     out: str | Path | None = None,        # output folder (default: cfg.output.out)
     limit: int | None = None,             # at most this many images per set (quick runs)
-    sets: Sequence[str] | None = None,    # subset of val, set1, set2 (default: cfg.output.sets)
+    sets: Sequence[str] | None = None,    # subset of val, set1, set2, set3 (default: cfg.output.sets)
     contact_sheet: bool = False,          # also write contact_sheet-<set>-<name>.png per set
     progress: bool = True,                # tqdm progress bars
     log=print,                            # where the summary goes
@@ -87,7 +91,7 @@ def _prepare(cfg: PrepareConfig, *, out, limit, sets, contact_sheet, progress, l
     sets = list(sets or cfg.output.sets)
     for s in sets:
         if s not in SET_CODES:
-            raise ValueError(f"unknown set {s!r}; use val, set1, set2")
+            raise ValueError(f"unknown set {s!r}; use val, set1, set2, set3")
     records = read_dataset(cfg.dataset.kind, cfg.dataset.root)
     splits, _ = build_splits(cfg, records)
     faces = _FaceSource.create(cfg, records, log)
@@ -103,9 +107,9 @@ def _prepare(cfg: PrepareConfig, *, out, limit, sets, contact_sheet, progress, l
         results[s] = _write_set(out / f"{s}-{cfg.name}", s, recs, make_synthesizer(cfg, pools[pool]), pool,
                                 faces, cfg, progress)
 
-    # recognition protocol over the images actually written (same for set1 and set2)
+    # recognition protocol over the images actually written (the same for set1, set2 and set3)
     protocol, proto_info = None, {}
-    test_sets = [s for s in sets if s in ("set1", "set2")]
+    test_sets = [s for s in sets if s in ("set1", "set2", "set3")]
     if test_sets:
         p = cfg.protocol
         protocol, proto_info = protocol_over_sets(
@@ -138,14 +142,20 @@ def _prepare(cfg: PrepareConfig, *, out, limit, sets, contact_sheet, progress, l
 # ---------------------------------------------------------------- what goes where
 
 def _occluder_pools(cfg: PrepareConfig, sets: Sequence[str]) -> dict[str, OccluderLibrary]:
-    """The "seen" pool (val, set1) and the "new" pool (set2), as far as `sets` need them."""
+    """The "seen" pool (val, set1), the "new" pool (set2) and the "unseen" kinds (set3), as far
+    as `sets` need them. Set2's and Set3's objects are checked absent from the seen pool (the
+    one training draws from), and Set3's procedural kinds absent from its procedural sources."""
     pools = {}
-    if any(s in ("val", "set1") for s in sets):
+    if any(s in ("val", "set1", "set3") for s in sets):
         pools["seen"] = build_occluders(cfg.occluders.seen, strict=cfg.occluders.strict)
     if "set2" in sets:
         pools["new"] = build_occluders(cfg.occluders.new, strict=cfg.occluders.strict)
-    if "seen" in pools and "new" in pools:
-        check_pools_disjoint(pools["seen"], pools["new"])
+        if "seen" in pools:
+            check_pools_disjoint(pools["seen"], pools["new"])
+    if "set3" in sets:
+        check_kinds_unseen(cfg.occluders.seen, cfg.occluders.unseen)
+        pools["unseen"] = build_occluders(cfg.occluders.unseen, strict=cfg.occluders.strict)
+        check_pools_disjoint(pools["seen"], pools["unseen"], "unseen")
     for pool, lib in pools.items():
         if len(lib) == 0:
             raise DatasetError(f"the {pool} occluder pool is empty; check occluders.{pool} in the config")
@@ -158,7 +168,19 @@ def _plan(cfg: PrepareConfig, splits: Splits, limit: int | None) -> dict[str, tu
     val_sel = _seeded_subset(splits.val, cfg.output.val_max_images, (cfg.output.seed, 7))
     if limit is not None:
         test_sel, val_sel = test_sel[:limit], val_sel[:limit]
-    return {"val": (val_sel, "seen"), "set1": (test_sel, "seen"), "set2": (test_sel, "new")}
+    return {"val": (val_sel, "seen"), "set1": (test_sel, "seen"), "set2": (test_sel, "new"),
+            "set3": (test_sel, "unseen")}
+
+
+def check_kinds_unseen(seen: Sequence, unseen: Sequence) -> None:
+    """Raise DatasetError if a procedural kind of Set3 is also drawn for the seen pool."""
+    def kinds(sources) -> set[str]:
+        return {k for s in sources if s.path == "procedural" for k in (s.kinds or PROCEDURAL_KINDS)}
+
+    both = sorted(kinds(seen) & kinds(unseen))
+    if both:
+        raise DatasetError(f"occluders.unseen draws kinds the seen pool also draws ({', '.join(both)}); "
+                           "Set3 must hold kinds of object never used in training: remove them from one pool")
 
 
 def _seeded_subset(records: Sequence[FaceRecord], k: int | None, key: Sequence[int]) -> list[FaceRecord]:
