@@ -62,12 +62,12 @@ def deocclude_files(
     batch_size: int = 32,
     progress: bool = True,       # tqdm progress bar
 ) -> list[str]:
-    """Write ``out/<name>`` per input file; returns "<file>: <error>" for each input that
-    could not be read (the others are written)."""
+    """Write ``out/<name>`` per input file, each whole or not at all; returns "<file>: <error>"
+    for each input that could not be read (the others are written). Nothing is created for
+    an input that is not written."""
     from tqdm import tqdm
 
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # made with the first file written into it (fsggan.images.save_image)
     failed = []
     with tqdm(total=len(files), desc="de-occluding", unit="img", disable=not progress) as bar:
         for start in range(0, len(files), batch_size):

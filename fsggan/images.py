@@ -22,6 +22,8 @@ Files:
     load_image(path)      an image file -> tensor (raises OSError naming the file)
     save_image(t, path)   a tensor -> 8-bit image file (format from the suffix)
     save_png(path, arr)   uint8 array -> PNG, byte-identical for identical input
+    write_atomic(path, w) any file written whole or not at all (temporary file, then rename);
+                          save_png and save_image write through it
     list_images(folder)   the files with an IMAGE_EXTENSIONS suffix, sorted
 
 `read_rgb` is what the data pipeline uses: a bad file never ends in a traceback from deep
@@ -67,6 +69,7 @@ __all__ = [
     "list_images",
     "load_image",
     "save_image",
+    "write_atomic",
     "to_batch",
     "from_batch",
     "resize_batch",
@@ -287,7 +290,33 @@ def save_png(path: str | Path, array: np.ndarray) -> None:
         arr = arr[..., 0]
     if arr.dtype != np.uint8:
         raise TypeError(f"save_png expects uint8, got {arr.dtype}")
-    Image.fromarray(arr).save(path, format="PNG", optimize=False, compress_level=6)
+    write_atomic(path, lambda f: Image.fromarray(arr).save(f, format="PNG", optimize=False, compress_level=6))
+
+
+PART_SUFFIX = ".part"
+
+
+def write_atomic(path: str | Path, write) -> None:
+    """Call ``write(file)`` on a temporary file next to ``path`` (``.<name>.<random>.part``),
+    then rename it onto ``path`` (os.replace): a run stopped at any point leaves the whole
+    file or none. A killed process may leave its ``.part`` file, which no reader takes for
+    an image (no image suffix). A symlink at ``path`` is replaced, never written through."""
+    import os
+    import secrets
+
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}{PART_SUFFIX}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies, as for any new file
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except OSError as exc:  # named after the file asked for, not the temporary one
+        tmp.unlink(missing_ok=True)
+        raise type(exc)(exc.errno, exc.strerror or str(exc), str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 # ---------------------------------------------------------------- tensors <-> files
@@ -314,7 +343,10 @@ def save_image(x: torch.Tensor, path: str | Path) -> None:
     """Write a (3, H, W) [-1, 1] tensor as an 8-bit image (format from the suffix)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(to_uint8(x)).save(path)
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None:
+        raise ValueError(f"{path}: unknown image format {path.suffix!r}; use .png or .jpg")
+    write_atomic(path, lambda f: Image.fromarray(to_uint8(x)).save(f, format=fmt))
 
 
 # ---------------------------------------------------------------- image kinds of the notebook API

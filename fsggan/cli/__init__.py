@@ -16,7 +16,22 @@ imports it.
 
 from __future__ import annotations
 
+import argparse
 import sys
+import textwrap
+
+# Exit statuses shared by the commands that write files (each --help epilog says them).
+EXIT_WRITTEN, EXIT_SOME, EXIT_USER, EXIT_NONE = 0, 1, 2, 3
+DEVICE_HELP = "auto (CUDA if there is one), cpu, cuda or cuda:N (default: auto)"
+PROGRESS_HELP = "no progress bars (default: shown)"
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """argparse's help, with the description and epilog kept as paragraphs (blank lines)."""
+
+    def _fill_text(self, text, width, indent):
+        return "\n\n".join(textwrap.fill(" ".join(par.split()), width, initial_indent=indent,
+                                         subsequent_indent=indent) for par in text.split("\n\n"))
 
 
 def fail(prog: str, error: BaseException | str, status: int = 2) -> int:
@@ -25,10 +40,28 @@ def fail(prog: str, error: BaseException | str, status: int = 2) -> int:
     return status
 
 
+def add_common_options(parser, device_default: str | None = "auto") -> None:
+    """``--device`` and ``--no-progress``, the same two options with the same words in every
+    command (``device_default=None``: the training commands, whose config holds the device)."""
+    parser.add_argument("--device", default=device_default, metavar="DEVICE",
+                        help=DEVICE_HELP if device_default else DEVICE_HELP.replace("default: auto",
+                                                                                    "default: train.device"))
+    parser.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
+
+
+def exit_epilog(what: str) -> str:
+    """The exit statuses of a command that writes ``what`` (one per input), for its --help."""
+    return (f"Exit status: {EXIT_WRITTEN} every input's {what} written; {EXIT_SOME} some written, others skipped "
+            f"or unreadable (listed); {EXIT_NONE} none written (all skipped or unreadable); {EXIT_USER} a usage "
+            "error (one line: an option, a missing or unreadable input, an output on an input) and nothing "
+            "written. Inputs are never overwritten; files are written whole or not at all (docs/cli.md).")
+
+
 def check_out_dir(path, option: str) -> str | None:
     """A one-line complaint when ``path`` (an output folder, given as ``option``) cannot be
-    one: an existing file, a file on its way, or a folder that cannot be written; None when
-    fine (or not given). Checked when a command starts, before anything is read or written."""
+    one: an existing file, a file on its way, or a folder in which no file can be made (tried
+    with a temporary file, removed at once); None when fine (or not given). Checked when a
+    command starts, before anything is read or written; creates nothing."""
     import os
     from pathlib import Path
 
@@ -44,6 +77,12 @@ def check_out_dir(path, option: str) -> str | None:
         return f"{option} {path}: {parent} is a file, so no folder can be made there; give another folder"
     if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
         return f"{option} {path}: {parent} is not writable; give a folder you can write to"
+    try:  # root may write where os.access says yes but the file system says no (/proc, read-only mounts)
+        probe = parent / f".fsggan-write-test-{os.getpid()}"
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        return f"{option} {path}: no file can be written in {parent} ({exc.strerror or exc}); give another folder"
     return None
 
 

@@ -3,6 +3,10 @@
     fsggan-deocclude photos/ --gan runs/gan --out out/ [--save-faces] [--detector NAME] [--min-face N]
     fsggan-deocclude crops/ --gan runs/gan --out out/ --aligned [--structure] [--strip]
     fsggan-deocclude lfw/ --gan runs/gan --out out/ --crop lfw      # a fixed face box, no detection
+
+Order of work: options, inputs (collected, their headers read), outputs (never on an input)
+are checked first; only then is the model loaded; each output file is written whole, once
+its input has been de-occluded. The rules: docs/cli.md, "Safety of your files".
 """
 
 from __future__ import annotations
@@ -12,58 +16,91 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsggan.cli import check_device, check_out_dir, fail
-from fsggan.images import IMAGE_EXTENSIONS, MIN_FACE_SIZE
+from fsggan.cli import EXIT_NONE, EXIT_SOME, EXIT_WRITTEN, add_common_options, check_device, check_out_dir, \
+    exit_epilog, fail, HelpFormatter
 
 PROG = "fsggan-deocclude"
+# fsggan.detect's names, here so that --help needs no torch (tests/test_cli_options.py checks they agree)
+DETECTORS = ("mtcnn", "dlib_hog", "dlib_cnn")
+DEFAULT_DETECTOR = "mtcnn"
+MIN_SIZE = 32  # fsggan.images.MIN_FACE_SIZE: the shorter side an input needs
+SUFFIXES = ".png .jpg .jpeg .bmp .webp .tif .tiff .ppm .pgm"  # fsggan.images.IMAGE_EXTENSIONS
 
-
-def _detector_names() -> tuple[str, ...] | None:
-    try:
-        from fsggan.detect import DETECTORS
-    except ImportError:
-        return None
-    return tuple(DETECTORS)
+RULES = ("Inputs: files named on the command line and the images in folders (searched recursively for photos, "
+         f"only the folder itself with --aligned/--crop), of {SUFFIXES}; a named file of another type is an "
+         "error. Symbolic links are read when named, not followed inside folders (listed). An image of several "
+         "frames (animated, multi-page) is refused, named or in a folder: save the frame you want.\n\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog=PROG,
-        description="De-occlude faces with trained FSG-GAN checkpoints. Photos (the default): every face is "
-                    "detected, aligned on five landmarks to the crop the model was trained on, de-occluded "
-                    "(all faces of all photos in batches) and pasted back with a feathered seam; the photo is "
-                    "written at its own size (never rescaled; EXIF orientation applied), with a JSON sidecar "
-                    "per photo (each face's box, landmarks, detector score). Photos in which no face is found "
-                    "are skipped (not written; listed and counted). With --aligned or --crop, faces come out at "
-                    "the size the model works at (its vae.image_size, e.g. 128x128). Inputs need at least "
-                    f"{MIN_FACE_SIZE} px on their shorter side.")
-    p.add_argument("inputs", nargs="+", help="image files and/or folders (searched recursively for photos; "
-                   f"only the folder itself with --aligned/--crop) of {', '.join(IMAGE_EXTENSIONS)}")
-    p.add_argument("--gan", required=True, help="Stage II checkpoint (.pt) or run directory")
-    p.add_argument("--vae", default=None, help="Stage I checkpoint or run directory (default: the VAE stored "
-                   "in the Stage II checkpoint, else the one its config names)")
-    p.add_argument("--out", required=True, help="output folder: photos keep their name and path below the input "
-                   "folder (JPEG stays JPEG, other formats become PNG) plus <name>.json; crops: <name>.png")
-    p.add_argument("--aligned", action="store_true",
-                   help="inputs are already aligned face crops (only resized; no detection)")
-    p.add_argument("--crop", default=None, choices=("lfw", "celeba", "folder"),
-                   help="no detection: cut this fixed face box as fsggan-prepare-data does - lfw (LFW-like "
-                        "framing), celeba (CelebA aligned), folder (largest centred square) - and write the face")
-    names = _detector_names()
-    p.add_argument("--detector", default=None, choices=names,
-                   help="face detector for photos (default: fsggan.detect's default)")
-    p.add_argument("--min-face", type=int, default=20, help="smallest face to de-occlude, in photo pixels (default 20)")
-    p.add_argument("--save-faces", action="store_true",
-                   help="photos: also write each face's aligned input, structure and output crops to OUT/faces/")
-    p.add_argument("--structure", action="store_true", help="--aligned/--crop: also write g = V(x) to OUT/structure/")
-    p.add_argument("--strip", action="store_true", help="--aligned/--crop: also write input | g | output strips "
-                   "to OUT/strip/")
-    p.add_argument("--batch-size", type=int, default=32, help="faces per model batch (default 32)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default: auto)")
+        prog=PROG, formatter_class=HelpFormatter,
+        description="De-occlude faces with a trained FSG-GAN. Photos (the default): every face is found, "
+                    "aligned, de-occluded and pasted back; the photo keeps its size, with a JSON sidecar "
+                    "(boxes, landmarks, scores). Photos without a face are not written (listed). With --aligned "
+                    "or --crop, faces come out at the size the model works at (e.g. 128x128). Inputs need "
+                    f"{MIN_SIZE} px on their shorter side.",
+        epilog=RULES + exit_epilog("output"))
+    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("--gan", required=True, help="Stage II checkpoint (.pt) or run folder")
+    p.add_argument("--vae", default=None, help="Stage I checkpoint (default: the one in --gan)")
+    p.add_argument("--out", required=True, help="output folder, outside the inputs")
+    p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops: only resized")
+    p.add_argument("--crop", default=None, choices=("lfw", "celeba", "folder"), metavar="BOX",
+                   help="lfw, celeba or folder: cut this face box, no detection")
+    p.add_argument("--detector", default=DEFAULT_DETECTOR, choices=DETECTORS, metavar="NAME",
+                   help=f"{', '.join(DETECTORS)} (default: {DEFAULT_DETECTOR})")
+    p.add_argument("--min-face", type=int, default=20, metavar="PX", help="smallest face to de-occlude (default: 20)")
+    p.add_argument("--save-faces", action="store_true", help="photos: also write each face's crops to OUT/faces/")
+    p.add_argument("--structure", action="store_true", help="--aligned/--crop: also write V(x) to OUT/structure/")
+    p.add_argument("--strip", action="store_true", help="--aligned/--crop: also write strips to OUT/strip/")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N", help="faces per model batch (default: 32)")
+    add_common_options(p)
     return p
 
 
-def _report(written: int, out: str, failed: Sequence[str], no_face: Sequence[str] = (),
+def _check_options(args) -> str | None:
+    if args.batch_size < 1:
+        return f"--batch-size {args.batch_size}: must be >= 1"
+    if args.min_face < 1:
+        return f"--min-face {args.min_face}: must be >= 1"
+    if args.aligned and args.crop:
+        return "--aligned and --crop exclude each other (aligned crops are only resized)"
+    return check_out_dir(args.out, "--out") or check_device(args.device)
+
+
+def _collect(args, crops: bool):
+    """(usable inputs, unreadable "<file>: <reason>", symlinks not followed) or a complaint."""
+    from fsggan.cli.safety import output_overlap
+    from fsggan.inputs import collect_inputs
+    from fsggan.photos.files import output_paths, probe_inputs
+
+    links: list[Path] = []
+    try:
+        files = collect_inputs(args.inputs, recursive=not crops, keep_format=not crops, skipped=links)
+    except (FileNotFoundError, ValueError) as exc:
+        return str(exc)
+    if not files:
+        return (f"no image in {', '.join(args.inputs)} (looked for {SUFFIXES}"
+                f"{'; symbolic links are not followed inside folders' if links else ''})")
+    out = Path(args.out)
+    if crops:
+        extra = [d for d, on in (("structure", args.structure), ("strip", args.strip)) if on]
+        targets = [t for f in files for t in [out / f.name, *(out / d / f.name for d in extra)]]
+    else:
+        targets = [t for f in files for t in output_paths(f, out, args.save_faces)]
+    problem = output_overlap("--out", args.out, targets, files=[f.path for f in files],
+                             folders=[Path(i) for i in args.inputs if Path(i).is_dir()])
+    if problem:
+        return problem
+    usable, unreadable = probe_inputs(files, MIN_SIZE)
+    if not usable:
+        more = f" (and {len(unreadable) - 1} more input(s) like it)" if len(unreadable) > 1 else ""
+        return f"no usable image in the inputs: {unreadable[0]}{more}"
+    return usable, unreadable, links
+
+
+def _report(written: int, total: int, out: str, failed: Sequence[str], no_face: Sequence[str] = (),
             faces: int | None = None) -> int:
     what = f"wrote {written} photo(s) with {faces} face(s)" if faces is not None else f"wrote {written} image(s)"
     print(f"{what} to {Path(out)}")
@@ -75,63 +112,61 @@ def _report(written: int, out: str, failed: Sequence[str], no_face: Sequence[str
         print(f"{len(failed)} input(s) could not be read:", file=sys.stderr)
         for line in failed:
             print("  " + line, file=sys.stderr)
-        return 1
-    return 0
+    return EXIT_WRITTEN if written == total else EXIT_SOME if written else EXIT_NONE
 
 
-def _photos(args, model, jobs) -> int:
+def _photos(args, model, jobs, unreadable, detect) -> int:
     from fsggan.photos import deocclude_photo_files
-    from fsggan.photos.deocclude import face_finder
 
-    try:
-        detect = face_finder(args.detector, args.min_face)  # detector problems before any photo is read
-    except (ValueError, ImportError) as exc:
-        return fail(PROG, exc)
-    if not jobs:
-        print(f"{PROG}: no images found in the inputs", file=sys.stderr)
-        return 1
     if args.structure or args.strip:
         print("note: for photos, --structure/--strip are written as face crops (--save-faces)", file=sys.stderr)
     summary = deocclude_photo_files(model, jobs, args.out, detector=args.detector, batch_size=args.batch_size,
-                                    save_faces=args.save_faces or args.structure or args.strip, detect=detect)
-    return _report(summary.written, args.out, summary.failed, summary.no_face, summary.faces)
+                                    save_faces=args.save_faces or args.structure or args.strip, detect=detect,
+                                    progress=not args.no_progress)
+    return _report(summary.written, len(jobs) + len(unreadable), args.out, [*unreadable, *summary.failed],
+                   summary.no_face, summary.faces)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Returns 0, 1 when some inputs could not be read (listed), 2 for a wrong checkpoint,
-    input path or option."""
+def _crops(args, model, files, unreadable) -> int:
     from fsggan.crops import deocclude_files
-    from fsggan.inputs import collect_inputs
-    from fsggan.pipeline import FSGGAN
 
-    args = build_parser().parse_args(argv)
-    if args.batch_size < 1:
-        return fail(PROG, f"--batch-size {args.batch_size}: must be >= 1")
-    if args.min_face < 1:
-        return fail(PROG, f"--min-face {args.min_face}: must be >= 1")
-    if args.aligned and args.crop:
-        return fail(PROG, "--aligned and --crop exclude each other (aligned crops are only resized)")
-    problem = check_out_dir(args.out, "--out") or check_device(args.device)  # before anything is read
-    if problem:
-        return fail(PROG, problem)
-    crops = args.aligned or args.crop is not None
-    try:
-        files = (collect_inputs(args.inputs, recursive=False, keep_format=False) if crops
-                 else collect_inputs(args.inputs, args.out))
-        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device)
-    except (FileNotFoundError, ValueError) as exc:  # CheckpointError is a ValueError
-        return fail(PROG, exc)
-    if not crops:
-        return _photos(args, model, files)
-    if not files:
-        print(f"{PROG}: no images found in the inputs", file=sys.stderr)
-        return 1
     if (args.structure or args.strip) and not model.uses_structure:
         print("note: this generator has no structure input; --structure/--strip show no g", file=sys.stderr)
     failed = deocclude_files(model, files, args.out, aligned=args.aligned, crop=args.crop or "lfw",
-                             structure=args.structure, strip=args.strip, batch_size=args.batch_size)
-    return _report(len(files) - len(failed), args.out, failed)
+                             structure=args.structure, strip=args.strip, batch_size=args.batch_size,
+                             progress=not args.no_progress)
+    return _report(len(files) - len(failed), len(files) + len(unreadable), args.out, [*unreadable, *failed])
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The exit status: 0 all written, 1 some, 3 none, 2 a usage error (see the --help epilog)."""
+    args = build_parser().parse_args(argv)
+    crops = args.aligned or args.crop is not None
+    found = _check_options(args) or _collect(args, crops)  # before the model loads or anything is written
+    if isinstance(found, str):
+        return fail(PROG, found)
+    files, unreadable, links = found
+    if links:
+        print(f"note: {len(links)} symbolic link(s) inside the input folders not followed (name them to read "
+              f"them): {', '.join(map(str, links))}", file=sys.stderr)
+    from fsggan.photos.deocclude import face_finder
+    from fsggan.photos.files import OutputError
+    from fsggan.pipeline import FSGGAN
+
+    try:
+        detect = None if crops else face_finder(args.detector, args.min_face)  # before any photo is read
+        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device)
+    except (FileNotFoundError, ValueError, ImportError) as exc:  # CheckpointError is a ValueError
+        return fail(PROG, exc)
+    try:
+        return _crops(args, model, files, unreadable) if crops else _photos(args, model, files, unreadable, detect)
+    except OutputError as exc:
+        return fail(PROG, exc)
+    except OSError as exc:  # an output of --aligned/--crop
+        if exc.filename is None:
+            raise
+        return fail(PROG, f"{exc.filename}: cannot write it ({exc.strerror or exc}); give an output folder you "
+                          "can write to")
 
 if __name__ == "__main__":
     raise SystemExit(main())
