@@ -1,4 +1,4 @@
-"""Face detectors on occluded whole photos (issue 17): detection rate, landmark drift, time.
+"""Face detectors on occluded whole photos: detection rate, landmark drift, time.
 
 For each test identity of the data config (LFW: the 200 protocol identities) one seeded photo;
 for each occluder pool (Set1: seen occluders, Set2: new ones) the occluder is rendered onto the

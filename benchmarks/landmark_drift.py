@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How far occlusion moves a face's alignment (issue 17): the detector on the occluded and on
+"""How far occlusion moves a face's alignment: the detector on the occluded and on
 the clean whole photo, and the crop each alignment rule then cuts.
 
     python benchmarks/landmark_drift.py --set runs/quickstart/data/set1-lfw [--limit 320]

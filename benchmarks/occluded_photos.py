@@ -1,4 +1,4 @@
-"""Occluded WHOLE LFW photos, placed exactly as the prepared Set1 / Set2 crops are (issue 17).
+"""Occluded WHOLE LFW photos, placed exactly as the prepared Set1 / Set2 crops are.
 
 ``fsggan-prepare-data`` cuts the face box out of each 250x250 LFW photo (``FaceCrop.box_for``),
 resizes it to ``image_size`` and occludes the crop. Here the same synthesizer, with the same

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Whole photos, round trip (issue 17): does detection + alignment + paste-back lose anything
+"""Whole photos, round trip: does detection + alignment + paste-back lose anything
 against de-occluding the fixed crop?
 
     python benchmarks/photo_roundtrip.py --set data64/set1-lfw --gan runs/J7_ramp [--limit N] [--out r.json]
@@ -26,7 +26,7 @@ crop is placed, ``detected`` (the shipped similarity on the detector's five land
 (:func:`fsggan.photos.paste.feather_mask`). FLAGs: ``plain`` as "photo_plain"; ``edge`` /
 ``feather``: replaced pixels reach the crop's edge, or fade out with the feather
 (``fill_to_edge`` of :func:`fsggan.photos.paste.paste_back`); ``ctxM`` (an experiment, not in
-the library: it lost, docs/experiments.md "Session 12"): G is given the aligned crop with M more
+the library: it lost, docs/experiments.md "`fill_to_edge`, ..."): G is given the aligned crop with M more
 crop pixels of the photo on each side, so that its output also covers a border the detected crop
 misses (:func:`run_with_context`; ``ctxMx``, ``ctxMm``: its other two ways).
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Time one 12-megapixel photo with one face through fsggan-deocclude's photo path (issue 17).
+"""Time one 12-megapixel photo with one face through fsggan-deocclude's photo path.
 
     python benchmarks/photo_speed.py --gan runs/J7_ramp [--repeats 3] [--size 4000x3000]
 

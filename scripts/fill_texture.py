@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How regular is the texture a model paints into occluded regions? (issue 16's "no regular
+"""How regular is the texture a model paints into occluded regions? (the target "no regular
 texture in the fills", as a number beside the eye's verdict)
 
 G's decoder up-samples its H/8 features three times; with nearest-neighbour up-sampling a

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """GPU readiness check: one command that runs everything worth knowing about fsggan's CUDA
-path in a few minutes and writes a summary to paste into the README.
+path in a few minutes and writes a summary to paste into docs/results.md, "GPU check".
 
     pip install -e ".[dev]" && python scripts/gpu_check.py      # from the repository root
     python scripts/gpu_check.py --out gpu_check --budget 330     # the defaults

@@ -1,4 +1,4 @@
-"""A before / after picture of whole photos for the README (issue 17).
+"""A before / after picture of whole photos for the README.
 
 The photos are put side by side into one picture (a "group photo" of several people), which
 is de-occluded as fsggan-deocclude does it (every face detected, aligned, de-occluded, pasted
@@ -11,7 +11,7 @@ would show.
     python scripts/photo_before_after.py occluded/*.png --gan runs/cpu_gan128 --out before_after.jpg
     python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out demo.png
 
-The first two commands make the picture the README describes: the first photo of each of
+The first two commands make the picture of docs/results.md ("Whole photos"): the first photo of each of
 Set1-LFW's first three identities (people the model never saw), with the occluder that set
 places on it (kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never
 saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of the repository.
@@ -23,7 +23,8 @@ drawn outline, :func:`coffee_cup`) in front of the lower face as the training da
 mouth-region object, the other with drawn sunglasses (fsggan's procedural occluders). Both
 images ship inside scikit-image. Neither object is like the training pools' cut-outs: to the
 model they are new occluders, as Set2's are. With the 128 px recipe's G both faces are found and
-pasted back without a seam, and both objects stay (README, docs/experiments.md "Session 12").
+pasted back without a seam, and both objects stay (docs/results.md, docs/experiments.md
+"`fill_to_edge`, a wider view for G, a public-domain picture").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Options beyond the paper (issue 8), all off in the paper configs: the blended output
+"""Options beyond the paper, all off in the paper configs: the blended output
 head, the occluded-region pixel loss and the mask loss, EMA of G, the learning-rate
 schedule. Shapes, gradients, exact pass-through, and a short training run that uses them."""
 

@@ -1,4 +1,4 @@
-"""Fuzz test of the config loader (issue 18): random keys, values, types, overrides and
+"""Fuzz test of the config loader: random keys, values, types, overrides and
 ``base:`` chains, a few hundred per run, seeded. Every outcome is a clean config or one of
 the loader's own errors (:class:`fsggan.config.ConfigError`, one line) - never another
 exception. Runs in a few seconds.

@@ -1,4 +1,4 @@
-"""Identity options beyond the paper (issue 16), off in the paper configs: the identity term on
+"""Identity options beyond the paper, off in the paper configs: the identity term on
 random views of both faces, the identity-weight ramp, feature matching on F's layers, the
 identity terms on every k-th step; and validation's judge cosines (the training recogniser
 next to the independent one)."""

@@ -1,4 +1,4 @@
-"""Whole photos (issue 17): alignment, paste-back, FSGGAN.deocclude_photo and fsggan-deocclude on
+"""Whole photos: alignment, paste-back, FSGGAN.deocclude_photo and fsggan-deocclude on
 real LFW photos from ../shared/data, with a tiny untrained model (32 px, widths 4).
 
 Faces come from a stub detector that knows where the LFW photos are: each 250x250 tile of a

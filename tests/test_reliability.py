@@ -1,4 +1,4 @@
-"""Issue 18, case by case: a run folder can be moved and never overwrites another, and every
+"""Reliability, case by case: a run folder can be moved and never overwrites another, and every
 bad value is a one-line error (exit status 2) before anything is written.
 
 Cases 1-3 and 10: run folders that travel (resume writes into the folder given, reads the

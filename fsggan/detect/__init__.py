@@ -1,4 +1,4 @@
-"""Find faces and their five landmarks in ordinary photos (issue 17).
+"""Find faces and their five landmarks in ordinary photos.
 
     from fsggan.detect import detect_faces
     faces = detect_faces(rgb_uint8)            # [DetectedFace(box, landmarks (5, 2), score), ...]
@@ -14,8 +14,8 @@ Detectors (``DETECTORS``; weights come from installed packages, nothing download
   ``pip install --no-deps facenet-pytorch==2.6.0`` (fsggan never imports it), or from a folder
   holding ``pnet.pt``, ``rnet.pt``, ``onet.pt`` given as ``weights=`` or ``FSGGAN_MTCNN_WEIGHTS``.
 
-The default is chosen from the measurement in docs/experiments.md, "Detectors on occluded
-whole photos (issue 17)": DEFAULT_REASON below says why.
+The default is chosen from the measurement in docs/experiments.md, Whole photos, "Detection:
+detectors on occluded whole photos": DEFAULT_REASON below says why.
 
 Every photo is shrunk to at most ``max_side`` pixels on its longer side before detection and
 the results are mapped back to the full photo (:mod:`fsggan.detect.base`), so a 12 MP photo

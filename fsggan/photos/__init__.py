@@ -1,5 +1,5 @@
 """Whole photos: find every face, align it onto the model's training crop, de-occlude the
-faces in batches and paste them back into the full-resolution photo (issue 17).
+faces in batches and paste them back into the full-resolution photo.
 
 One job per module:
 

@@ -9,14 +9,15 @@ with the crop, so the feather keeps its share of the face at any photo resolutio
 The feather is narrow because everything it hands back to the photo keeps the occluder: on
 the quickstart's G (64 px) the round trip lost 0.55 dB with the earlier size / 16 (4 px),
 0.43 dB with 2 px, 0.39 dB with 1 px, and no seam showed at 1 px (docs/experiments.md,
-"Where the whole-photo round trip loses").
+"Where the round trip loses, split (64 px)").
 
 Where the model replaced pixels (an occluder it removed; :func:`change_weight`), the feather
 is not needed and costs the most: an occluder that reaches the crop's border would keep a
 2 px rim there. ``fill_to_edge`` gives those pixels the model's output up to the crop's own
 edge (the blend weight is the larger of the feather and the change weight), leaving the
 feather where the model kept the face; the crop is edge-padded before it is warped, so its
-outermost pixels do not pull in black. Measured in docs/experiments.md ("Session 12").
+outermost pixels do not pull in black. Measured in docs/experiments.md, Whole photos,
+"`fill_to_edge`, a wider view for G, a public-domain picture".
 
 Only the bounding region of the warped crop is touched, at the photo's own resolution (a
 12-megapixel photo with one face costs the face's area, not the photo's). Pixels the mask
