@@ -35,7 +35,7 @@ __all__ = ["FILL_TO_EDGE", "PhotoFace", "find_faces", "face_finder", "default_de
            "align_faces", "run_faces", "paste_faces", "deocclude_photos", "deocclude_photo"]
 
 # Pixels the model replaced reach the crop's edge instead of fading out with the feather
-# (fsggan.photos.paste; benchmarks/photo_roundtrip.py, docs/experiments.md "Session 12": the fixed
+# (fsggan.photos.paste; benchmarks/photo_roundtrip.py, docs/experiments.md "`fill_to_edge`, ...": the fixed
 # crop's round trip -0.18 -> -0.01 dB, detected faces' -0.69 -> -0.63 dB at 128 px).
 FILL_TO_EDGE = True
 

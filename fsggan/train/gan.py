@@ -158,7 +158,7 @@ def train_gan(
             while step < train.steps:
                 epoch, index, b = next(run.batches)
                 unframe = None
-                if train.frame_jitter:  # faces framed as a detector frames them in photos (issue 17)
+                if train.frame_jitter:  # faces framed as a detector frames them in photos (J16)
                     b, unframe = _jitter(b, train, step)
                 x, y = b["occluded"], b["clean"]
                 nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))

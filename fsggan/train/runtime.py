@@ -181,7 +181,7 @@ def fast_cpu_bf16() -> bool:
     runs bf16 on plain AVX-512 (``torch.ops.mkldnn._is_mkldnn_bf16_supported()`` says yes there)
     and on AVX2, but emulated, and slower than float32: on a 2-core AVX-512 Xeon without BF16
     the quickstart's Stage II took 36 s per 50 steps in bf16 against 14 s in float32
-    (docs/experiments.md, "bf16 on CPUs without bf16"); on a 2-core AVX2 EPYC it ran at 4
+    (docs/experiments.md, "bf16 that is emulated"); on a 2-core AVX2 EPYC it ran at 4
     images/s in bf16."""
     caps = cpu_capability()
     if caps is None:  # torch without the capability query: oneDNN's answer

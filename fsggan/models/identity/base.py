@@ -139,7 +139,8 @@ def align_to_reference(x: torch.Tensor, size: tuple[int, int], reference=REFEREN
     A least-squares scale + translation (the templates are upright and symmetric, so no
     rotation), sampled bilinearly; pixels from outside the input repeat its border. Without
     it a recogniser sees fsggan's crops about 10 px too high and too loose, which costs a
-    lot of accuracy (MobileFaceNet clean rank-1 on LFW: see README).
+    lot of accuracy (MobileFaceNet clean rank-1 on LFW: docs/results.md, "Recognition protocol on
+    real LFW").
     """
     h, w = x.shape[-2:]
     src = torch.tensor(source, dtype=torch.float64) * torch.tensor([w, h], dtype=torch.float64)
