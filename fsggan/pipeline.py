@@ -2,7 +2,9 @@
 
     from fsggan import FSGGAN
     m = FSGGAN.from_checkpoints(vae="runs/vae", gan="runs/gan")   # run dirs or .pt files
+    m = FSGGAN.from_pretrained("fsggan-lfw128")   # a model folder (fsggan-export; docs/model_file.md)
     out = m.deocclude(images)        # y_hat = G(x, V(x))
+    out = m.deocclude(images, mask=masks)   # fill the user's masks (white = occluded), see deocclude
     g = m.structure(images)          # g = V(x), the blurry facial structure
 
 ``images`` may be (the output has the same kind):
@@ -30,6 +32,7 @@ Stage I ``{"models": {"vae": sd}, "config": {"vae": kwargs}}``; Stage II
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -40,7 +43,21 @@ from fsggan.checkpoint import load_checkpoint, model_from_checkpoint, state_dict
 from fsggan.device import resolve_device
 from fsggan.images import from_batch, resize_batch, to_batch
 
-__all__ = ["FSGGAN"]
+__all__ = ["FSGGAN", "AMP_DTYPES", "amp_dtype"]
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def amp_dtype(amp: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``amp`` (None, "bf16", "fp16") on ``device``, or a one-line
+    ValueError: float16 autocast is for GPUs (cuda, mps); the CPU gets bf16."""
+    if amp in (None, "none", "fp32"):
+        return None
+    if amp not in AMP_DTYPES:
+        raise ValueError(f"amp {amp!r}: unknown; use bf16 or fp16 (or leave it unset for float32)")
+    if amp == "fp16" and device.type == "cpu":
+        raise ValueError("amp 'fp16': float16 autocast needs a GPU (cuda or mps); on the CPU use bf16")
+    return AMP_DTYPES[amp]
 
 
 class FSGGAN:
@@ -51,10 +68,13 @@ class FSGGAN:
     generator: the U-Net generator; ``G(x, V(x))``.
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", or a torch.device.
     image_size: the size the models work at (default: the VAE's, else 128).
+    amp: None (float32), "bf16" (autocast, CPU or GPU) or "fp16" (autocast, GPU only).
     """
 
-    def __init__(self, vae: nn.Module | None, generator: nn.Module, device="auto", image_size: int | None = None):
+    def __init__(self, vae: nn.Module | None, generator: nn.Module, device="auto", image_size: int | None = None,
+                 amp: str | None = None):
         self.device = resolve_device(device)
+        self.amp = amp_dtype(amp, self.device)  # checked before the weights move
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.uses_structure = getattr(generator, "in_channels", 6) != 3
@@ -68,6 +88,8 @@ class FSGGAN:
         self.checkpoints: dict[str, str] = {}
         self.identity_net: str | None = None  # the recogniser of G's identity loss (not a fair judge of G)
         self.data: dict = {}  # the training config's data section (dataset kind, crop): where photos are aligned to
+        self.kwargs: dict = {}  # {"generator": ..., "vae": ...}: the networks' constructor arguments (fsggan-export)
+        self.provenance: dict = {}  # the training step and config the weights come from (fsggan-export)
 
     @classmethod
     def from_checkpoints(cls, vae: str | Path | None = None, gan: str | Path | None = None,
@@ -109,25 +131,62 @@ class FSGGAN:
         loss = gckpt["config"].get("loss") or {}
         model.identity_net = loss.get("identity_net") if loss.get("identity") else None
         model.data = data_section(gckpt)  # the dataset and crop the model was trained on
+        model.kwargs = {"generator": dict(gckpt["config"]["generator"]), "vae": vae_kwargs}
+        model.provenance = {"step": gckpt.get("step"), "ema": ema, "config": gckpt["config"],
+                            "data_yaml": gckpt.get("data_yaml")}
+        return model
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, device="auto", amp: str | None = None) -> FSGGAN:
+        """Build from a model folder that ``fsggan-export`` wrote (safetensors weights and
+        model.json; no training state, no pickle). Every weight file is checked against the
+        sha256 model.json records; a missing or altered file is a one-line
+        :class:`fsggan.export.ModelFolderError` naming it. Outputs equal those of the run the
+        folder was exported from, bit for bit on the CPU."""
+        from fsggan.export import load_model_folder
+
+        device = resolve_device(device)
+        vae, generator, meta = load_model_folder(folder)
+        model = cls(vae, generator, device=device, image_size=meta["image_size"], amp=amp)
+        model.checkpoints = {"model": str(Path(folder))}
+        model.identity_net = meta.get("identity_net")
+        model.data = dict(meta.get("data") or {})
+        model.kwargs = dict(meta["networks"])
         return model
 
     # -- tensors in, tensors out (B, 3, S, S) in [-1, 1] on self.device
     @torch.inference_mode()
-    def run(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def run(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+            mask_mode: str = "replace") -> tuple[torch.Tensor, torch.Tensor | None]:
         """One batch (B, 3, H, W) in [-1, 1] -> (y_hat, g) at ``image_size`` on ``self.device``
-        (g is None for a generator without structure input)."""
-        x = resize_batch(x.to(self.device, torch.float32), (self.image_size, self.image_size))
-        g = self.vae(x) if self.vae is not None else None
-        y = self.generator(x, g) if self.uses_structure else self.generator(x)
-        return y, g
+        (g is None for a generator without structure input), float32 (also under ``amp``).
 
-    def _apply(self, images, which: str, batch_size: int):
+        ``mask`` (B, 1, H, W) in [0, 1], 1 = occluded: the region G fills
+        (:meth:`fsggan.models.UNetGenerator.forward`, ``fill_mask``; ``mask_mode`` "replace"
+        or "union"); resized with x when x is."""
+        size = (self.image_size, self.image_size)
+        x = resize_batch(x.to(self.device, torch.float32), size)
+        fill = None if mask is None else resize_batch(mask.to(self.device, torch.float32), size).clamp(0.0, 1.0)
+        cast = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
+                else contextlib.nullcontext())
+        with cast:
+            g = self.vae(x) if self.vae is not None else None
+            extra = {} if fill is None else {"fill_mask": fill, "mask_mode": mask_mode}
+            y = self.generator(x, g, **extra) if self.uses_structure else self.generator(x, **extra)
+        return y.float(), (None if g is None else g.float())
+
+    def _apply(self, images, which: str, batch_size: int, mask=None, mask_mode: str = "replace"):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
         x, info = to_batch(images)
+        if mask is not None:
+            from fsggan.masks import to_mask_batch
+
+            mask = to_mask_batch(mask, (x.shape[0], *x.shape[-2:]))
         outs = []
         for start in range(0, x.shape[0], batch_size):
-            y, g = self.run(x[start:start + batch_size])
+            part = None if mask is None else mask[start:start + batch_size]
+            y, g = self.run(x[start:start + batch_size], part, mask_mode)
             if which == "structure":
                 if g is None:
                     raise ValueError("this model has no structure image (generator trained without VAE)")
@@ -135,17 +194,25 @@ class FSGGAN:
             outs.append(y.float().cpu() if info["kind"] != "tensor" else y)
         return from_batch(torch.cat(outs), info)
 
-    def deocclude(self, images, batch_size: int = 32):
-        """De-occluded faces ``G(x, V(x))``, in the input's kind (see the module docstring)."""
-        return self._apply(images, "output", batch_size)
+    def deocclude(self, images, batch_size: int = 32, mask=None, mask_mode: str = "replace"):
+        """De-occluded faces ``G(x, V(x))``, in the input's kind (see the module docstring).
+
+        ``mask``: the user's occlusion masks, white / 1 = occluded, at the images' size (one for
+        all or one per image; :func:`fsggan.masks.to_mask_batch`). ``mask_mode="replace"``: G
+        fills exactly the mask and every pixel outside it comes back unchanged; ``"union"``: G
+        fills the mask and what its own map finds occluded."""
+        return self._apply(images, "output", batch_size, mask, mask_mode)
 
     def structure(self, images, batch_size: int = 32):
         """Facial structure images ``g = V(x)``, in the input's kind."""
         return self._apply(images, "structure", batch_size)
 
-    def deocclude_photo(self, image, **options):
+    def deocclude_photo(self, image, mask=None, mask_mode: str = "replace", **options):
         """A whole photo (uint8 array or PIL image): every face found, aligned, de-occluded and
-        pasted back -> (photo uint8 (H, W, 3), faces); see :mod:`fsggan.photos.deocclude`."""
+        pasted back -> (photo uint8 (H, W, 3), faces); see :mod:`fsggan.photos.deocclude`.
+        ``mask``: the user's mask of the photo (white = occluded), warped with each face."""
         from fsggan.photos import deocclude_photo
 
-        return deocclude_photo(self, image, **options)
+        if mask is not None:
+            options["masks"] = [mask]
+        return deocclude_photo(self, image, mask_mode=mask_mode, **options)

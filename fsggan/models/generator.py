@@ -42,6 +42,13 @@ training learns what g lacks; needs g among the inputs. Same parameters either w
 (J15, docs/experiments.md): +0.2-0.5 dB at the quickstart's length, the independent judge
 unmoved, the dimmed outlines it was meant to remove still there: off in every config.
 
+Erasing (``erase``, beyond the paper, off in the paper configs; blend head only): G fills a face
+whose occluder it cannot see. A first pass predicts the map m; the second pass sees x with m's
+region replaced by V's structure image g (``x' = (1 - m) x + m g``, m detached), as inpainting
+models see a masked image, and its RGB fills m's region: ``y = m * tanh(rgb') + (1 - m) * x``.
+With a user's map in ``replace`` mode the first pass is skipped. Twice G's compute; the blend
+head alone can copy the occluder's texture into its fill, and a soft m leaves it as a ghost.
+
 Up-sampling (``upsample``): ``"nearest"`` (default; the paper names no method) or
 ``"bilinear"`` (beyond the paper: no 8x8 block grid in large fills, see
 :class:`fsggan.models.blocks.UpSample`). Same parameters either way.
@@ -55,11 +62,12 @@ from torch import nn
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
 from .hdc import HDCModule
 
-__all__ = ["UNetGenerator", "OUTPUT_MODES", "FILL_MODES", "UPSAMPLE_MODES"]
+__all__ = ["UNetGenerator", "OUTPUT_MODES", "FILL_MODES", "UPSAMPLE_MODES", "MASK_MODES"]
 
 OUTPUT_MODES = ("direct", "blend")
 FILL_MODES = ("free", "structure")
 UPSAMPLE_MODES = ("nearest", "bilinear")
+MASK_MODES = ("replace", "union")  # how a user's occlusion map meets the blend head's (forward)
 
 
 class EncoderBlock(nn.Sequential):
@@ -85,7 +93,7 @@ class DecoderBlock(nn.Sequential):
 class UNetGenerator(nn.Module):
     def __init__(self, in_channels: int = 6, out_channels: int = 3, base_channels: int = 64,
                  hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5), output: str = "direct",
-                 upsample: str = "nearest", fill: str = "free"):
+                 upsample: str = "nearest", fill: str = "free", erase: bool = False):
         super().__init__()
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
@@ -98,7 +106,10 @@ class UNetGenerator(nn.Module):
         if fill == "structure" and in_channels < 2 * out_channels:
             raise ValueError("fill='structure' needs the structure image g among the inputs "
                              "(in_channels >= 2 * out_channels)")
+        if erase and output != "blend":
+            raise ValueError("erase=True needs output='blend' (the map it erases)")
         c = base_channels
+        self.erase = erase
         self.output = output
         self.fill = fill
         self.in_channels = in_channels
@@ -128,9 +139,39 @@ class UNetGenerator(nn.Module):
             features.append(h)
         return features
 
-    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, return_mask: bool = False):
+    def forward(self, x: torch.Tensor, g: torch.Tensor | None = None, return_mask: bool = False,
+                fill_mask: torch.Tensor | None = None, mask_mode: str = "replace"):
         """G(x, g) in [-1, 1]; with ``return_mask`` the pair (G(x, g), m), where m is the
-        predicted occlusion map (B, 1, H, W) of the blend head (None for ``direct``)."""
+        predicted occlusion map (B, 1, H, W) of the blend head (None for ``direct``).
+
+        ``fill_mask`` (B, 1, H, W) in [0, 1], 1 = occluded: a map given by the user, which
+        enters where the blend head's m does (``y = m * tanh(rgb) + (1 - m) * x``):
+        ``mask_mode="replace"`` uses it instead of m, so pixels where it is 0 come back as x,
+        bit for bit; ``"union"`` uses max(m, fill_mask). A direct head predicts no map, so
+        either mode blends its output with x through ``fill_mask``."""
+        if mask_mode not in MASK_MODES:
+            raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
+        n = self.out.out_channels - (self.output == "blend")
+        if self.erase and fill_mask is not None and mask_mode == "replace":
+            rgb, mask = None, fill_mask.to(x.dtype)        # the user's map: no first pass needed
+        else:
+            rgb, logits = self._heads(x, g)
+            if self.output == "direct" and fill_mask is None:
+                return (torch.tanh(rgb), None) if return_mask else torch.tanh(rgb)
+            mask = torch.sigmoid(logits) if self.output == "blend" else fill_mask
+            if fill_mask is not None:
+                mask = (fill_mask.to(mask.dtype) if mask_mode == "replace"
+                        else torch.maximum(mask, fill_mask.to(mask.dtype)))
+        if self.erase:  # the second pass sees the map's region erased (filled with g, or 0 without g)
+            m = mask.detach()
+            structure = g[:, :n] if g is not None else (x[:, n:2 * n] if x.shape[1] >= 2 * n else 0.0)
+            erased = (1.0 - m) * x[:, :n] + m * structure
+            rgb, _ = self._heads(torch.cat([erased, x[:, n:]], dim=1) if g is None else erased, g)
+        out = mask * torch.tanh(rgb) + (1.0 - mask) * x[:, :n]
+        return (out, mask) if return_mask else out
+
+    def _heads(self, x: torch.Tensor, g: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """One pass: the RGB logits (before tanh) and the map logits (empty for ``direct``)."""
         e1, e2, e3 = self.encode(x, g)
         d = self.decoders[0](e3)
         d = self.decoders[1](torch.cat([d, e2], dim=1))
@@ -141,8 +182,4 @@ class UNetGenerator(nn.Module):
         if self.fill == "structure":  # a correction of g (0.98: atanh stays finite at g = +-1)
             structure = g if g is not None else x[:, n:2 * n]
             rgb = rgb + torch.atanh(0.98 * structure[:, :n].clamp(-1.0, 1.0))
-        if self.output == "direct":
-            return (torch.tanh(rgb), None) if return_mask else torch.tanh(rgb)
-        mask = torch.sigmoid(h[:, n:])
-        out = mask * torch.tanh(rgb) + (1.0 - mask) * x[:, :n]
-        return (out, mask) if return_mask else out
+        return rgb, h[:, n:]

@@ -14,6 +14,12 @@ changed little, the photo keeps its own detail (``keep_detail``, :mod:`fsggan.ph
 Faces come from :func:`find_faces`, which calls ``fsggan.detect.detect_faces`` (the
 detector, its landmarks and its ``min_face`` / ``max_side`` handling live there); ``detect=``
 takes any callable ``image -> list of faces with box, landmarks, score`` instead.
+
+The user's own masks (``masks=``, one per photo, white = occluded, the photo's size): each is
+warped with its face into the crop (``PhotoFace.mask``) and given to the model as the region G
+fills (``mask_mode`` "replace" or "union", :meth:`fsggan.pipeline.FSGGAN.run`). In "replace"
+mode the crop outside the mask comes back unchanged, so the paste-back changes the photo only
+inside the mask and within the few pixels its interpolation and ``keep_detail`` blur reach.
 """
 
 from __future__ import annotations
@@ -45,7 +51,8 @@ class PhotoFace:
     """One face of a photo. ``box`` (x0, y0, x1, y1), ``landmarks`` (5, 2) and ``score``
     are the detector's, in photo pixels; ``matrix`` (2, 3) maps photo pixels to crop pixels;
     ``input``, ``structure`` (None without a VAE) and ``output`` are the model's crops,
-    uint8 (S, S, 3); ``region`` is the photo area the paste-back wrote (None if none)."""
+    uint8 (S, S, 3); ``region`` is the photo area the paste-back wrote (None if none);
+    ``mask`` the user's mask warped into the crop, float32 (S, S) in [0, 1] (None if none)."""
 
     box: tuple[float, float, float, float]
     landmarks: np.ndarray
@@ -55,6 +62,7 @@ class PhotoFace:
     structure: np.ndarray | None = None
     output: np.ndarray | None = None
     region: tuple[int, int, int, int] | None = None
+    mask: np.ndarray | None = None
 
     def to_json(self) -> dict:
         """What the JSON sidecar of a photo records for this face."""
@@ -89,22 +97,39 @@ def photo_array(image) -> np.ndarray:
     return arr
 
 
-def align_faces(photo: np.ndarray, detect: Callable, template: np.ndarray, size: int) -> list[PhotoFace]:
-    """Detect the faces of ``photo`` and cut each one's aligned ``size`` crop (no model yet)."""
+def warp_mask(mask: np.ndarray, photo_to_crop: np.ndarray, size: int) -> np.ndarray:
+    """A photo's mask (H, W) in [0, 1] -> its ``size`` crop, float32 in [0, 1], warped as
+    the face is (:func:`warp_to_crop`, at 8 bits)."""
+    u8 = np.rint(np.clip(mask, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return warp_to_crop(np.repeat(u8[..., None], 3, axis=2), photo_to_crop, size)[..., 0].astype(np.float32) / 255.0
+
+
+def align_faces(photo: np.ndarray, detect: Callable, template: np.ndarray, size: int,
+                mask: np.ndarray | None = None) -> list[PhotoFace]:
+    """Detect the faces of ``photo`` and cut each one's aligned ``size`` crop (no model yet);
+    with ``mask`` (the photo's size), each face's part of it too."""
     faces = []
     for det in detect(photo):
         lm = np.asarray(det.landmarks, np.float64).reshape(5, 2)
         m = estimate_similarity(lm, template)
         faces.append(PhotoFace(box=tuple(float(v) for v in det.box), landmarks=lm.astype(np.float32),
-                               score=float(det.score), matrix=m, input=warp_to_crop(photo, m, size)))
+                               score=float(det.score), matrix=m, input=warp_to_crop(photo, m, size),
+                               mask=None if mask is None else warp_mask(mask, m, size)))
     return faces
 
 
-def run_faces(model, faces: Sequence[PhotoFace], batch_size: int) -> None:
-    """Fill ``output`` and ``structure`` of ``faces``, ``batch_size`` crops at a time."""
+def run_faces(model, faces: Sequence[PhotoFace], batch_size: int, mask_mode: str = "replace") -> None:
+    """Fill ``output`` and ``structure`` of ``faces``, ``batch_size`` crops at a time (with
+    their ``mask``, where they have one: a face without one gets an empty mask)."""
     for start in range(0, len(faces), batch_size):
         chunk = faces[start:start + batch_size]
-        y, g = model.run(torch.stack([to_tensor(f.input) for f in chunk]))
+        x = torch.stack([to_tensor(f.input) for f in chunk])
+        if any(f.mask is not None for f in chunk):
+            fill = torch.stack([torch.from_numpy(f.mask if f.mask is not None else np.zeros(x.shape[-2:], np.float32))
+                                for f in chunk]).unsqueeze(1)
+            y, g = model.run(x, fill, mask_mode)
+        else:
+            y, g = model.run(x)
         ys = to_uint8(y)
         gs = to_uint8(g) if g is not None else [None] * len(chunk)
         for f, yo, go in zip(chunk, ys, gs):
@@ -156,21 +181,41 @@ def model_template(model, detector: str | None = None) -> np.ndarray:
     return crop_template(getattr(model, "data", None) or {}, model.image_size, detector or default_detector())
 
 
+def photo_masks(masks, photos: Sequence[np.ndarray]) -> list[np.ndarray | None]:
+    """The user's masks, one per photo (None: no mask for that photo), each at its photo's
+    size (:func:`fsggan.masks.fit_mask`: a scaled copy is resized, another shape refused)."""
+    from fsggan.masks import MaskError, fit_mask, mask_array
+
+    if masks is None:
+        return [None] * len(photos)
+    if isinstance(masks, (np.ndarray, Image.Image)) or len(masks) != len(photos):
+        raise MaskError(f"masks: give a list with one mask (or None) per photo, {len(photos)} in all")
+    out = []
+    for k, (m, p) in enumerate(zip(masks, photos)):
+        if m is not None:
+            m = fit_mask(mask_array(m, f"masks[{k}]"), p.shape[:2], f"masks[{k}]")
+        out.append(m)
+    return out
+
+
 def deocclude_photos(model, images: Sequence, *, detector: str | None = None, min_face: int = 20,
                      batch_size: int = 32, detect: Callable | None = None, keep_detail: bool = True,
-                     fill_to_edge: bool = FILL_TO_EDGE) -> list[tuple[np.ndarray, list[PhotoFace]]]:
+                     fill_to_edge: bool = FILL_TO_EDGE, masks: Sequence | None = None,
+                     mask_mode: str = "replace") -> list[tuple[np.ndarray, list[PhotoFace]]]:
     """De-occlude every face of every photo; returns ``(photo, faces)`` per input, the photo
     a new uint8 array of the input's size (a photo without faces comes back unchanged, with
     an empty list). All faces of all photos go through the model in batches of ``batch_size``.
     ``keep_detail=False`` pastes the warped output crop as it is; ``fill_to_edge``: see
-    :func:`paste_faces`."""
+    :func:`paste_faces`. ``masks``: one mask per photo (or None), white = occluded, the
+    region G fills (``mask_mode``; module docstring)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     photos = [photo_array(im) for im in images]
+    fills = photo_masks(masks, photos)
     detect = detect or face_finder(detector, min_face)
     template = model_template(model, detector)
-    per_photo = [align_faces(p, detect, template, model.image_size) for p in photos]
-    run_faces(model, [f for faces in per_photo for f in faces], batch_size)
+    per_photo = [align_faces(p, detect, template, model.image_size, m) for p, m in zip(photos, fills)]
+    run_faces(model, [f for faces in per_photo for f in faces], batch_size, mask_mode)
     mask = feather_mask(model.image_size)
     return [(paste_faces(p, faces, mask, keep_detail, fill_to_edge), faces) for p, faces in zip(photos, per_photo)]
 

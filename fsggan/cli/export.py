@@ -1,0 +1,72 @@
+"""``fsggan-export``: a trained run -> a model folder to share (safetensors, model.json, model card).
+
+    fsggan-export runs/gan OUT                     # run folder or .pt file; V from the checkpoint
+    fsggan-export runs/gan OUT --onnx [--onnx-extras] [--report results/] [--overwrite]
+
+What the folder holds: :mod:`fsggan.export`, docs/model_file.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from fsggan.cli import fail
+
+PROG = "fsggan-export"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG,
+        description="Write a trained model as a folder people can share and load without its training "
+                    "state: G's inference weights (its EMA copy when the run kept one) and V's in safetensors, "
+                    "model.json (constructor arguments, image size, alignment template, training data and its "
+                    "terms, measured figures, sha256 of every weight file) and a README.md model card. "
+                    "Load it with fsggan-deocclude --model OUT or FSGGAN.from_pretrained(OUT).")
+    p.add_argument("run", help="Stage II run folder or checkpoint (.pt); best.pt preferred")
+    p.add_argument("out", help="the model folder to write (new or empty; see --overwrite)")
+    p.add_argument("--vae", default=None, help="Stage I checkpoint or run folder (default: the VAE stored in the "
+                   "Stage II checkpoint, the one G was trained with)")
+    p.add_argument("--report", default=None, help="fsggan-eval results folder (or results.json) whose figures go "
+                   "into model.json (default: one found beside the run that scored this checkpoint)")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx: V and G in one graph, occluded "
+                   "faces (N, 3, S, S) in [-1, 1] in, de-occluded faces out (needs the onnx package)")
+    p.add_argument("--onnx-extras", action="store_true", help="with --onnx: also output the structure image "
+                   "and G's occlusion map")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """0 when written; 2 for a user error (missing run, existing OUT, bad report), one line."""
+    from fsggan.export import ModelFolderError, find_report, write_model_folder
+    from fsggan.pipeline import FSGGAN
+
+    args = build_parser().parse_args(argv)
+    if args.onnx_extras and not args.onnx:
+        return fail(PROG, "--onnx-extras needs --onnx")
+    if args.onnx:
+        try:
+            import onnx  # noqa: F401  (torch.onnx.export writes through it)
+        except ImportError:
+            return fail(PROG, "--onnx needs the onnx package: pip install 'fsggan[onnx]'")
+    try:
+        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.run, device="cpu")
+        report = args.report or find_report(model.checkpoints["gan"])
+        meta = write_model_folder(model, args.out, overwrite=args.overwrite, report=report, onnx=args.onnx,
+                                  onnx_extras=args.onnx_extras)
+    except (FileNotFoundError, ModelFolderError, ValueError) as exc:  # CheckpointError is a ValueError
+        return fail(PROG, exc)
+    size = sum(e["bytes"] for e in meta["files"].values())
+    print(f"wrote {args.out}: {', '.join(e['file'] for e in meta['files'].values())} ({size / 1e6:.2f} MB), "
+          f"model.json, README.md")
+    if meta.get("evaluation") is None:
+        print("note: no evaluation report found; the model card says 'not evaluated' (--report DIR adds one)",
+              file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The user's own occlusion masks (white = occluded): the notebook API on crops and photos,
+and fsggan-deocclude --mask, with tiny untrained models (32 px, widths 4). An untrained blend
+head's map is about 0.5 everywhere, so without a mask every pixel changes: what stays
+unchanged below is the mask's doing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fsggan.masks import MaskError
+from fsggan.models import VAE, UNetGenerator
+from fsggan.pipeline import FSGGAN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
+
+
+def tiny(output: str = "blend") -> FSGGAN:
+    torch.manual_seed(0)
+    m = FSGGAN(VAE(**VAE_KW), UNetGenerator(base_channels=4, output=output), device="cpu", image_size=32)
+    m.data = {"dataset": {"kind": "lfw", "crop": None}}
+    return m
+
+
+def crops_and_mask(n: int = 3):
+    rng = np.random.default_rng(0)
+    crops = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    mask = np.zeros((n, 32, 32), np.uint8)
+    mask[:, 12:24, 8:26] = 255
+    mask[1, :4, :4] = 255  # masks differ per image
+    return crops, mask
+
+
+@pytest.mark.parametrize("output", ["blend", "direct"])
+def test_replace_keeps_every_pixel_outside_the_mask_to_the_bit(output):
+    model = tiny(output)
+    crops, mask = crops_and_mask()
+    out = model.deocclude(crops, mask=mask)
+    outside, inside = mask == 0, mask > 0
+    assert np.array_equal(out[outside], crops[outside])
+    assert (out[inside] != crops[inside]).any(-1).mean() > 0.9  # G filled the mask
+    plain = model.deocclude(crops)
+    assert (plain[outside] != crops[outside]).any(-1).mean() > 0.5  # without it, G changes the rest too
+
+
+def test_union_is_the_mask_filled_and_g_own_map_elsewhere():
+    model = tiny()
+    crops, mask = crops_and_mask()
+    x = torch.from_numpy(crops).permute(0, 3, 1, 2).float() / 127.5 - 1
+    fill = torch.from_numpy(mask).float().unsqueeze(1) / 255
+    union, _ = model.run(x, fill, "union")
+    replace, _ = model.run(x, fill, "replace")
+    plain, _ = model.run(x)
+    assert torch.equal(union, torch.where(fill > 0, replace, plain))
+    # the tensor API takes the same masks as (B, 1, H, W) floats, and one mask for the batch
+    assert torch.equal(model.deocclude(x, mask=fill, mask_mode="union"), union)
+    one = model.deocclude(x, mask=fill[0, 0])
+    assert torch.equal(one[0], replace[0])
+
+
+def test_bad_masks_are_one_line_errors():
+    model = tiny()
+    crops, mask = crops_and_mask()
+    with pytest.raises(MaskError, match=r"mask of shape \(3, 16, 16\): expected the images' size 32x32"):
+        model.deocclude(crops, mask=mask[:, :16, :16])
+    with pytest.raises(MaskError, match="2 masks for 3 images"):
+        model.deocclude(crops, mask=mask[:2])
+    with pytest.raises(MaskError, match=r"mask values lie in \[0, 2\]"):
+        model.deocclude(crops, mask=mask.astype(np.float32) / 127.5)
+    with pytest.raises(ValueError, match="mask_mode must be one of"):
+        model.deocclude(crops, mask=mask, mask_mode="intersect")
+
+
+def test_photo_mask_is_warped_with_the_face_and_the_rest_of_the_photo_is_kept():
+    from scipy.ndimage import binary_dilation
+
+    from test_photos import lfw, occluded, stub_detect
+
+    model = tiny()
+    photo = occluded(lfw())
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[140:175, 105:145] = 255  # part of the occluder over the mouth
+    out, faces = model.deocclude_photo(photo, mask=mask, detect=stub_detect)
+    plain, _ = model.deocclude_photo(photo, detect=stub_detect)
+    assert faces[0].mask is not None and faces[0].mask.max() == 1.0 and faces[0].mask.min() == 0.0
+    # the crop is 128 photo px for 32 crop px (4x); the warps and keep_detail's blurred change
+    # weight reach a few crop px past the mask (the last changed pixel here: 13-16 photo px out)
+    far = ~binary_dilation(mask > 0, iterations=20)
+    assert np.array_equal(out[far], photo[far])
+    assert (plain[far] != photo[far]).any(-1).mean() > 0.1  # without the mask, the face there changes
+    assert (out[mask > 0] != photo[mask > 0]).any(-1).mean() > 0.9
+    scaled = np.asarray(Image.fromarray(mask).resize((125, 125), Image.Resampling.NEAREST))
+    again, _ = model.deocclude_photo(photo, mask=scaled, detect=stub_detect)  # a scaled copy: resized
+    assert np.array_equal(again[far], photo[far])
+    with pytest.raises(MaskError, match=r"masks\[0\]: mask is 250x100, its image 250x250"):
+        model.deocclude_photo(photo, mask=mask[:100], detect=stub_detect)
