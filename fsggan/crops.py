@@ -5,7 +5,7 @@ detection and paste-back, are :mod:`fsggan.photos`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,7 @@ from fsggan.images import (MIN_FACE_SIZE, ImageError, crop_resize, pil_to_rgb, r
                            to_tensor)
 from fsggan.inputs import InputFile
 
-__all__ = ["crop_faces", "read_input", "deocclude_files"]
+__all__ = ["crop_faces", "read_input", "read_input_mask", "deocclude_files"]
 
 
 def crop_faces(images: Sequence, image_size: int = 128, crop: str = "lfw") -> list[torch.Tensor]:
@@ -50,6 +50,18 @@ def read_input(path: Path, *, aligned: bool, crop: str, image_size: int) -> torc
     return crop_faces([arr], image_size, crop)[0]
 
 
+def read_input_mask(path: Path, *, aligned: bool, crop: str, image_size: int) -> torch.Tensor:
+    """A mask file (white = occluded) -> (1, S, S) in [0, 1], cut and resized as
+    :func:`read_input` cuts and resizes its image (at 8 bits, as a grey RGB image)."""
+    from fsggan.masks import read_mask
+
+    u8 = np.rint(read_mask(path, upright=False) * 255.0).astype(np.uint8)
+    rgb = np.repeat(u8[..., None], 3, axis=2)
+    t = resize_batch(to_tensor(rgb).unsqueeze(0), (image_size, image_size))[0] if aligned \
+        else crop_faces([rgb], image_size, crop)[0]
+    return ((t[:1] + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
 def deocclude_files(
     model,                       # an fsggan.pipeline.FSGGAN
     files: Sequence[InputFile],  # fsggan.inputs.collect_inputs(..., recursive=False, keep_format=False)
@@ -61,6 +73,8 @@ def deocclude_files(
     strip: bool = False,         # also write input | g | output strips to out/strip/
     batch_size: int = 32,
     progress: bool = True,       # tqdm progress bar
+    masks: Mapping[Path, Path] | None = None,  # input path -> its mask file (white = the region G fills)
+    mask_mode: str = "replace",  # "replace" or "union" (with G's own map): fsggan.pipeline.FSGGAN.run
 ) -> list[str]:
     """Write ``out/<name>`` per input file, each whole or not at all; returns "<file>: <error>"
     for each input that could not be read (the others are written). Nothing is created for
@@ -72,10 +86,13 @@ def deocclude_files(
     with tqdm(total=len(files), desc="de-occluding", unit="img", disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             chunk = files[start:start + batch_size]
-            xs, ok = [], []
+            xs, ok, ms = [], [], []
             for f in chunk:
                 try:
                     x = read_input(f.path, aligned=aligned, crop=crop, image_size=model.image_size)
+                    if masks is not None:
+                        ms.append(read_input_mask(masks[f.path], aligned=aligned, crop=crop,
+                                                  image_size=model.image_size))
                 except Exception as exc:  # report, go on with the rest
                     failed.append(str(exc) if isinstance(exc, ImageError) else f"{f.path}: {exc}")  # named once
                     continue
@@ -83,7 +100,7 @@ def deocclude_files(
                 ok.append(f)
             if xs:
                 x = torch.stack(xs)
-                y, g = model.run(x)
+                y, g = model.run(x, torch.stack(ms), mask_mode) if masks is not None else model.run(x)
                 for i, f in enumerate(ok):
                     save_image(y[i], out / f.name)
                     if structure and g is not None:

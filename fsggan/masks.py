@@ -7,7 +7,8 @@ went in), ``"union"`` fills the mask and whatever G's blend head judges occluded
     mask_array(mask)                 one mask (PIL, array, tensor) -> (H, W) float32 in [0, 1]
     to_mask_batch(mask, (B, H, W))   notebook API masks -> (B, 1, H, W) float32 in [0, 1]
     read_mask(path)                  a mask file -> (H, W) float32 in [0, 1] (upright)
-    find_mask(folder, job)           the mask file of one input (same stem), or None
+    find_mask(folder, name)          the mask file of one input (same stem), or None
+    pair_masks(folder, files, ...)   every input's mask file, checked (fsggan-deocclude --mask)
     fit_mask(mask, (H, W), path)     a photo's mask at the photo's size (documented resize)
 
 Grey levels are kept (a soft edge stays soft); a colour mask counts by its luminance.
@@ -23,7 +24,8 @@ from PIL import Image
 
 from fsggan.images import IMAGE_EXTENSIONS, ImageError, read_rgb
 
-__all__ = ["MaskError", "mask_array", "to_mask_batch", "read_mask", "find_mask", "fit_mask", "MAX_ASPECT_CHANGE"]
+__all__ = ["MaskError", "mask_array", "to_mask_batch", "read_mask", "find_mask", "fit_mask", "pair_masks",
+           "MAX_ASPECT_CHANGE"]
 
 # A photo's mask of another size is resized to the photo (it was drawn on a scaled copy) when
 # the two aspect ratios differ by at most this much; otherwise it belongs to another picture.
@@ -110,15 +112,55 @@ def find_mask(folder: str | Path, name: str | Path) -> Path | None:
     return None
 
 
+def _check_shape(shape: tuple[int, int], size: tuple[int, int], path) -> None:
+    h, w = shape
+    if abs((w / h) / (size[1] / size[0]) - 1.0) > MAX_ASPECT_CHANGE:
+        raise MaskError(f"{path}: mask is {w}x{h}, its image {size[1]}x{size[0]} (another shape); "
+                        "give a mask of the image's size")
+
+
 def fit_mask(mask: np.ndarray, size: tuple[int, int], path: str | Path) -> np.ndarray:
     """``mask`` (h, w) at ``size`` (H, W): as it is when the sizes agree, resized bilinearly
     when only the scale differs (aspect ratios within :data:`MAX_ASPECT_CHANGE`), else a
     MaskError naming ``path``."""
-    h, w = mask.shape
-    if (h, w) == tuple(size):
+    if tuple(mask.shape) == tuple(size):
         return mask
-    if abs((w / h) / (size[1] / size[0]) - 1.0) > MAX_ASPECT_CHANGE:
-        raise MaskError(f"{path}: mask is {w}x{h}, its image {size[1]}x{size[0]} (another shape); "
-                        "give a mask of the image's size")
+    _check_shape(mask.shape, size, path)
     im = Image.fromarray(mask.astype(np.float32), mode="F").resize((size[1], size[0]), Image.Resampling.BILINEAR)
     return np.clip(np.asarray(im, np.float32), 0.0, 1.0)
+
+
+def _size(path: Path, upright: bool) -> tuple[int, int]:
+    """(height, width) from the header, turned as EXIF orientation turns it when ``upright``."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+            turned = upright and im.getexif().get(0x0112) in (5, 6, 7, 8)
+    except (OSError, ValueError) as exc:
+        raise MaskError(f"{path}: not a readable image ({exc}); give a mask image (white = occluded)") from None
+    return (w, h) if turned else (h, w)
+
+
+def pair_masks(folder: str | Path, files, *, photos: bool) -> dict[Path, Path]:
+    """``{input path: mask path}`` for ``files`` (``fsggan.inputs.InputFile``: ``path``,
+    ``name``), each mask found by :func:`find_mask` and its size checked from the headers:
+    a face crop's mask has the crop's size; a photo's the photo's (upright), or a scaled
+    copy of it (:func:`fit_mask`). A MaskError names the first input without a usable mask."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise MaskError(f"--mask {folder}: no such folder; give the folder of mask images (one per input, same stem)")
+    pairs = {}
+    for f in files:
+        mask = find_mask(folder, f.name)
+        if mask is None:
+            raise MaskError(f"{f.path}: no mask for it in {folder} (looked for {Path(f.name).with_suffix('.png')} "
+                            f"and {Path(f.name).stem}.png, or another image suffix); give one mask per input")
+        mh, mw = _size(mask, upright=photos)
+        ih, iw = _size(f.path, upright=photos)
+        if not photos and (mh, mw) != (ih, iw):
+            raise MaskError(f"{mask}: mask is {mw}x{mh}, its input {f.path} {iw}x{ih}; give a mask of the "
+                            "input's size")
+        if photos:
+            _check_shape((mh, mw), (ih, iw), mask)
+        pairs[f.path] = mask
+    return pairs

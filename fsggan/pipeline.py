@@ -93,14 +93,14 @@ class FSGGAN:
 
     @classmethod
     def from_checkpoints(cls, vae: str | Path | None = None, gan: str | Path | None = None,
-                         device="auto") -> FSGGAN:
+                         device="auto", amp: str | None = None) -> FSGGAN:
         """Build from a Stage II checkpoint (``gan``) and a Stage I checkpoint (``vae``).
 
         Each is a ``.pt`` file or a run directory (``checkpoints/best.pt`` preferred).
         ``vae=None`` (recommended): the VAE saved inside the Stage II checkpoint - the V
         that G was trained with, which differs from Stage I's after ``trunk_mode: tied`` -
         else the file its ``config["gan"]["vae_checkpoint"]`` names. An explicit ``vae``
-        that differs from the stored one gives a warning.
+        that differs from the stored one gives a warning. ``amp``: see the class.
         """
         from fsggan.models import VAE, UNetGenerator
         from fsggan.photos.template import data_section
@@ -126,7 +126,7 @@ class FSGGAN:
                               "which is the one G was trained with (trunk_mode 'tied' updates it); "
                               "leave vae unset to use the stored one", stacklevel=2)
         size = (vae_kwargs or gckpt["config"].get("vae") or {}).get("image_size", 128)
-        model = cls(vae_model, generator, device=device, image_size=size)
+        model = cls(vae_model, generator, device=device, image_size=size, amp=amp)
         model.checkpoints = paths
         loss = gckpt["config"].get("loss") or {}
         model.identity_net = loss.get("identity_net") if loss.get("identity") else None

@@ -98,3 +98,64 @@ def test_photo_mask_is_warped_with_the_face_and_the_rest_of_the_photo_is_kept():
     assert np.array_equal(again[far], photo[far])
     with pytest.raises(MaskError, match=r"masks\[0\]: mask is 250x100, its image 250x250"):
         model.deocclude_photo(photo, mask=mask[:100], detect=stub_detect)
+
+
+def write_run(path):
+    """A Stage II checkpoint of the tiny blend model (LFW-framed, 32 px)."""
+    model = tiny()
+    torch.save({"version": 1, "step": 1, "models": {"generator": model.generator.state_dict(),
+                                                    "vae": model.vae.state_dict()},
+                "config": {"generator": {"base_channels": 4, "output": "blend"}, "vae": VAE_KW,
+                           "data": {"dataset": {"kind": "lfw", "crop": None}}}}, path)
+    return path
+
+
+def test_cli_mask_for_crops_keeps_the_rest_and_refuses_bad_masks_in_one_line(tmp_path, capsys):
+    from fsggan.cli.deocclude import main as deocclude_main
+
+    run = write_run(tmp_path / "gan.pt")
+    crops, mask = crops_and_mask()
+    src, masks = tmp_path / "in", tmp_path / "masks"
+    src.mkdir(), masks.mkdir()
+    for k in range(3):
+        Image.fromarray(crops[k]).save(src / f"face{k}.png")
+        Image.fromarray(mask[k]).save(masks / f"face{k}.png")
+    out = tmp_path / "out"
+    assert deocclude_main([str(src), "--gan", str(run), "--out", str(out), "--aligned", "--mask", str(masks),
+                           "--device", "cpu", "--no-progress"]) == 0
+    for k in range(3):
+        got, keep = np.asarray(Image.open(out / f"face{k}.png")), mask[k] == 0
+        assert np.array_equal(got[keep], crops[k][keep]) and not np.array_equal(got, crops[k])
+    Image.fromarray(mask[0][:16]).save(masks / "face1.png")
+    assert deocclude_main([str(src), "--gan", str(run), "--out", str(tmp_path / "o2"), "--aligned", "--mask",
+                           str(masks), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "face1.png: mask is 32x16, its input" in err[0]
+    (masks / "face1.png").unlink()
+    assert deocclude_main([str(src), "--gan", str(run), "--out", str(tmp_path / "o3"), "--aligned", "--mask",
+                           str(masks), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "face1.png: no mask for it in" in err[0]
+    assert not (tmp_path / "o2").exists() and not (tmp_path / "o3").exists()
+
+
+def test_cli_mask_for_photos(tmp_path, monkeypatch):
+    from fsggan.cli.deocclude import main as deocclude_main
+    from test_photos import lfw, occluded, stub_detect
+
+    monkeypatch.setattr("fsggan.photos.deocclude.face_finder", lambda detector, min_face: stub_detect)
+    run = write_run(tmp_path / "gan.pt")
+    photo = occluded(lfw())
+    mask = np.zeros(photo.shape[:2], np.uint8)
+    mask[140:175, 105:145] = 255
+    src, masks = tmp_path / "in", tmp_path / "masks"
+    src.mkdir(), masks.mkdir()
+    Image.fromarray(photo).save(src / "one.png")
+    big = np.asarray(Image.fromarray(mask).resize((500, 500), Image.Resampling.NEAREST))  # drawn at 2x: resized
+    Image.fromarray(big).save(masks / "one.png")
+    out = tmp_path / "out"
+    assert deocclude_main([str(src), "--gan", str(run), "--out", str(out), "--mask", str(masks),
+                           "--device", "cpu", "--no-progress"]) == 0
+    model = tiny()
+    want, _ = model.deocclude_photo(photo, mask=big, detect=stub_detect)
+    assert np.array_equal(np.asarray(Image.open(out / "one.png")), want)

@@ -3,6 +3,7 @@
     fsggan-deocclude photos/ --gan runs/gan --out out/ [--save-faces] [--detector NAME] [--min-face N]
     fsggan-deocclude crops/ --gan runs/gan --out out/ --aligned [--structure] [--strip]
     fsggan-deocclude lfw/ --gan runs/gan --out out/ --crop lfw      # a fixed face box, no detection
+    fsggan-deocclude photos/ --model fsggan-lfw128 --out out/ [--mask masks/ [--mask-mode union]] [--amp bf16]
 
 Order of work: options, inputs (collected, their headers read), outputs (never on an input)
 are checked first; only then is the model loaded; each output file is written whole, once
@@ -42,8 +43,19 @@ def build_parser() -> argparse.ArgumentParser:
                     f"{MIN_SIZE} px on their shorter side.",
         epilog=RULES + exit_epilog("output"))
     p.add_argument("inputs", nargs="+", help="image files and/or folders")
-    p.add_argument("--gan", required=True, help="Stage II checkpoint (.pt) or run folder")
+    p.add_argument("--gan", default=None, help="Stage II checkpoint (.pt) or run folder")
     p.add_argument("--vae", default=None, help="Stage I checkpoint (default: the one in --gan)")
+    p.add_argument("--model", default=None, metavar="FOLDER",
+                   help="a model folder written by fsggan-export (instead of --gan)")
+    p.add_argument("--mask", default=None, metavar="DIR",
+                   help="your own masks, one per input with the same stem (white = occluded): the region G "
+                        "fills. A crop's mask has its size; a photo's the photo's (a scaled copy is resized)")
+    p.add_argument("--mask-mode", default="replace", choices=("replace", "union"), metavar="MODE",
+                   help="replace: G fills exactly the mask, the rest comes back unchanged; union: the mask and "
+                        "what G's own map finds occluded (default: replace)")
+    p.add_argument("--amp", default=None, choices=("bf16", "fp16"), metavar="DTYPE",
+                   help="bf16 (CPU or GPU) or fp16 (GPU): autocast, faster, outputs differ slightly "
+                        "(default: float32)")
     p.add_argument("--out", required=True, help="output folder, outside the inputs")
     p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops: only resized")
     p.add_argument("--crop", default=None, choices=("lfw", "celeba", "folder"), metavar="BOX",
@@ -66,7 +78,31 @@ def _check_options(args) -> str | None:
         return f"--min-face {args.min_face}: must be >= 1"
     if args.aligned and args.crop:
         return "--aligned and --crop exclude each other (aligned crops are only resized)"
-    return check_out_dir(args.out, "--out") or check_device(args.device)
+    if (args.gan is None) == (args.model is None):
+        return "give the model as --gan RUN (a training run) or --model FOLDER (fsggan-export's), one of them"
+    if args.vae and not args.gan:
+        return "--vae goes with --gan (a model folder holds its V)"
+    return check_out_dir(args.out, "--out") or check_device(args.device) or _check_amp(args)
+
+
+def _check_amp(args) -> str | None:
+    from fsggan.device import resolve_device
+    from fsggan.pipeline import amp_dtype
+
+    try:
+        amp_dtype(args.amp, resolve_device(args.device))
+    except ValueError as exc:
+        return f"--{exc}"
+    return None
+
+
+def _load(args):
+    """The model of --gan or --model (ValueError / FileNotFoundError: one line)."""
+    from fsggan.pipeline import FSGGAN
+
+    if args.model is not None:
+        return FSGGAN.from_pretrained(args.model, device=args.device, amp=args.amp)
+    return FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device, amp=args.amp)
 
 
 def _collect(args, crops: bool):
@@ -122,7 +158,7 @@ def _photos(args, model, jobs, unreadable, detect) -> int:
         print("note: for photos, --structure/--strip are written as face crops (--save-faces)", file=sys.stderr)
     summary = deocclude_photo_files(model, jobs, args.out, detector=args.detector, batch_size=args.batch_size,
                                     save_faces=args.save_faces or args.structure or args.strip, detect=detect,
-                                    progress=not args.no_progress)
+                                    progress=not args.no_progress, masks=args.mask_files, mask_mode=args.mask_mode)
     return _report(summary.written, len(jobs) + len(unreadable), args.out, [*unreadable, *summary.failed],
                    summary.no_face, summary.faces)
 
@@ -134,7 +170,7 @@ def _crops(args, model, files, unreadable) -> int:
         print("note: this generator has no structure input; --structure/--strip show no g", file=sys.stderr)
     failed = deocclude_files(model, files, args.out, aligned=args.aligned, crop=args.crop or "lfw",
                              structure=args.structure, strip=args.strip, batch_size=args.batch_size,
-                             progress=not args.no_progress)
+                             progress=not args.no_progress, masks=args.mask_files, mask_mode=args.mask_mode)
     return _report(len(files) - len(failed), len(files) + len(unreadable), args.out, [*unreadable, *failed])
 
 
@@ -151,11 +187,12 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"them): {', '.join(map(str, links))}", file=sys.stderr)
     from fsggan.photos.deocclude import face_finder
     from fsggan.photos.files import OutputError
-    from fsggan.pipeline import FSGGAN
+    from fsggan.masks import pair_masks
 
     try:
+        args.mask_files = None if args.mask is None else pair_masks(args.mask, files, photos=not crops)
         detect = None if crops else face_finder(args.detector, args.min_face)  # before any photo is read
-        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device)
+        model = _load(args)
     except (FileNotFoundError, ValueError, ImportError) as exc:  # CheckpointError is a ValueError
         return fail(PROG, exc)
     try:

@@ -38,7 +38,7 @@ from .paste import feather_mask, paste_back
 from .template import crop_template
 
 __all__ = ["FILL_TO_EDGE", "PhotoFace", "find_faces", "face_finder", "default_detector", "photo_array", "model_template",
-           "align_faces", "run_faces", "paste_faces", "deocclude_photos", "deocclude_photo"]
+           "align_faces", "warp_mask", "read_photo_mask", "photo_masks", "run_faces", "paste_faces", "deocclude_photos", "deocclude_photo"]
 
 # Pixels the model replaced reach the crop's edge instead of fading out with the feather
 # (fsggan.photos.paste; benchmarks/photo_roundtrip.py, docs/experiments.md "`fill_to_edge`, ...": the fixed
@@ -179,6 +179,14 @@ def model_template(model, detector: str | None = None) -> np.ndarray:
     """The crop landmarks (5, 2) faces are aligned to for ``model`` and ``detector``
     (None: the default detector)."""
     return crop_template(getattr(model, "data", None) or {}, model.image_size, detector or default_detector())
+
+
+def read_photo_mask(path, shape: tuple[int, int]) -> np.ndarray:
+    """A photo's mask file -> (H, W) float32 in [0, 1] at the photo's ``shape``, upright as
+    the photo is read (:func:`fsggan.masks.fit_mask`: a scaled copy is resized)."""
+    from fsggan.masks import fit_mask, read_mask
+
+    return fit_mask(read_mask(path, upright=True), shape, path)
 
 
 def photo_masks(masks, photos: Sequence[np.ndarray]) -> list[np.ndarray | None]:

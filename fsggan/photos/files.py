@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,7 +41,8 @@ from PIL import Image
 from fsggan.images import MIN_FACE_SIZE, ImageError, read_rgb, save_png, write_atomic
 from fsggan.inputs import InputFile
 
-from .deocclude import PhotoFace, align_faces, default_detector, face_finder, model_template, paste_faces, run_faces
+from .deocclude import (PhotoFace, align_faces, default_detector, face_finder, model_template, paste_faces,
+                        read_photo_mask, run_faces)
 from .paste import feather_mask
 
 __all__ = ["PhotoSummary", "OutputError", "deocclude_photo_files", "output_paths", "probe_inputs"]
@@ -152,8 +153,8 @@ class _Writer:
     """Runs the waiting photos' faces through the model, pastes them back, writes them."""
 
     def __init__(self, model, out: Path, *, detector, batch_size: int, save_faces: bool, keep_detail: bool,
-                 summary: PhotoSummary):
-        self.model, self.out, self.detector = model, out, detector
+                 summary: PhotoSummary, mask_mode: str = "replace"):
+        self.model, self.out, self.detector, self.mask_mode = model, out, detector, mask_mode
         self.batch_size, self.save_faces, self.keep_detail, self.summary = batch_size, save_faces, keep_detail, summary
         self.mask = feather_mask(model.image_size)
         self.pending: list[tuple[InputFile, np.ndarray, list[PhotoFace]]] = []
@@ -168,7 +169,7 @@ class _Writer:
             self.flush()
 
     def flush(self) -> None:
-        run_faces(self.model, [f for _, _, faces in self.pending for f in faces], self.batch_size)
+        run_faces(self.model, [f for _, _, faces in self.pending for f in faces], self.batch_size, self.mask_mode)
         for job, photo, faces in self.pending:
             _write_photo(self.out / job.name, paste_faces(photo, faces, self.mask, self.keep_detail))
             _write_sidecar(self.out / f"{job.name}.json", job, photo.shape, self.detector, faces)
@@ -182,10 +183,13 @@ class _Writer:
 def deocclude_photo_files(model, jobs: Sequence[InputFile], out: str | Path, *, detector: str | None = None,
                           min_face: int = 20, batch_size: int = 32, save_faces: bool = False,
                           keep_detail: bool = True, progress: bool = True,
-                          detect: Callable | None = None) -> PhotoSummary:
+                          detect: Callable | None = None, masks: Mapping[Path, Path] | None = None,
+                          mask_mode: str = "replace") -> PhotoSummary:
     """De-occlude every face of every photo of ``jobs`` and write them under ``out``
     (module docstring). ``detect``: a callable ``image -> faces`` instead of the detector;
-    ``keep_detail``: see :func:`fsggan.photos.deocclude.paste_faces`."""
+    ``keep_detail``: see :func:`fsggan.photos.deocclude.paste_faces`; ``masks``: each photo's
+    mask file (input path -> mask path), the region G fills (``mask_mode``,
+    :func:`fsggan.photos.deocclude.read_photo_mask`)."""
     from tqdm import tqdm
 
     out = Path(out)
@@ -193,11 +197,12 @@ def deocclude_photo_files(model, jobs: Sequence[InputFile], out: str | Path, *, 
     template = model_template(model, detector)
     summary = PhotoSummary()
     writer = _Writer(model, out, detector=detector or default_detector(), batch_size=batch_size, save_faces=save_faces,
-                     keep_detail=keep_detail, summary=summary)
+                     keep_detail=keep_detail, summary=summary, mask_mode=mask_mode)
     for job in tqdm(jobs, desc="de-occluding photos", unit="photo", disable=not progress):
         try:
             photo, _ = read_rgb(job.path, min_size=MIN_FACE_SIZE, upright=True)
-            faces = align_faces(photo, detect, template, model.image_size)
+            fill = None if masks is None else read_photo_mask(masks[job.path], photo.shape[:2])
+            faces = align_faces(photo, detect, template, model.image_size, fill)
         except ImageError as exc:
             summary.failed.append(str(exc))
             continue

@@ -1,0 +1,162 @@
+"""Model folders (fsggan-export, FSGGAN.from_pretrained, fsggan-deocclude --model) and the
+ONNX graph, from a tiny Stage II run written here (32 px, widths 4, blend head, an EMA copy)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from fsggan.cli.deocclude import main as deocclude_main
+from fsggan.cli.export import main as export_main
+from fsggan.export import ModelFolderError, load_model_folder
+from fsggan.models import VAE, UNetGenerator
+from fsggan.pipeline import FSGGAN
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
+GEN_KW = {"base_channels": 4, "output": "blend"}
+DATA = {"dataset": {"kind": "lfw", "root": "../shared/data/lfw", "crop": None, "image_size": 32},
+        "occluders": {"seen": [{"path": "../shared/data/occluders/ocfr", "include": ["eye/*.png"]}]}}
+
+
+def write_run(folder, *, ema: bool = True):
+    """A Stage II run folder in the training checkpoint format, with its training state."""
+    torch.manual_seed(0)
+    vae, gen, avg = VAE(**VAE_KW), UNetGenerator(**GEN_KW), UNetGenerator(**GEN_KW)
+    (folder / "checkpoints").mkdir(parents=True)
+    models = {"generator": gen.state_dict(), "vae": vae.state_dict(), "discriminator": {}}
+    if ema:
+        models["generator_ema"] = avg.state_dict()
+    opt = torch.optim.Adam(gen.parameters())
+    torch.save({"version": 1, "step": 7, "models": models, "optimizers": {"g": opt.state_dict()},
+                "rng": [torch.get_rng_state()],
+                "config": {"generator": GEN_KW, "vae": VAE_KW, "data": DATA,
+                           "loss": {"identity": 1.0, "identity_net": "mobilefacenet"}}},
+               folder / "checkpoints" / "best.pt")
+    return folder
+
+
+@pytest.fixture
+def run(tmp_path):
+    return write_run(tmp_path / "gan")
+
+
+@pytest.fixture
+def exported(run, tmp_path):
+    out = tmp_path / "model"
+    assert export_main([str(run), str(out)]) == 0
+    return out
+
+
+def test_model_folder_loads_without_torch_load_and_equals_the_run_to_the_bit(run, exported, monkeypatch):
+    assert sorted(p.name for p in exported.iterdir()) == ["README.md", "generator.safetensors", "model.json",
+                                                          "vae.safetensors"]
+    meta = json.loads((exported / "model.json").read_text())
+    assert meta["networks"] == {"generator": GEN_KW, "vae": VAE_KW} and meta["image_size"] == 32
+    assert meta["training"]["generator_weights"] == "EMA" and meta["training"]["step"] == 7
+    assert len(meta["files"]["generator"]["sha256"]) == 64
+    from_run = FSGGAN.from_checkpoints(gan=run, device="cpu")
+
+    def no_pickle(*args, **kwargs):
+        raise AssertionError("torch.load called while loading a model folder")
+    monkeypatch.setattr(torch, "load", no_pickle)
+    shared = FSGGAN.from_pretrained(exported, device="cpu")
+    x = torch.rand(5, 3, 32, 32) * 2 - 1
+    y_run, g_run = from_run.run(x)
+    y, g = shared.run(x)
+    assert torch.equal(y, y_run) and torch.equal(g, g_run)
+    torch.manual_seed(0)  # the networks write_run made, in its order: the EMA copy was exported, not G
+    _, gen, avg = VAE(**VAE_KW), UNetGenerator(**GEN_KW), UNetGenerator(**GEN_KW)
+    assert torch.equal(shared.generator.out.weight, avg.out.weight)
+    assert not torch.equal(shared.generator.out.weight, gen.out.weight)
+    assert shared.data["dataset"]["kind"] == "lfw" and shared.identity_net == "mobilefacenet"
+
+
+def test_model_json_records_data_terms_template_and_figures(run, tmp_path):
+    report = tmp_path / "results"
+    report.mkdir()
+    (report / "results.json").write_text(json.dumps({
+        "method": "FSG-GAN", "source": {"kind": "checkpoints", "gan": str(run / "checkpoints" / "best.pt")},
+        "recognizers": [{"name": "dlib_resnet", "role": "independent"}],
+        "sets": {"set1-lfw": {"num_images": 4, "scored": {"images": 4},
+                              "quality": {"FSG-GAN": {"psnr": {"mean": 27.5, "std": 1.0}, "ssim": {"mean": 0.9}}},
+                              "recognition": {"dlib_resnet": {"FSG-GAN": {"rank-1": 80.0}}}}}}))
+    out = tmp_path / "model"
+    assert export_main([str(run), str(out), "--report", str(report)]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["data"] == {"dataset": {"kind": "lfw", "crop": None}}
+    assert len(meta["alignment"]["template"]["default"]) == 5
+    assert any("research use" in t for t in meta["training"]["terms"])
+    assert any("CC BY-NC-SA" in t for t in meta["training"]["terms"])  # the OCFR occluders
+    ev = meta["evaluation"]
+    assert ev["same_checkpoint"] and ev["judges"][0]["name"] == "dlib_resnet"
+    assert ev["sets"]["set1-lfw"]["quality"]["FSG-GAN"]["psnr"] == 27.5
+    card = (out / "README.md").read_text()
+    assert "27.50" in card and "dlib_resnet (independent)" in card and meta["files"]["vae"]["sha256"] in card
+
+
+def test_altered_or_missing_files_are_refused_in_one_line(exported, tmp_path, capsys):
+    weights = exported / "generator.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(ModelFolderError, match=r"generator.safetensors: altered or damaged \(sha256"):
+        FSGGAN.from_pretrained(exported, device="cpu")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(crops / "a.png")
+    assert deocclude_main([str(crops), "--model", str(exported), "--out", str(tmp_path / "o"), "--aligned",
+                           "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "generator.safetensors" in err[0] and "Traceback" not in err[0]
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    load_model_folder(exported)  # restored: loads again
+    (exported / "vae.safetensors").unlink()
+    with pytest.raises(ModelFolderError, match=r"vae.safetensors: missing"):
+        load_model_folder(exported)
+
+
+def test_export_refuses_a_non_empty_folder_and_overwrites_atomically(run, exported, capsys):
+    before = (exported / "model.json").read_bytes()
+    (exported / "note.txt").write_text("mine")
+    assert export_main([str(run), str(exported)]) == 2
+    assert "not empty" in capsys.readouterr().err and (exported / "note.txt").exists()
+    assert export_main([str(run), str(exported), "--overwrite"]) == 0
+    assert not (exported / "note.txt").exists() and (exported / "model.json").read_bytes() == before
+    assert sorted(p.name for p in exported.parent.iterdir() if p.name.startswith(".")) == []  # no temp folders
+
+
+def test_deocclude_with_model_folder_writes_what_the_run_writes(run, exported, tmp_path):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(crops / f"f{k}.png")
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert deocclude_main([str(crops), "--gan", str(run), "--out", str(a), "--aligned", "--device", "cpu"]) == 0
+    assert deocclude_main([str(crops), "--model", str(exported), "--out", str(b), "--aligned", "--device", "cpu"]) == 0
+    for k in range(3):
+        assert np.array_equal(np.asarray(Image.open(a / f"f{k}.png")), np.asarray(Image.open(b / f"f{k}.png")))
+
+
+def test_onnx_graph_matches_pytorch_on_cpu(run, tmp_path):
+    ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'fsggan[onnx]')")
+    out = tmp_path / "model"
+    assert export_main([str(run), str(out), "--onnx", "--onnx-extras"]) == 0
+    meta = json.loads((out / "model.json").read_text())
+    assert meta["files"]["onnx"]["outputs"] == ["deoccluded", "structure", "map"]
+    model = FSGGAN.from_pretrained(out, device="cpu")  # the ONNX file is checked too
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    x = torch.rand(3, 3, 32, 32) * 2 - 1  # batch 3: the graph was traced at 1 (dynamic batch)
+    y, g, m = session.run(None, {"occluded": x.numpy()})
+    y_pt, g_pt = model.run(x)
+    _, m_pt = model.generator(x, g_pt, return_mask=True)
+    assert y.shape == (3, 3, 32, 32) and m.shape == (3, 1, 32, 32)
+    for onnx_out, torch_out in ((y, y_pt), (g, g_pt), (m, m_pt)):
+        assert np.abs(onnx_out - torch_out.numpy()).max() < 1e-5  # float32; measured ~1e-7
