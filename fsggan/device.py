@@ -1,5 +1,5 @@
 """Where models run: one place that turns a device option ("auto", "cpu", "cuda:1") into a
-torch.device, or a one-line error naming it."""
+torch.device, or a one-line error naming it. ``mps`` (Apple GPUs) is accepted where torch has it."""
 
 from __future__ import annotations
 
@@ -24,6 +24,10 @@ def resolve_device(device) -> torch.device:
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ValueError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
                              f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
+    elif dev.type == "mps":  # Apple GPUs, where this torch build has them (inference only)
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {device!r}: Apple's MPS is not available on this machine; use auto or cpu")
     elif dev.type != "cpu":
-        raise ValueError(f"device {device!r}: fsggan runs on cpu or cuda; use auto, cpu, cuda or cuda:N")
+        raise ValueError(f"device {device!r}: fsggan runs on cpu, cuda or mps; use auto, cpu, cuda or cuda:N")
     return dev

@@ -160,3 +160,33 @@ def test_onnx_graph_matches_pytorch_on_cpu(run, tmp_path):
     assert y.shape == (3, 3, 32, 32) and m.shape == (3, 1, 32, 32)
     for onnx_out, torch_out in ((y, y_pt), (g, g_pt), (m, m_pt)):
         assert np.abs(onnx_out - torch_out.numpy()).max() < 1e-5  # float32; measured ~1e-7
+
+
+def test_bf16_autocast_stays_close_to_float32_and_fp16_needs_a_gpu(run, tmp_path, capsys):
+    f32 = FSGGAN.from_checkpoints(gan=run, device="cpu")
+    bf16 = FSGGAN.from_checkpoints(gan=run, device="cpu", amp="bf16")
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    y32, y16 = f32.run(x)[0], bf16.run(x)[0]
+    assert y16.dtype == torch.float32 and not torch.equal(y16, y32)  # autocast ran, in bf16
+    psnr = 10 * torch.log10(4.0 / (y16 - y32).pow(2).mean())  # images in [-1, 1]: peak-to-peak 2
+    assert psnr > 30, f"bf16 vs float32: {psnr:.1f} dB"
+    with pytest.raises(ValueError, match="float16 autocast needs a GPU"):
+        FSGGAN.from_checkpoints(gan=run, device="cpu", amp="fp16")
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(crops / "a.png")
+    assert deocclude_main([str(crops), "--gan", str(run), "--out", str(tmp_path / "o"), "--aligned",
+                           "--device", "cpu", "--amp", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--amp 'fp16'" in err[0] and not (tmp_path / "o").exists()
+
+
+def test_mps_is_a_known_device_refused_in_one_line_where_absent():
+    from fsggan.device import resolve_device
+
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        assert resolve_device("mps").type == "mps"
+    else:
+        with pytest.raises(ValueError, match=r"^device 'mps': Apple's MPS is not available on this machine"):
+            resolve_device("mps")
