@@ -13,7 +13,8 @@
 The weights are safetensors (no pickle: loading runs no code from the file) and hold
 nothing but the networks' tensors: no optimiser, RNG or data-loader state.
 :func:`write_model_folder` writes into a temp folder next to OUT and renames it into place,
-so OUT is either the old folder or the complete new one. :func:`load_model_folder` checks
+so OUT is either the old folder or the complete new one (a crash between the two renames of
+an overwrite leaves the old one as ``.OUT.old<pid>``). :func:`load_model_folder` checks
 every file model.json lists against its sha256 before reading it; a missing or altered
 file is a one-line :class:`ModelFolderError` naming it.
 """
@@ -118,7 +119,7 @@ def _evaluation(report: str | Path | None, checkpoint: str | None) -> dict | Non
         raise ModelFolderError(f"{path}: not an fsggan-eval results.json ({type(exc).__name__}: {exc}); "
                                "give the folder fsggan-eval --out wrote") from None
     scored = (results.get("source") or {}).get("gan")
-    return {"report": str(path), "method": results.get("method"), "checkpoint_scored": scored,
+    return {"report": _short(str(path)), "method": results.get("method"), "checkpoint_scored": _short(scored),
             "same_checkpoint": bool(scored and checkpoint and Path(scored).resolve() == Path(checkpoint).resolve()),
             "judges": results.get("recognizers") or [], "psnr_note": results.get("psnr_note"), "sets": sets}
 
@@ -138,16 +139,22 @@ def find_report(checkpoint: str | Path) -> Path | None:
     return None
 
 
-def _template(data: dict, size: int) -> dict:
-    """The five crop landmarks faces are aligned to, per detector (crop pixels)."""
+def _alignment(data: dict, size: int) -> dict:
+    """The five crop landmarks faces are aligned to (crop pixels): "dlib" for dlib's detectors
+    (its 68 points reduced to five), and each detector whose points sit elsewhere."""
+    from fsggan.photos.deocclude import default_detector
     from fsggan.photos.template import DETECTOR_LFW_LANDMARKS, crop_template
 
-    names = [None, *DETECTOR_LFW_LANDMARKS]
-    out = {}
-    for name in names:
-        lm = crop_template(data, size, name)
-        out[name or "default"] = np.round(lm, 3).tolist()
-    return out
+    template = {name or "dlib": np.round(crop_template(data, size, name), 3).tolist()
+                for name in (None, *DETECTOR_LFW_LANDMARKS)}
+    return {"template": template, "default_detector": default_detector(),
+            "note": "five landmarks (eye centres, nose tip, mouth corners) in crop pixels, per detector; "
+                    "fsggan-deocclude aligns each detected face onto them by a similarity transform"}
+
+
+def _short(path: str | None, parts: int = 3) -> str | None:
+    """The last ``parts`` components of a path: provenance without the exporter's home folder."""
+    return None if path is None else Path(*Path(path).parts[-parts:]).as_posix()
 
 
 def model_metadata(model, report: str | Path | None = None) -> dict:
@@ -167,11 +174,9 @@ def model_metadata(model, report: str | Path | None = None) -> dict:
                   "size": [model.image_size, model.image_size]},
         "networks": {"generator": model.kwargs["generator"], "vae": model.kwargs.get("vae")},
         "data": data,
-        "alignment": {"template": _template(data, model.image_size),
-                      "note": "five landmarks (eye centres, nose tip, mouth corners) in crop pixels; "
-                              "fsggan-deocclude aligns a detected face onto them by a similarity transform"},
+        "alignment": _alignment(data, model.image_size),
         "identity_net": model.identity_net,
-        "training": {"checkpoint": checkpoint, "step": prov.get("step"), "generator_weights":
+        "training": {"checkpoint": _short(checkpoint), "step": prov.get("step"), "generator_weights":
                      "EMA" if prov.get("ema") else "as trained", **_training_data(model.data or {})},
         "evaluation": _evaluation(report, checkpoint),
     }
@@ -186,7 +191,7 @@ def _save_weights(net, path: Path) -> dict:
     return {"file": path.name, "sha256": sha256_of(path), "bytes": path.stat().st_size}
 
 
-def _fill_folder(model, folder: Path, meta: dict, onnx: bool, onnx_extras: bool) -> dict:
+def _fill_folder(model, folder: Path, meta: dict, onnx: bool, onnx_extras: bool, name: str) -> dict:
     meta["files"] = {"generator": _save_weights(model.generator, folder / WEIGHT_FILES["generator"])}
     if model.vae is not None:
         meta["files"]["vae"] = _save_weights(model.vae, folder / WEIGHT_FILES["vae"])
@@ -197,7 +202,7 @@ def _fill_folder(model, folder: Path, meta: dict, onnx: bool, onnx_extras: bool)
         meta["files"]["onnx"] = {"file": ONNX_FILE, "sha256": sha256_of(folder / ONNX_FILE),
                                  "bytes": (folder / ONNX_FILE).stat().st_size, "outputs": outputs}
     (folder / "model.json").write_text(json.dumps(meta, indent=1) + "\n")
-    (folder / "README.md").write_text(model_card(meta))
+    (folder / "README.md").write_text(model_card(meta, name))
     for p in folder.iterdir():
         with open(p, "rb") as f:
             os.fsync(f.fileno())
@@ -221,7 +226,7 @@ def write_model_folder(model, out: str | Path, *, overwrite: bool = False, repor
         shutil.rmtree(stale, ignore_errors=True)
     tmp.mkdir()
     try:
-        meta = _fill_folder(model, tmp, meta, onnx, onnx_extras)
+        meta = _fill_folder(model, tmp, meta, onnx, onnx_extras, out.name)
         if out.exists():
             os.rename(out, old)
         os.rename(tmp, out)
@@ -320,8 +325,8 @@ def _figures(ev: dict | None) -> list[str]:
     return lines
 
 
-def model_card(meta: dict) -> str:
-    """README.md of a model folder, from its model.json."""
+def model_card(meta: dict, name: str = "MODEL_FOLDER") -> str:
+    """README.md of a model folder called ``name``, from its model.json."""
     size, tr = meta["image_size"], meta.get("training") or {}
     has_vae = meta["networks"].get("vae") is not None
     files = [f"| `{e['file']}` | {e['bytes']:,} | `{e['sha256']}` |" for e in meta["files"].values()]
@@ -330,14 +335,16 @@ def model_card(meta: dict) -> str:
         f"Removes occluders (hands, cups, masks, sunglasses, ...) from face images: {'V (facial structure) and ' if has_vae else ''}"
         f"G (generator) at {size}x{size} px, written by fsggan {meta.get('fsggan_version')}.", "",
         "## Use", "", "```",
-        "fsggan-deocclude photos/ --model THIS_FOLDER --out out/            # whole photos",
-        "fsggan-deocclude crops/ --model THIS_FOLDER --out out/ --aligned  # aligned face crops",
+        f"fsggan-deocclude photos/ --model {name} --out out/             # whole photos",
+        f"fsggan-deocclude crops/ --model {name} --out out/ --aligned   # aligned face crops",
         "```", "", "```python", "from fsggan import FSGGAN",
-        "m = FSGGAN.from_pretrained('THIS_FOLDER')", "out = m.deocclude(images)", "```", "",
+        f"m = FSGGAN.from_pretrained('{name}')", "out = m.deocclude(images)", "```", "",
         f"Input: RGB face crops of {size}x{size}, NCHW float32 in [-1, 1], aligned as `model.json` "
         "`alignment.template` says (the five landmarks, crop pixels).", "",
         "## Training data and its terms", "",
-        f"Dataset: {tr.get('dataset')}; occluders: {', '.join(tr.get('occluders') or []) or 'not recorded'}.",
+        f"Dataset: {(tr.get('dataset') or {}).get('kind', 'not recorded')} (read from "
+        f"`{(tr.get('dataset') or {}).get('root', '?')}`); occluders: "
+        f"{', '.join(f'`{o}`' for o in tr.get('occluders') or []) or 'not recorded'}.",
         *[f"- {t}" for t in tr.get("terms") or []],
         "", "Outputs made with this model inherit these terms.", "",
         f"Training step {tr.get('step')}; generator weights: {tr.get('generator_weights')}; identity loss network: "

@@ -90,7 +90,7 @@ def test_model_json_records_data_terms_template_and_figures(run, tmp_path):
     assert export_main([str(run), str(out), "--report", str(report)]) == 0
     meta = json.loads((out / "model.json").read_text())
     assert meta["data"] == {"dataset": {"kind": "lfw", "crop": None}}
-    assert len(meta["alignment"]["template"]["default"]) == 5
+    assert len(meta["alignment"]["template"]["dlib"]) == 5 and meta["training"]["checkpoint"] == "gan/checkpoints/best.pt"
     assert any("research use" in t for t in meta["training"]["terms"])
     assert any("CC BY-NC-SA" in t for t in meta["training"]["terms"])  # the OCFR occluders
     ev = meta["evaluation"]
