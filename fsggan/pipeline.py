@@ -18,8 +18,10 @@
 Values outside the range of their kind (a tensor in [0, 255], a float array in [0, 255])
 raise a ValueError naming the range expected (rounding errors up to 1e-3 are accepted).
 
-Inputs should be face crops like the training data (128x128, aligned as
-``fsggan-prepare-data`` does); other sizes are resized to the model's ``image_size``.
+Inputs are face crops like the training data, at the model's ``image_size`` (e.g. 128x128,
+aligned as ``fsggan-prepare-data`` cuts them). Any other size is a ValueError saying so, never
+a silent resize: a whole photo squeezed into a face crop would come back as a squashed face.
+Give whole photos to :meth:`FSGGAN.deocclude_photo`; resize crops of another size first.
 Whole photos (faces found, aligned, de-occluded and pasted back): :meth:`FSGGAN.deocclude_photo`
 and :mod:`fsggan.photos`; crop files in, crop files out: :mod:`fsggan.crops`.
 
@@ -178,6 +180,7 @@ class FSGGAN:
     def _apply(self, images, which: str, batch_size: int, mask=None, mask_mode: str = "replace"):
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        _check_crop_size(images, self.image_size)
         x, info = to_batch(images)
         if mask is not None:
             from fsggan.masks import to_mask_batch
@@ -216,3 +219,31 @@ class FSGGAN:
         if mask is not None:
             options["masks"] = [mask]
         return deocclude_photo(self, image, mask_mode=mask_mode, **options)
+
+
+def _image_sizes(images) -> set[tuple[int, int]]:
+    """(height, width) of every image of a notebook-API input (a PIL image, an array (H, W, C)
+    or a batch (B, H, W, C), a tensor (..., H, W), or a list of them)."""
+    from PIL import Image
+
+    if isinstance(images, Image.Image):
+        return {(images.height, images.width)}
+    if isinstance(images, torch.Tensor):
+        return {tuple(int(v) for v in images.shape[-2:])} if images.dim() >= 2 else set()
+    if isinstance(images, (list, tuple)):
+        return set().union(*(_image_sizes(im) for im in images)) if images else set()
+    shape = getattr(images, "shape", ())
+    if len(shape) in (3, 4):
+        return {tuple(int(v) for v in shape[-3:-1])}
+    return {tuple(int(v) for v in shape[:2])} if len(shape) == 2 else set()
+
+
+def _check_crop_size(images, size: int) -> None:
+    """ValueError when an input is not a ``size`` x ``size`` face crop (see the module docstring)."""
+    other = sorted(s for s in _image_sizes(images) if s != (size, size) and 0 not in s)
+    if other:
+        h, w = other[0]
+        raise ValueError(f"deocclude takes face crops of the model's size, {size}x{size}; got {w}x{h}: for a whole "
+                         f"photo use deocclude_photo (faces found, aligned, pasted back), or resize aligned crops "
+                         f"to {size}x{size}")
+

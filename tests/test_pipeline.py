@@ -56,8 +56,8 @@ def test_round_trip_all_input_kinds(runs):
     assert np.abs(f * 255 - out).max() <= 1.0
     pil = m.deocclude([Image.fromarray(a) for a in u8])
     assert isinstance(pil, list) and pil[0].size == (32, 32) and np.array_equal(np.asarray(pil[0]), out)
-    big = m.deocclude(Image.fromarray(u8[0]).resize((64, 64)))  # other sizes are resized to the model's
-    assert big.size == (32, 32)
+    with pytest.raises(ValueError, match="face crops of the model's size, 32x32; got 64x64"):
+        m.deocclude(Image.fromarray(u8[0]).resize((64, 64)))  # never squeezed silently
 
 
 def test_explicit_vae_and_checkpoint_errors(runs, tmp_path):

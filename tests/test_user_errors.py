@@ -136,3 +136,78 @@ def test_quickstart_has_no_download_option_and_says_where_lfw_comes_from(tmp_pat
                             "standard 'lfw' layout, <root>/<Person>/<Person>_NNNN.jpg; LFW (lfw.tgz) comes from the "
                             "University of Massachusetts LFW page, http://vis-www.cs.umass.edu/lfw/, or a mirror of it)")
     assert not (tmp_path / "qs").exists()
+
+
+# Config range checks name the key and the value; only files that exist or were given ----------
+
+@pytest.mark.parametrize("override, expected", [
+    ("optim.lr=-1", "optim.lr=-1.0: a learning rate must be > 0"),
+    ("optim.lr_d=-3", "optim.lr_d=-3.0: a learning rate must be > 0"),
+    ("optim.warmup_steps=-2", "optim.warmup_steps=-2: must be >= 0"),
+    ("optim.min_lr_ratio=2", "optim.min_lr_ratio=2.0: must be in [0, 1]"),
+    ("train.ema=1.5", "train.ema must be in [0, 1) (0 disables), got 1.5"),
+])
+def test_config_range_errors_name_key_and_value(override, expected, tmp_path, capsys):
+    from conftest import REPO
+    from fsggan.cli import train_vae
+
+    tiny = str(REPO / "configs" / "tiny_cpu_vae.yaml")
+    assert train_vae.main(["--config", tiny, "--run-dir", str(tmp_path / "r"), "--set", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fsggan-train-vae: error: {tiny}: {expected}") and err.count("\n") == 1
+
+
+def test_saved_run_config_used_elsewhere_names_only_the_users_file(tmp_path, monkeypatch, capsys):
+    import yaml
+
+    from conftest import REPO
+    from fsggan.cli import train_vae
+    from fsggan.config import load_config, to_dict
+    from fsggan.train.config import TrainVAEConfig
+
+    saved = tmp_path / "config.yaml"  # what a run folder holds: every data key, and data.config as it was given
+    monkeypatch.chdir(REPO)
+    saved.write_text(yaml.safe_dump(to_dict(load_config(TrainVAEConfig, "configs/tiny_cpu_vae.yaml")), sort_keys=False))
+    named = yaml.safe_load(saved.read_text())["data"]["config"]
+    monkeypatch.chdir(tmp_path)
+    assert not (tmp_path / named).exists()
+    assert train_vae.main(["--config", str(saved), "--set", "data.num_workers=0", "--run-dir", "r"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"fsggan-train-vae: error: {saved}: data.config={named!r} is not found from {tmp_path}")
+    assert "config file" not in err and err.count("\n") == 1 and not (tmp_path / "r").exists()
+    assert "--set data.config=null" in err
+    with pytest.raises(SystemExit):  # the fix the message gives works
+        train_vae.main(["--config", str(saved), "--set", "data.config=null", "--run-dir", "r", "--print-config"])
+
+
+# The notebook API takes what a notebook holds ---------------------------------------------------
+
+def test_deocclude_refuses_a_whole_photo_instead_of_squashing_it(runs):  # noqa: F811
+    m = FSGGAN.from_checkpoints(gan=runs["gan_run"], device="cpu")
+    photo = np.random.default_rng(0).integers(0, 256, (250, 250, 3), dtype=np.uint8)
+    for given in (photo, Image.fromarray(photo), [photo[:32, :32], photo], torch.zeros(3, 250, 250)):
+        with pytest.raises(ValueError) as e:
+            m.deocclude(given)
+        assert str(e.value) == ("deocclude takes face crops of the model's size, 32x32; got 250x250: for a whole "
+                                "photo use deocclude_photo (faces found, aligned, pasted back), or resize aligned "
+                                "crops to 32x32")
+    assert m.deocclude(photo[:32, :32]).shape == (32, 32, 3)
+
+
+def test_deocclude_photo_takes_a_path_and_a_float_array(tmp_path):
+    from test_photos import DATA, VAE_KW, stub_detect
+
+    from fsggan.models import VAE, UNetGenerator
+
+    torch.manual_seed(0)
+    m = FSGGAN(VAE(**VAE_KW), UNetGenerator(base_channels=4), device="cpu", image_size=32)
+    m.data = DATA
+    photo = np.random.default_rng(0).integers(0, 256, (250, 250, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    want, faces = m.deocclude_photo(photo, detect=stub_detect)
+    assert len(faces) == 1
+    for given in (str(tmp_path / "p.png"), tmp_path / "p.png", photo.astype(np.float32) / 255):
+        got, _ = m.deocclude_photo(given, detect=stub_detect)
+        assert np.array_equal(got, want)
+    with pytest.raises(ValueError, match=r"a float photo must hold values in \[0, 1\] .*got values in \[0, 255\]"):
+        m.deocclude_photo(photo.astype(np.float32), detect=stub_detect)

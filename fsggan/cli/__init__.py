@@ -40,6 +40,11 @@ def fail(prog: str, error: BaseException | str, status: int = 2) -> int:
     return status
 
 
+def new_parser(prog: str, description: str, epilog: str) -> argparse.ArgumentParser:
+    """An argparse parser with the commands' shared layout (paragraphs kept, see HelpFormatter)."""
+    return argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
+
+
 def add_common_options(parser, device_default: str | None = "auto") -> None:
     """``--device`` and ``--no-progress``, the same two options with the same words in every
     command (``device_default=None``: the training commands, whose config holds the device)."""
@@ -95,3 +100,49 @@ def check_device(device) -> str | None:
     except ValueError as exc:
         return f"--{exc}"
     return None
+
+
+def training_device(device: str | None) -> str | None:
+    """``--device`` of a command that trains -> the value of ``train.device`` (None: the
+    config's). ``cuda:N`` selects GPU N for this process through ``CUDA_VISIBLE_DEVICES`` (set
+    before CUDA starts; the run then sees that one GPU as ``cuda``), since ``train.device``
+    names a kind of device and torchrun gives each of its processes its own GPU. Raises
+    ValueError with a one-line complaint for a device that is unknown or absent."""
+    import os
+    import re
+
+    if device is None:
+        return None
+    match = re.fullmatch(r"cuda:(\d+)", device)
+    if match is None:
+        problem = check_device(device)
+        if problem:
+            raise ValueError(problem)
+        return device
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"--device {device}: under torchrun each process takes its own GPU (cuda:LOCAL_RANK); "
+                         "use --device cuda")
+    import torch
+
+    given = os.environ.get("CUDA_VISIBLE_DEVICES")
+    visible = ([v.strip() for v in given.split(",") if v.strip()] if given is not None
+               else [str(i) for i in range(torch.cuda.device_count())])
+    n = int(match.group(1))
+    if n >= len(visible):
+        raise ValueError(f"--device {device!r}: this machine has {len(visible)} CUDA device(s) visible"
+                         f"{'; use auto or cpu' if not visible else f', cuda:0 to cuda:{len(visible) - 1}'}")
+    os.environ["CUDA_VISIBLE_DEVICES"] = visible[n]
+    return "cuda"
+
+
+def data_folders(data) -> list[tuple[str, str]]:
+    """The folders a data config (:class:`fsggan.data.PrepareConfig` or a training run's
+    ``data`` section) reads, as ``(what, path)`` for :func:`fsggan.cli.safety.folder_overlap`:
+    the dataset and the occluder folders."""
+    found = [("the dataset folder (dataset.root)", data.dataset.root)]
+    occluders = data.occluders
+    for group in ("seen", "new", "unseen"):
+        for source in getattr(occluders, group, None) or []:
+            if source.path != "procedural":
+                found.append((f"the occluder folder (occluders.{group})", source.path))
+    return found

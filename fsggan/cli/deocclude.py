@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from fsggan.cli import EXIT_NONE, EXIT_SOME, EXIT_WRITTEN, add_common_options, check_device, check_out_dir, \
-    exit_epilog, fail, HelpFormatter
+    exit_epilog, fail, new_parser
 
 PROG = "fsggan-deocclude"
 # fsggan.detect's names, here so that --help needs no torch (tests/test_cli_options.py checks they agree)
@@ -34,8 +34,8 @@ RULES = ("Inputs: files named on the command line and the images in folders (sea
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG, formatter_class=HelpFormatter,
+    p = new_parser(
+        PROG,
         description="De-occlude faces with a trained FSG-GAN. Photos (the default): every face is found, "
                     "aligned, de-occluded and pasted back; the photo keeps its size, with a JSON sidecar "
                     "(boxes, landmarks, scores). Photos without a face are not written (listed). With --aligned "
@@ -48,14 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None, metavar="FOLDER",
                    help="a model folder written by fsggan-export (instead of --gan)")
     p.add_argument("--mask", default=None, metavar="DIR",
-                   help="your own masks, one per input with the same stem (white = occluded): the region G "
-                        "fills. A crop's mask has its size; a photo's the photo's (a scaled copy is resized)")
+                   help="your own masks: one per input, same stem, white = occluded (default: none)")
     p.add_argument("--mask-mode", default="replace", choices=("replace", "union"), metavar="MODE",
-                   help="replace: G fills exactly the mask, the rest comes back unchanged; union: the mask and "
-                        "what G's own map finds occluded (default: replace)")
+                   help="replace: G fills just the mask; union: also what G finds (default: replace)")
     p.add_argument("--amp", default=None, choices=("bf16", "fp16"), metavar="DTYPE",
-                   help="bf16 (CPU or GPU) or fp16 (GPU): autocast, faster, outputs differ slightly "
-                        "(default: float32)")
+                   help="bf16 or fp16 autocast: faster, outputs differ slightly (default: float32)")
     p.add_argument("--out", required=True, help="output folder, outside the inputs")
     p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops: only resized")
     p.add_argument("--crop", default=None, choices=("lfw", "celeba", "folder"), metavar="BOX",
@@ -125,8 +122,8 @@ def _collect(args, crops: bool):
         targets = [t for f in files for t in [out / f.name, *(out / d / f.name for d in extra)]]
     else:
         targets = [t for f in files for t in output_paths(f, out, args.save_faces)]
-    problem = output_overlap("--out", args.out, targets, files=[f.path for f in files],
-                             folders=[Path(i) for i in args.inputs if Path(i).is_dir()])
+    read = [Path(i) for i in [*args.inputs, args.mask, args.model] if i is not None and Path(i).is_dir()]
+    problem = output_overlap("--out", args.out, targets, files=[f.path for f in files], folders=read)
     if problem:
         return problem
     usable, unreadable = probe_inputs(files, MIN_SIZE)

@@ -14,57 +14,60 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsggan.cli import fail
+from fsggan.cli import add_common_options, fail, new_parser
 from fsggan.cli.preflight import eval_preflight
 
 PROG = "fsggan-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
+    p = new_parser(
+        PROG,
         description="PSNR/SSIM and rank-k identification on prepared test sets (paper Tables 2-4), "
-                    "for FSG-GAN checkpoints or any method's output images.")
+                    "for FSG-GAN checkpoints or any method's output images. Recognizers: dlib_resnet (the "
+                    "independent judge; its weights ship with fsggan), mobilefacenet, lightcnn9, lightcnn29, "
+                    "lightcnn29v2, arcface_r50, arcface_r100 (give their weights, NAME=PATH when several need "
+                    "them); the network that trained G's identity loss is marked as not independent.",
+        epilog="Exit status: 0 scored (results written with --out); 2 a usage error (one line: an option, a "
+               "set, a checkpoint, missing predictions, an output folder inside the sets or predictions it "
+               "reads) and nothing written. --save-predictions files are written whole or not at all "
+               "(docs/cli.md).")
     p.add_argument("sets", nargs="*", help="prepared set folders (clean/, occluded/, manifest.json, protocol.json)")
     src = p.add_argument_group("method (at most one; none = baseline rows only)")
-    src.add_argument("--gan", help="FSG-GAN Stage II checkpoint (.pt) or run directory (best.pt preferred)")
-    src.add_argument("--vae", help="Stage I checkpoint or run directory (default: the VAE stored in the Stage II "
-                     "checkpoint, else the one its config names)")
-    src.add_argument("--predictions", help="folder of another method's outputs with the set's file names "
-                     "(DIR/<set name>/ when scoring several sets)")
-    src.add_argument("--method-name", help="row label (default: FSG-GAN, or the predictions folder's name)")
+    src.add_argument("--gan", help="Stage II checkpoint (.pt) or run folder (its best.pt)")
+    src.add_argument("--vae", help="Stage I checkpoint (default: the one in --gan)")
+    src.add_argument("--predictions", metavar="DIR", help="another method's outputs, the set's names (DIR/<set>/ "
+                     "for several)")
+    src.add_argument("--method-name", metavar="NAME", help="row label (default: FSG-GAN or the folder's name)")
     rec = p.add_argument_group("recognition (Table 3)")
     rec.add_argument("--recognizer", action="append", default=None, metavar="NAME",
-                     help="repeat for several; one Table 3 each. dlib_resnet (default: the independent judge, its "
-                          "weights ship with fsggan) | mobilefacenet | lightcnn9 | lightcnn29 | lightcnn29v2 | "
-                          "arcface_r50 | arcface_r100 | none (no rank-k)")
+                     help="identity judge, repeatable (default: dlib_resnet; none: no rank-k)")
     rec.add_argument("--recognizer-weights", action="append", default=None, metavar="[NAME=]PATH",
-                     help="published weights of a recognizer (NAME=PATH when several need them); 'random' for a "
-                          "smoke test. The network that trained G's identity loss is marked as not independent")
-    rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], help="ranks to report, >= 1 (default: 1 5 10)")
+                     help="a judge's published weights ('random': a smoke test)")
+    rec.add_argument("--ks", type=int, nargs="+", default=[1, 5, 10], metavar="K",
+                     help="ranks to report, >= 1 (default: 1 5 10)")
     out = p.add_argument_group("output")
-    out.add_argument("--out", help="results folder: results.md, results.json, quality.csv, recognition.csv")
+    out.add_argument("--out", help="results folder (results.md, .json, .csv), outside the sets")
     out.add_argument("--per-image", action="store_true", help="also write per_image_<set>.csv")
-    out.add_argument("--save-predictions", help="with --gan: write the outputs to DIR/<set name>/<name>")
+    out.add_argument("--save-predictions", metavar="DIR", help="with --gan: write the outputs to DIR/<set>/")
     out.add_argument("--compare", nargs="+", metavar="RESULTS_DIR",
-                     help="instead of scoring: put earlier results folders side by side (ablation table)")
+                     help="instead of scoring: earlier results side by side")
     run = p.add_argument_group("running")
     run.add_argument("--allow-missing", action="store_true",
-                     help="score the images that have a prediction; report and count the others")
-    run.add_argument("--batch-size", type=int, default=64)
-    run.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    run.add_argument("--workers", type=int, default=2, help="image reading processes (default 2)")
-    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+                     help="score the images that have a prediction, count the others")
+    run.add_argument("--batch-size", type=int, default=64, metavar="N", help="faces per model batch (default: 64)")
+    run.add_argument("--workers", type=int, default=2, metavar="N", help="image reading processes (default: 2)")
+    add_common_options(run)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Returns the exit status (2 for a user error such as a missing prediction, a wrong
     checkpoint or recognizer weights; the message names the file)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)  # --help before torch is imported
     from fsggan.eval.evaluate import MissingPredictionsError
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
     problem = _check_values(args)
     if problem:
         return fail(PROG, problem)

@@ -12,41 +12,48 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fsggan.cli import fail
+from fsggan.cli import fail, new_parser
 
 PROG = "fsggan-export"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=PROG,
+    p = new_parser(
+        PROG,
+        epilog="OUT may not hold or lie in what the command reads (the run, --vae, --report); --overwrite "
+               "replaces an earlier model folder, never an input. It runs no model (weights are copied on the "
+               "CPU), so there is no --device.\n\n"
+               "Exit status: 0 written; 2 a usage error (one line: a missing run, an existing OUT, a bad report, "
+               "OUT on an input) and nothing written (docs/cli.md).",
         description="Write a trained model as a folder people can share and load without its training "
                     "state: G's inference weights (its EMA copy when the run kept one) and V's in safetensors, "
                     "model.json (constructor arguments, image size, alignment template, training data and its "
                     "terms, measured figures, sha256 of every weight file) and a README.md model card. "
                     "Load it with fsggan-deocclude --model OUT or FSGGAN.from_pretrained(OUT).")
-    p.add_argument("run", help="Stage II run folder or checkpoint (.pt); best.pt preferred")
+    p.add_argument("run", help="Stage II run folder (its best.pt) or checkpoint (.pt)")
     p.add_argument("out", help="the model folder to write (new or empty; see --overwrite)")
-    p.add_argument("--vae", default=None, help="Stage I checkpoint or run folder (default: the VAE stored in the "
-                   "Stage II checkpoint, the one G was trained with)")
-    p.add_argument("--report", default=None, help="fsggan-eval results folder (or results.json) whose figures go "
-                   "into model.json (default: one found beside the run that scored this checkpoint)")
-    p.add_argument("--onnx", action="store_true", help="also write model.onnx: V and G in one graph, occluded "
-                   "faces (N, 3, S, S) in [-1, 1] in, de-occluded faces out (needs the onnx package)")
-    p.add_argument("--onnx-extras", action="store_true", help="with --onnx: also output the structure image "
-                   "and G's occlusion map")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing non-empty OUT")
+    p.add_argument("--vae", default=None, help="Stage I checkpoint (default: the one stored with the run)")
+    p.add_argument("--report", default=None, help="fsggan-eval results for model.json (default: one beside the run)")
+    p.add_argument("--onnx", action="store_true", help="also write model.onnx, V and G in one graph (needs onnx)")
+    p.add_argument("--onnx-extras", action="store_true", help="with --onnx: also output V(x) and G's occlusion map")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier model folder at OUT")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """0 when written; 2 for a user error (missing run, existing OUT, bad report), one line."""
+    from fsggan.cli.safety import folder_overlap, holds_input
+
+    args = build_parser().parse_args(argv)  # --help before torch is imported
+    if args.onnx_extras and not args.onnx:
+        return fail(PROG, "--onnx-extras needs --onnx")
+    read = [("the run", args.run), ("the --vae", args.vae), ("the --report", args.report)]
+    problem = folder_overlap("OUT", args.out, read) or holds_input("OUT", args.out, read)
+    if problem:
+        return fail(PROG, problem)
     from fsggan.export import ModelFolderError, find_report, write_model_folder
     from fsggan.pipeline import FSGGAN
 
-    args = build_parser().parse_args(argv)
-    if args.onnx_extras and not args.onnx:
-        return fail(PROG, "--onnx-extras needs --onnx")
     if args.onnx:
         try:
             import onnx  # noqa: F401  (torch.onnx.export writes through it)

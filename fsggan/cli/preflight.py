@@ -8,14 +8,20 @@ import argparse
 from pathlib import Path
 
 from fsggan.cli import check_device, check_out_dir
+from fsggan.cli.safety import folder_overlap
 
 __all__ = ["eval_preflight", "model_image_size", "set_image_size"]
 
 
 def eval_preflight(args: argparse.Namespace) -> str | None:
-    """``fsggan-eval``: --out, --save-predictions, --device, and --gan against the sets."""
+    """``fsggan-eval``: --out, --save-predictions (writable, outside every folder it reads),
+    --device, and --gan against the sets."""
+    read = [("the set", s) for s in args.sets] + [("the predictions folder", getattr(args, "predictions", None))]
+    read += [("the results folder", c) for c in getattr(args, "compare", None) or []]
     problem = (check_out_dir(getattr(args, "out", None), "--out")
                or check_out_dir(getattr(args, "save_predictions", None), "--save-predictions")
+               or folder_overlap("--out", getattr(args, "out", None), read)
+               or folder_overlap("--save-predictions", getattr(args, "save_predictions", None), read)
                or check_device(args.device))
     if problem or not getattr(args, "gan", None) or getattr(args, "compare", None):
         return problem

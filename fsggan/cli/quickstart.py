@@ -4,7 +4,7 @@
     fsggan-quickstart --lfw /data/lfw --out runs/qs
     fsggan-quickstart --full                   # the LFW configs at 128x128, for a GPU
 
-What it runs and writes: :mod:`fsggan.quickstart` (its docstring is the help's epilog).
+What it runs and writes: :mod:`fsggan.quickstart`; ``--help`` says it in plain words.
 """
 from __future__ import annotations
 
@@ -12,11 +12,21 @@ import argparse
 import os
 from pathlib import Path
 
-from fsggan import quickstart
-from fsggan.cli import fail
-from fsggan.quickstart import REPO_ROOT, SHARED_LFW, SHARED_MOBILEFACENET
+from fsggan.cli import add_common_options, fail, new_parser, training_device
 
 PROG = "fsggan-quickstart"
+# fsggan.quickstart's paths, here so that --help needs no torch (tests/test_cli_options.py checks they agree)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SHARED_LFW = Path("../shared/data/lfw")
+SHARED_MOBILEFACENET = Path("../shared/data/weights/mobilefacenet_casia_068.ckpt")
+EPILOG = ("The quick run (default): the CPU recipe's models at 64x64 for a few hundred steps, about ten minutes "
+          "on a 2-core CPU. It shows the pipeline working end to end; its model is far from the paper's "
+          "(docs/experiments.md has the measured numbers). --full: the LFW configs at 128x128 for tens of "
+          "thousands of steps, meant for a GPU.\n\n"
+          "Everything goes under --out: data/ (prepared sets), vae/ and gan/ (the two runs), report/ (PSNR, "
+          "SSIM, rank-k, a grid of examples). Re-running continues where it stopped. --out may not lie in the "
+          "LFW folder.\n\n"
+          "Exit status: 0 done; 2 a usage error (one line: an option, the LFW folder, a config) (docs/cli.md).")
 
 
 LFW_SOURCE = ("LFW (lfw.tgz) comes from the University of Massachusetts LFW page, "
@@ -41,29 +51,35 @@ def find_lfw(lfw: str | None) -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="\n\n".join([__doc__.split("\n\n")[1], *quickstart.__doc__.split("\n\n")[2:]]))
-    p.add_argument("--lfw", default=None, help=f"LFW root (<root>/<Person>/*.jpg); default {SHARED_LFW}. "
-                   "LFW: http://vis-www.cs.umass.edu/lfw/ (lfw.tgz) or a mirror")
-    p.add_argument("--out", default="runs/quickstart", help="output folder (default runs/quickstart)")
-    p.add_argument("--full", action="store_true", help="full-size LFW configs (128x128; meant for a GPU: "
-                   "bf16 autocast and channels_last there)")
-    p.add_argument("--vae-steps", type=int, default=None, help="Stage I steps (quick default 300)")
-    p.add_argument("--gan-steps", type=int, default=None, help="Stage II steps (quick default 500)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--recognizer-weights", default=None,
-                   help=f"MobileFaceNet checkpoint for rank-k (default {SHARED_MOBILEFACENET} when present)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p = new_parser(PROG, "Prepare an LFW test set, train V then G, evaluate, and write a report: the whole "
+                   "pipeline in one command.", EPILOG)
+    p.add_argument("--lfw", default=None, metavar="DIR", help=f"LFW folder, <DIR>/<Person>/*.jpg (default: {SHARED_LFW})")
+    p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
+    p.add_argument("--full", action="store_true", help="128x128 LFW configs, for a GPU (default: the quick run)")
+    p.add_argument("--vae-steps", type=int, default=None, metavar="N", help="Stage I steps (default: 300; --full: 30000)")
+    p.add_argument("--gan-steps", type=int, default=None, metavar="N", help="Stage II steps (default: 500; --full: 60000)")
+    p.add_argument("--recognizer-weights", default=None, metavar="PATH",
+                   help=f"MobileFaceNet weights for rank-k (default: {SHARED_MOBILEFACENET.name} if present)")
+    add_common_options(p)
     return p
 
 
 def main(argv=None) -> int:
     """Returns 0, or 2 for a bad config (one line on stderr)."""
-    from fsggan.config import ConfigError
+    from fsggan.cli.safety import folder_overlap
 
     args = build_parser().parse_args(argv)
     lfw = find_lfw(args.lfw).resolve()
+    try:
+        device = training_device(args.device)
+    except ValueError as e:
+        return fail(PROG, e)
+    problem = folder_overlap("--out", args.out, [("the LFW folder", lfw)])
+    if problem:
+        return fail(PROG, problem)
+    from fsggan import quickstart
+    from fsggan.config import ConfigError
+
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     weights = str(Path(args.recognizer_weights).resolve()) if args.recognizer_weights else None
@@ -72,7 +88,7 @@ def main(argv=None) -> int:
     os.chdir(REPO_ROOT)
     try:
         quickstart.run_quickstart(lfw=lfw, out=out, full=args.full,
-                                  vae_steps=args.vae_steps, gan_steps=args.gan_steps, device=args.device,
+                                  vae_steps=args.vae_steps, gan_steps=args.gan_steps, device=device,
                                   recognizer_weights=weights, progress=not args.no_progress)
     except ConfigError as e:
         return fail(PROG, e)

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-__all__ = ["output_overlap", "folder_overlap"]
+__all__ = ["output_overlap", "folder_overlap", "holds_input"]
 
 FIX = "give an output folder outside the inputs (inputs are never overwritten)"
 
@@ -66,4 +66,16 @@ def output_overlap(option: str, out, targets: Iterable[Path], *, files: Iterable
         for real_dir, given in real_folders:
             if _inside(rt, real_dir):
                 return f"{option} {out}: would write {t} into the input folder {given}; {FIX}"
+    return None
+
+
+def holds_input(option: str, out, inputs: Iterable[tuple[str, object]]) -> str | None:
+    """``out`` (a folder a command may replace as a whole) against what it reads, ``(what,
+    path)`` each: a complaint when an input is ``out`` or lies below it."""
+    if out is None:
+        return None
+    o = _real(out)
+    for what, path in inputs:
+        if path is not None and _inside(_real(path), o):
+            return f"{option} {out}: holds {what} {path}, which this command reads; {FIX}"
     return None

@@ -2,7 +2,7 @@
 ``fsggan-train-gan`` (:func:`gan_main`, Stage II), one parser for both.
 
     fsggan-train-gan --config configs/gan.yaml [--config my_layer.yaml ...] [--set key=value ...]
-                     [--run-dir DIR] [--resume [PATH]] [--print-config]
+                     [--run-dir DIR] [--resume [PATH]] [--print-config] [--device DEVICE] [--no-progress]
     torchrun --nproc_per_node 4 -m fsggan.cli.train_gan --config configs/gan.yaml   # multi-GPU
 
 Fresh run: config = the YAML files (``--config``, layered in order; each may name its
@@ -26,9 +26,42 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from fsggan.cli import fail
+from fsggan.cli import add_common_options, data_folders, fail, new_parser, training_device
 
 PATHS_NOTE = "Paths in the config are relative to the current directory."
+STAGES = {
+    "vae": ("fsggan-train-vae", "configs/vae.yaml",
+            "Train Stage I: the VAE V that turns an occluded face into its facial structure g = V(x). "
+            "The run folder gets config.yaml, stats.jsonl, TensorBoard logs, samples/ and checkpoints/ "
+            "(last.pt, best.pt)."),
+    "gan": ("fsggan-train-gan", "configs/gan.yaml",
+            "Train Stage II: the generator G that paints the occluded face, given the face and V's structure "
+            "image, against the discriminators. The run folder gets config.yaml, stats.jsonl, TensorBoard "
+            "logs, samples/ and checkpoints/ (last.pt, best.pt)."),
+}
+EPILOG = (f"{PATHS_NOTE} --device and --no-progress set train.device and train.progress; with --resume they may "
+          "change, as may train.steps, the logging, validation and checkpoint periods, train.run_dir and the "
+          "loader settings.\n\n"
+          "Exit status: 0 done (or already complete); 1 stopped by a loss that is not finite; 2 a usage error "
+          "found at start (one line: config, checkpoint, files, data; no run folder left behind); 130 stopped "
+          "by Ctrl-C or SIGTERM after saving checkpoints/last.pt. The run folder may not lie in the data it "
+          "reads (docs/cli.md).")
+
+
+def build_parser(stage: str) -> argparse.ArgumentParser:
+    """The parser of ``fsggan-train-<stage>`` ("vae" or "gan"); imports no torch."""
+    prog, default_config, description = STAGES[stage]
+    p = new_parser(prog, description, EPILOG)
+    p.add_argument("--config", action="append", default=None, metavar="YAML",
+                   help=f"config file, repeat to layer several (default: {default_config})")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="change one config key, e.g. train.batch_size=32 (repeatable)")
+    p.add_argument("--run-dir", default=None, help="run folder (default: the config's train.run_dir)")
+    p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
+                   help="continue a run: its checkpoint or folder (default: the run folder's last.pt)")
+    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    add_common_options(p, device_default=None)
+    return p
 
 
 def parse_args(argv, config_cls, *, prog: str, description: str, default_config: str,
@@ -40,21 +73,15 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
     from fsggan.train.resume import run_folder
     from fsggan.train.runtime import TrainingError
 
-    p = argparse.ArgumentParser(prog=prog, description=description,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, epilog=PATHS_NOTE)
-    p.add_argument("--config", action="append", default=None,
-                   help=f"YAML config; several are layered in order (default when not resuming: {default_config})")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a config key, e.g. --set train.batch_size=32 (repeatable)")
-    p.add_argument("--run-dir", default=None, help="run directory (overrides train.run_dir)")
-    p.add_argument("--resume", nargs="?", const="", default=None, metavar="PATH",
-                   help="continue a run: a checkpoint file or run directory (no PATH: the run "
-                        "directory's checkpoints/last.pt); with it, --set may change train.steps, the "
-                        "logging/validation/checkpoint periods, train.progress, train.run_dir and the "
-                        "device/loader settings only (fsggan.train.resume.RESUMABLE_KEYS)")
-    p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p = build_parser(stage)
     args = p.parse_args(argv)
-    overrides = list(args.overrides)
+    try:
+        device = training_device(args.device)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    overrides = list(args.overrides) + ([f"train.device={device}"] if device else [])
+    if args.no_progress:
+        overrides.append("train.progress=false")
     if args.run_dir is not None:
         overrides.append(f"train.run_dir={args.run_dir}")
     configs = args.config or [default_config]
@@ -97,6 +124,7 @@ def run(argv, config_cls, train_fn, *, prog: str, description: str, default_conf
     written), 1 a non-finite loss, 130 stopped by Ctrl-C / SIGTERM after saving ``last.pt``.
     """
     from fsggan.checkpoint import CheckpointError
+    from fsggan.cli.safety import folder_overlap
     from fsggan.config import ConfigError
     from fsggan.data import DatasetError, ImageError, OccluderError, SplitError
     from fsggan.models.identity import WeightsError
@@ -106,6 +134,9 @@ def run(argv, config_cls, train_fn, *, prog: str, description: str, default_conf
     try:
         cfg, resume = parse_args(argv, config_cls, prog=prog, description=description,
                                  default_config=default_config, stage=stage)
+        problem = folder_overlap("train.run_dir", cfg.train.run_dir, data_folders(cfg.data))
+        if problem:  # samples/ and checkpoints/ would land among the faces the run reads
+            raise ConfigError(problem)
         existed = Path(cfg.train.run_dir).exists()
         try:
             result = train_fn(**vars(cfg), resume=resume)
@@ -138,17 +169,19 @@ def _remove_unfinished(run_dir: Path) -> None:
 
 def vae_main(argv=None) -> int:
     """``fsggan-train-vae``: :func:`fsggan.train.vae.train_vae`."""
+    build_parser("vae").parse_args(argv)  # --help and option errors before torch is imported
     from fsggan.train import vae
     from fsggan.train.config import TrainVAEConfig
 
-    return run(argv, TrainVAEConfig, vae.train_vae, prog="fsggan-train-vae", description=vae.__doc__,
+    return run(argv, TrainVAEConfig, vae.train_vae, prog="fsggan-train-vae", description=STAGES["vae"][2],
                default_config="configs/vae.yaml", stage="vae")
 
 
 def gan_main(argv=None) -> int:
     """``fsggan-train-gan``: :func:`fsggan.train.gan.train_gan`."""
+    build_parser("gan").parse_args(argv)  # --help and option errors before torch is imported
     from fsggan.train import gan
     from fsggan.train.config import TrainGANConfig
 
-    return run(argv, TrainGANConfig, gan.train_gan, prog="fsggan-train-gan", description=gan.__doc__,
+    return run(argv, TrainGANConfig, gan.train_gan, prog="fsggan-train-gan", description=STAGES["gan"][2],
                default_config="configs/gan.yaml", stage="gan")

@@ -5,11 +5,12 @@ de-occlude all faces of all photos in batches, paste each back with a feathered 
     results = deocclude_photos(model, [a, b, c], batch_size=32)  # [(photo, faces), ...]
 
 ``model`` is an :class:`fsggan.pipeline.FSGGAN` (anything with ``run(x) -> (y, g)``,
-``image_size`` and ``data``, the data section of its training config). Photos are RGB
-uint8 arrays (H, W, 3) or PIL images (EXIF orientation applied, read as
-:func:`fsggan.images.pil_to_rgb` reads them); the photo comes back as a uint8 array of the
-same size, never rescaled; pixels outside the pasted faces are unchanged. Where the model
-changed little, the photo keeps its own detail (``keep_detail``, :mod:`fsggan.photos.paste`).
+``image_size`` and ``data``, the data section of its training config). Photos are file
+paths, RGB arrays (H, W, 3) - uint8, or float in [0, 1] - or PIL images (EXIF orientation
+applied, read as :func:`fsggan.images.read_rgb` reads files: :func:`photo_array`); the
+photo comes back as a uint8 array of the same size, never rescaled; pixels outside the
+pasted faces are unchanged. Where the model changed little, the photo keeps its own detail
+(``keep_detail``, :mod:`fsggan.photos.paste`).
 
 Faces come from :func:`find_faces`, which calls ``fsggan.detect.detect_faces`` (the
 detector, its landmarks and its ``min_face`` / ``max_side`` handling live there); ``detect=``
@@ -26,12 +27,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 
-from fsggan.images import pil_to_rgb, to_tensor, to_uint8
+from fsggan.images import pil_to_rgb, read_rgb, to_tensor, to_uint8
 
 from .align import estimate_similarity, warp_to_crop
 from .paste import feather_mask, paste_back
@@ -87,21 +89,27 @@ def find_faces(image: np.ndarray, detector: str | None = None, *, min_face: int 
 
 
 def photo_array(image) -> np.ndarray:
-    """A photo as RGB uint8 (H, W, 3): PIL images upright (EXIF orientation) and converted
-    as files are; arrays (H, W, 3) uint8 as they are."""
+    """A photo as RGB uint8 (H, W, 3), from what a notebook holds: a file path (str or Path,
+    read upright as ``fsggan-deocclude`` reads it), a PIL image (upright, converted as files
+    are), a uint8 array (H, W, 3) as it is, or a float array (H, W, 3) in [0, 1] (rounded to
+    uint8, as ``FSGGAN.deocclude`` reads float arrays). Anything else is a one-line ValueError."""
+    if isinstance(image, (str, Path)):
+        return read_rgb(image, upright=True)[0]
     if isinstance(image, Image.Image):
         return pil_to_rgb(ImageOps.exif_transpose(image))[0]
     arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[2] != 3 or arr.dtype != np.uint8:
-        raise ValueError(f"a photo must be an RGB uint8 array (H, W, 3) or a PIL image, got {arr.dtype} {arr.shape}")
+    if arr.ndim != 3 or arr.shape[2] != 3:
+        raise ValueError(f"a photo must be a file path, a PIL image or an RGB array (H, W, 3), got "
+                         f"{type(image).__name__} of shape {arr.shape}")
+    if np.issubdtype(arr.dtype, np.floating):
+        lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 1.0)
+        if not (-1e-3 <= lo and hi <= 1 + 1e-3):  # also false for NaN
+            raise ValueError(f"a float photo must hold values in [0, 1] (for [0, 255] pass uint8); got values in "
+                             f"[{lo:g}, {hi:g}]")
+        return np.clip(np.rint(arr * 255.0), 0, 255).astype(np.uint8)
+    if arr.dtype != np.uint8:
+        raise ValueError(f"a photo array must be uint8 in [0, 255] or float in [0, 1], got {arr.dtype}")
     return arr
-
-
-def warp_mask(mask: np.ndarray, photo_to_crop: np.ndarray, size: int) -> np.ndarray:
-    """A photo's mask (H, W) in [0, 1] -> its ``size`` crop, float32 in [0, 1], warped as
-    the face is (:func:`warp_to_crop`, at 8 bits)."""
-    u8 = np.rint(np.clip(mask, 0.0, 1.0) * 255.0).astype(np.uint8)
-    return warp_to_crop(np.repeat(u8[..., None], 3, axis=2), photo_to_crop, size)[..., 0].astype(np.float32) / 255.0
 
 
 def align_faces(photo: np.ndarray, detect: Callable, template: np.ndarray, size: int,

@@ -23,6 +23,7 @@ process that starts the run, as every command-line tool reads them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Literal
 
 from fsggan.config import ConfigError, merge, read_layers
@@ -143,6 +144,10 @@ class TrainDataSection(PrepareConfig):
             raise ConfigError(f"data.config: expected the path of a data YAML, got {raw['config']!r}")
         if raw.get("config") and not all(f.name in raw for f in fields(PrepareConfig)):
             raw = merge(read_layers(raw["config"]), raw)
+        elif raw.get("config") and not Path(raw["config"]).is_file():  # a run's saved config.yaml, elsewhere
+            raise ConfigError(f"data.config={raw['config']!r} is not found from {Path.cwd()}; this config already "
+                              "holds every data key, so give --set data.config=null (or run from the folder the "
+                              "run was started in)")
         return raw
 
     def prepare_config(self) -> PrepareConfig:
@@ -185,11 +190,14 @@ class OptimSection:
     min_lr_ratio: float = 0.0
 
     def __post_init__(self):
-        if self.lr <= 0 or (self.lr_d is not None and self.lr_d <= 0):
-            raise ValueError("learning rates must be > 0")
+        for name in ("lr", "lr_d"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)}: a learning rate must be > 0 (e.g. 1.0e-4)")
         check_section(self)
-        if self.warmup_steps < 0 or not 0.0 <= self.min_lr_ratio <= 1.0:
-            raise ValueError("warmup_steps must be >= 0 and min_lr_ratio in [0, 1]")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps={self.warmup_steps}: must be >= 0 (0: no warm-up)")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(f"min_lr_ratio={self.min_lr_ratio}: must be in [0, 1]")
 
 
 # Loop -------------------------------------------------------------------------------
