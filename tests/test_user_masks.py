@@ -159,3 +159,34 @@ def test_cli_mask_for_photos(tmp_path, monkeypatch):
     model = tiny()
     want, _ = model.deocclude_photo(photo, mask=big, detect=stub_detect)
     assert np.array_equal(np.asarray(Image.open(out / "one.png")), want)
+
+
+def test_video_frames_are_deoccluded_with_their_time_stamps(tmp_path, monkeypatch, capsys):
+    av = pytest.importorskip("av", reason="PyAV is not installed (pip install 'fsggan[video]')")
+    from fsggan.cli.deocclude import main as deocclude_main
+    from test_photos import lfw, occluded, stub_detect
+
+    monkeypatch.setattr("fsggan.photos.deocclude.face_finder", lambda detector, min_face: stub_detect)
+    run = write_run(tmp_path / "gan.pt")
+    photo = occluded(lfw())
+    clip = tmp_path / "clip.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 250, 250, "yuv420p"
+        for k in range(6):
+            frame = av.VideoFrame.from_ndarray(np.roll(photo, k, axis=1).copy(), format="rgb24")
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    dst = tmp_path / "out" / "clip.mp4"
+    assert deocclude_main([str(clip), "--gan", str(run), "--out", str(dst), "--device", "cpu", "--no-progress",
+                           "--batch-size", "4"]) == 0
+    assert "wrote 6 frame(s) with 6 face(s)" in capsys.readouterr().out
+    with av.open(str(clip)) as a, av.open(str(dst)) as b:
+        fa, fb = list(a.decode(video=0)), list(b.decode(video=0))
+        assert b.streams.video[0].average_rate == 5
+    assert len(fb) == 6 and [f.pts * f.time_base for f in fb] == [f.pts * f.time_base for f in fa]
+    ins, outs = (np.stack([f.to_ndarray(format="rgb24").astype(np.int16) for f in fs]) for fs in (fa, fb))
+    change = np.abs(outs - ins).mean(axis=(0, 3))
+    assert change[140:175, 105:145].mean() > 4 * change[:40].mean()  # the face changed, the top rows hardly
+    assert deocclude_main([str(clip), "--gan", str(run), "--out", str(tmp_path / "o.mp4"), "--mask", "m"]) == 2
+    assert capsys.readouterr().err.strip() == "fsggan-deocclude: error: --mask: not for videos"

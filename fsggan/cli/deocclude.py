@@ -4,6 +4,7 @@
     fsggan-deocclude crops/ --gan runs/gan --out out/ --aligned [--structure] [--strip]
     fsggan-deocclude lfw/ --gan runs/gan --out out/ --crop lfw      # a fixed face box, no detection
     fsggan-deocclude photos/ --model fsggan-lfw128 --out out/ [--mask masks/ [--mask-mode union]] [--amp bf16]
+    fsggan-deocclude clip.mp4 --model fsggan-lfw128 --out out.mp4   # every frame (needs PyAV)
 
 Order of work: options, inputs (collected, their headers read), outputs (never on an input)
 are checked first; only then is the model loaded; each output file is written whole, once
@@ -26,6 +27,7 @@ DETECTORS = ("mtcnn", "dlib_hog", "dlib_cnn")
 DEFAULT_DETECTOR = "mtcnn"
 MIN_SIZE = 32  # fsggan.images.MIN_FACE_SIZE: the shorter side an input needs
 SUFFIXES = ".png .jpg .jpeg .bmp .webp .tif .tiff .ppm .pgm"  # fsggan.images.IMAGE_EXTENSIONS
+VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # fsggan.photos.video.VIDEO_EXTENSIONS
 
 RULES = ("Inputs: files named on the command line and the images in folders (searched recursively for photos, "
          f"only the folder itself with --aligned/--crop), of {SUFFIXES}; a named file of another type is an "
@@ -42,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "or --crop, faces come out at the size the model works at (e.g. 128x128). Inputs need "
                     f"{MIN_SIZE} px on their shorter side.",
         epilog=RULES + exit_epilog("output"))
-    p.add_argument("inputs", nargs="+", help="image files and/or folders")
+    p.add_argument("inputs", nargs="+", help="image files and/or folders, or one video (with --out a video file)")
     p.add_argument("--gan", default=None, help="Stage II checkpoint (.pt) or run folder")
     p.add_argument("--vae", default=None, help="Stage I checkpoint (default: the one in --gan)")
     p.add_argument("--model", default=None, metavar="FOLDER",
@@ -75,11 +77,16 @@ def _check_options(args) -> str | None:
         return f"--min-face {args.min_face}: must be >= 1"
     if args.aligned and args.crop:
         return "--aligned and --crop exclude each other (aligned crops are only resized)"
+    return _check_model(args) or check_out_dir(args.out, "--out")
+
+
+def _check_model(args) -> str | None:
+    """--gan / --model / --vae, --device and --amp."""
     if (args.gan is None) == (args.model is None):
         return "give the model as --gan RUN (a training run) or --model FOLDER (fsggan-export's), one of them"
     if args.vae and not args.gan:
         return "--vae goes with --gan (a model folder holds its V)"
-    return check_out_dir(args.out, "--out") or check_device(args.device) or _check_amp(args)
+    return check_device(args.device) or _check_amp(args)
 
 
 def _check_amp(args) -> str | None:
@@ -171,9 +178,43 @@ def _crops(args, model, files, unreadable) -> int:
     return _report(len(files) - len(failed), len(files) + len(unreadable), args.out, [*unreadable, *failed])
 
 
+def _video(args) -> int:
+    """``fsggan-deocclude clip.mp4 --out out.mp4``: every frame's faces (fsggan.photos.video)."""
+    from fsggan.photos.deocclude import face_finder
+    from fsggan.photos.video import deocclude_video, is_video
+
+    src, out = Path(args.inputs[0]), Path(args.out)
+    others = [n for n, on in (("--aligned", args.aligned), ("--crop", args.crop), ("--mask", args.mask),
+                              ("--save-faces", args.save_faces), ("--structure", args.structure),
+                              ("--strip", args.strip)) if on]
+    problem = (("a video goes alone, to a video file: fsggan-deocclude clip.mp4 --out out.mp4"
+                if len(args.inputs) != 1 or not is_video(out) else None)
+               or (f"{', '.join(others)}: not for videos" if others else None)
+               or (None if src.is_file() else f"{src}: no such video file")
+               or (f"--out {out}: that is the input video; give another file" if out.exists()
+                   and out.resolve() == src.resolve() else None)
+               or (f"--out {out}: a folder; give a video file" if out.is_dir() else None)
+               or (f"--batch-size {args.batch_size}: must be >= 1" if args.batch_size < 1 else None)
+               or _check_model(args))
+    if problem:
+        return fail(PROG, problem)
+    try:
+        detect = face_finder(args.detector, args.min_face)
+        model = _load(args)
+        summary = deocclude_video(model, src, out, detect=detect, batch_size=args.batch_size,
+                                  progress=not args.no_progress)
+    except (FileNotFoundError, ValueError, ImportError) as exc:  # VideoError, CheckpointError: ValueErrors
+        return fail(PROG, exc)
+    print(f"wrote {summary.frames} frame(s) with {summary.faces} face(s) to {out} "
+          f"({summary.frames_without_face} frame(s) without a face; audio: {summary.audio})")
+    return EXIT_WRITTEN if summary.frames else EXIT_NONE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The exit status: 0 all written, 1 some, 3 none, 2 a usage error (see the --help epilog)."""
     args = build_parser().parse_args(argv)
+    if any(Path(i).suffix.lower() in VIDEO_SUFFIXES for i in args.inputs):
+        return _video(args)
     crops = args.aligned or args.crop is not None
     found = _check_options(args) or _collect(args, crops)  # before the model loads or anything is written
     if isinstance(found, str):

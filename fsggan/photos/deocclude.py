@@ -112,6 +112,13 @@ def photo_array(image) -> np.ndarray:
     return arr
 
 
+def warp_mask(mask: np.ndarray, photo_to_crop: np.ndarray, size: int) -> np.ndarray:
+    """A photo's mask (H, W) in [0, 1] -> its ``size`` crop, float32 in [0, 1], warped as
+    the face is (:func:`warp_to_crop`, at 8 bits)."""
+    u8 = np.rint(np.clip(mask, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return warp_to_crop(np.repeat(u8[..., None], 3, axis=2), photo_to_crop, size)[..., 0].astype(np.float32) / 255.0
+
+
 def align_faces(photo: np.ndarray, detect: Callable, template: np.ndarray, size: int,
                 mask: np.ndarray | None = None) -> list[PhotoFace]:
     """Detect the faces of ``photo`` and cut each one's aligned ``size`` crop (no model yet);
