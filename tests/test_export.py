@@ -190,3 +190,24 @@ def test_mps_is_a_known_device_refused_in_one_line_where_absent():
     else:
         with pytest.raises(ValueError, match=r"^device 'mps': Apple's MPS is not available on this machine"):
             resolve_device("mps")
+
+
+def test_eval_amp_runs_the_model_in_bf16_and_refuses_fp16_on_the_cpu(run, tmp_path, capsys):
+    from fsggan.cli.evaluate import main as eval_main
+    from test_eval import make_prepared_set
+
+    prepared = make_prepared_set(tmp_path / "set1-toy", n_ids=2, per_id=2, repeats=1)
+    common = [str(prepared), "--gan", str(run), "--recognizer", "none", "--workers", "0", "--device", "cpu",
+              "--no-progress"]
+    outs = {}
+    for amp in (None, "bf16"):
+        outs[amp] = tmp_path / f"pred-{amp}"
+        assert eval_main(common + ["--save-predictions", str(outs[amp])] + (["--amp", amp] if amp else [])) == 0
+    names = sorted(p.name for p in (outs[None] / "set1-toy").iterdir())
+    a, b = ([np.asarray(Image.open(outs[k] / "set1-toy" / n), np.int16) for n in names] for k in (None, "bf16"))
+    diff = max(np.abs(x - y).max() for x, y in zip(a, b))
+    assert 0 < diff <= 8  # bf16 moved some pixels by a few levels, no more
+    capsys.readouterr()
+    assert eval_main(common + ["--amp", "fp16"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--amp 'fp16': float16 autocast needs a GPU" in err[0]

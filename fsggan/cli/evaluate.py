@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="score the images that have a prediction, count the others")
     run.add_argument("--batch-size", type=int, default=64, metavar="N", help="faces per model batch (default: 64)")
     run.add_argument("--workers", type=int, default=2, metavar="N", help="image reading processes (default: 2)")
+    run.add_argument("--amp", default=None, choices=("bf16", "fp16"), metavar="DTYPE",
+                     help="with --gan: bf16 (CPU or GPU) or fp16 (GPU) autocast (default: float32)")
     add_common_options(run)
     return p
 
@@ -96,6 +98,8 @@ def _check_values(args: argparse.Namespace) -> str | None:
         value, least = getattr(args, name), 1 if name == "batch_size" else 0
         if value < least:
             return f"--{name.replace('_', '-')} {value}: must be >= {least}"
+    if args.amp is not None and not args.gan:
+        return f"--amp {args.amp}: goes with --gan (it sets how the model runs)"
     return None
 
 
@@ -116,7 +120,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
     from fsggan.eval.evaluate import evaluate_sets
     from fsggan.eval.recognition import DLIB_NAME, build_recognizer
     from fsggan.device import resolve_device
-    from fsggan.pipeline import FSGGAN
+    from fsggan.pipeline import FSGGAN, amp_dtype
 
     if args.compare:
         if args.sets or args.gan or args.predictions:
@@ -134,7 +138,11 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
     device = resolve_device(args.device)
     model, method = None, args.method_name
     if args.gan:
-        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=device)
+        try:  # --amp fp16 on the CPU: one line before the model loads
+            amp_dtype(args.amp, device)
+        except ValueError as exc:
+            return fail(PROG, f"--{exc}")
+        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=device, amp=args.amp)
         method = method or "FSG-GAN"
     elif args.predictions:
         if not Path(args.predictions).is_dir():
