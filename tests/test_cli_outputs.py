@@ -235,3 +235,19 @@ def test_killed_half_way_leaves_only_whole_files(runs, tmp_path):  # noqa: F811
             assert im.size == (32, 32)
     others = [p.name for p in out.iterdir() if p.suffix != ".png"]
     assert all(n.startswith(".") and n.endswith(".part") for n in others), others
+
+
+def test_an_interrupted_write_leaves_no_partial_file(gan, tmp_path, monkeypatch, capsys):
+    """The encoder stops half-way through a file (as a kill would): the output is absent, not
+    half a PNG, and no temporary file stays behind."""
+    face(tmp_path / "in" / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+
+    def half(im, fp, filename, *args, **kwargs):
+        fp.write(b"\x89PNG\r\n\x1a\n" + b"\0" * 100)
+        raise KeyboardInterrupt
+    monkeypatch.setitem(Image.SAVE, "PNG", half)
+    with pytest.raises(KeyboardInterrupt):
+        deocclude_main([str(tmp_path / "in"), "--gan", gan, "--out", str(out), "--aligned", "--no-progress"])
+    assert list(out.iterdir()) == []
