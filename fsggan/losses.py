@@ -96,9 +96,18 @@ def masked_pixel_loss(target: torch.Tensor, pred: torch.Tensor, mask: torch.Tens
 
 
 def map_bce_loss(occ_map: torch.Tensor, occ_mask: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy between a predicted occlusion map in (0, 1) and the synthesis mask."""
-    p = occ_map.float().clamp(1e-6, 1 - 1e-6)
-    return F.binary_cross_entropy(p, occ_mask.float())
+    """Binary cross-entropy between a predicted occlusion map in (0, 1) and the synthesis mask,
+    in float32: mean(-t log p - (1 - t) log(1 - p)) with p clamped to [1e-6, 1 - 1e-6].
+
+    Written out rather than ``F.binary_cross_entropy``, which CUDA autocast refuses ("unsafe
+    to autocast") inside the bf16/fp16 region of the generator step; the terms are those of
+    that function (``log1p(-p)``; its -100 floor never binds after the clamp), so CPU results
+    are unchanged. G exposes the map after its sigmoid, not its logits, so
+    ``binary_cross_entropy_with_logits`` would first have to undo the sigmoid."""
+    with torch.autocast(occ_map.device.type, enabled=False):
+        p = occ_map.float().clamp(1e-6, 1 - 1e-6)
+        t = occ_mask.float()
+        return -(t * torch.log(p) + (1 - t) * torch.log1p(-p)).mean()
 
 
 def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -152,16 +161,17 @@ def random_views(*images: torch.Tensor, shift: float = 0.06, scale: tuple[float,
     embedding only on one exact pixel grid no longer pays off.
     """
     ref = images[0]
-    b, dev = ref.shape[0], ref.device
+    b = ref.shape[0]
 
-    def draw(lo: float, hi: float, n: int = b) -> torch.Tensor:
-        return (torch.rand(n, generator=generator) * (hi - lo) + lo).to(dev)
+    def draw(lo: float, hi: float, n: int = b) -> torch.Tensor:  # on the host: read without a device sync
+        return torch.rand(n, generator=generator) * (hi - lo) + lo
 
     zoom = draw(*scale)
-    flip = torch.where(draw(0.0, 1.0) < 0.5, -1.0, 1.0).to(dev)
-    theta = torch.zeros(b, 2, 3, device=dev)
+    flip = torch.where(draw(0.0, 1.0) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
     theta[:, 0, 0], theta[:, 1, 1] = flip / zoom, 1.0 / zoom
     theta[:, 0, 2], theta[:, 1, 2] = draw(-2 * shift, 2 * shift), draw(-2 * shift, 2 * shift)
+    theta = theta.to(ref.device, non_blocking=True)
     sigma = float(draw(0.0, blur, 1)) if blur > 0 else 0.0
     factor = float(draw(*down, 1))
     out = []

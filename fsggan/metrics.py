@@ -113,6 +113,16 @@ def image_metrics_batch(pred: np.ndarray, target: np.ndarray) -> list[dict[str, 
     return out
 
 
+def psnr_ssim_batch(pred: torch.Tensor, target: torch.Tensor) -> tuple[list[float], list[float]]:
+    """:func:`psnr` and :func:`ssim` of each pair of two (B, 3, H, W) tensor batches in [-1, 1]
+    (no quantisation), at once: the same numbers as the per-image functions to float rounding."""
+    a, b = ((t.detach().cpu().to(torch.float64).clamp(-1, 1) + 1.0) / 2.0 for t in (pred, target))
+    if min(a.shape[-2:]) < 2 * _SSIM_RADIUS + 1:
+        return [psnr(p, t) for p, t in zip(pred, target)], [ssim(p, t) for p, t in zip(pred, target)]
+    mse = (a - b).square().mean(dim=(1, 2, 3)).tolist()
+    return [math.inf if m == 0 else 10.0 * math.log10(1.0 / m) for m in mse], _ssim_gaussian(b, a).tolist()
+
+
 _SSIM_SIGMA, _SSIM_TRUNCATE = 1.5, 3.5
 _SSIM_RADIUS = int(_SSIM_TRUNCATE * _SSIM_SIGMA + 0.5)  # 5: an 11x11 window, as scikit-image
 

@@ -343,9 +343,10 @@ class OcclusionSynthesizer:
         (the same as rendering at that factor and average-pooling, at a fraction of the cost).
         """
         bank = self.library.bank(self.canvas_size, device)
-        idx = torch.tensor([pl["index"] for pl in placements], device=bank.rgba.device)
+        # host data copied without waiting for the device (a blocking copy would sync on a GPU)
+        idx = torch.tensor([pl["index"] for pl in placements]).to(bank.rgba.device, non_blocking=True)
         src = bank.rgba.index_select(0, idx)
-        theta_t = self._theta(placements, bank).to(device=src.device, dtype=src.dtype).transpose(1, 2)
+        theta_t = self._theta(placements, bank).to(device=src.device, non_blocking=True).to(src.dtype).transpose(1, 2)
         n, b = self.image_size, len(placements)
         out = None
         for base in self._bases(src.device):
@@ -405,11 +406,13 @@ class OcclusionSynthesizer:
                         placements[b] = self.sample_placement(rngs[b], lms[b])
                         again.append(b)
                 pending, tries = again, tries + 1
-            idx = torch.tensor(todo, device=clean.device)
-            w = torch.stack([accepted[b][1] for b in todo]).to(clean.dtype)
+            # the whole batch at once, images without an occluder in this slot getting an empty
+            # one (alpha 0 leaves them as they are): no index tensor built from host data
+            empty = torch.zeros_like(accepted[todo[0]][1])
+            w = torch.stack([accepted[b][1] if b in accepted else empty for b in range(B)]).to(clean.dtype)
             a = w[:, 3:4]
-            out[idx] = out[idx] * (1 - a) + (2 * w[:, :3] - a)
-            mask[idx] = torch.maximum(mask[idx], (a > p.mask_threshold).to(clean.dtype))
+            out = out * (1 - a) + (2 * w[:, :3] - a)
+            mask = torch.maximum(mask, (a > p.mask_threshold).to(clean.dtype))
             for b in todo:
                 pl, _, c = accepted[b]
                 info[b].append(

@@ -26,7 +26,7 @@ from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
 from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
 
-__all__ = ["ShardedBatchSampler", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
+__all__ = ["ShardedBatchSampler", "EpochItems", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
            "occlude_batch", "jitter_frames", "unjitter_frames"]
 
 
@@ -57,19 +57,40 @@ class ShardedBatchSampler(torch.utils.data.Sampler):
     def __len__(self) -> int:
         return max(0, self.num_items // self.batch_size - self.start)
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        """Each batch as ``(epoch, index)`` pairs: the epoch travels with every item, so
+        persistent loader workers (which keep their copy of the dataset from the first epoch)
+        draw the occlusions of the right epoch (:class:`EpochItems`)."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         order = torch.randperm(self.num_items, generator=g).tolist()
         for b in range(self.start, self.num_items // self.batch_size):
             first = b * self.batch_size + self.rank * self.local
-            yield order[first:first + self.local]
+            yield [(self.epoch, i) for i in order[first:first + self.local]]
+
+
+class EpochItems(torch.utils.data.Dataset):
+    """A dataset with ``set_epoch`` read by ``(epoch, index)``: the epoch is set on the copy
+    the reading process holds (a loader worker's), so its items are those of that epoch
+    whether or not the workers outlive the epoch (``data.persistent_workers``)."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]):
+        epoch, index = key
+        if hasattr(self.dataset, "set_epoch") and getattr(self.dataset, "epoch", None) != epoch:
+            self.dataset.set_epoch(epoch)
+        return self.dataset[index]
 
 
 def epoch_batches(loader, sampler: ShardedBatchSampler, dataset, epoch: int, batch: int):
     """Yield ``(epoch, batch_index, batch)`` forever, starting at (epoch, batch).
 
-    A fresh iterator each epoch, after ``dataset.set_epoch(epoch)`` (new, reproducible
-    occlusions per epoch; workers copy the dataset when the iterator starts).
+    An iterator over ``loader`` each epoch (with persistent workers it reuses the same
+    processes; the epoch reaches them with every index, :class:`EpochItems`).
     """
     while True:
         sampler.set_epoch(epoch, batch)
@@ -84,10 +105,11 @@ def epoch_batches(loader, sampler: ShardedBatchSampler, dataset, epoch: int, bat
 def device_batches(loader, sampler: ShardedBatchSampler, dataset, pos: tuple[int, int], data, train, env: Env):
     """Yield ``(epoch, batch_index, batch)`` forever from ``pos`` = (epoch, batch), each batch
     on the device (``train.channels_last``) - and, with ``data.occlude_on: device``,
-    occluded there (:func:`occlude_batch`)."""
+    occluded there (:func:`occlude_batch`, from the host copy of the indices and landmarks,
+    so that drawing the occluders never waits for the GPU)."""
     for epoch, index, batch in epoch_batches(loader, sampler, dataset, *pos):
         b = to_device(batch, env, train.channels_last)
-        yield epoch, index, occlude_batch(dataset, b, epoch) if data.occlude_on == "device" else b
+        yield epoch, index, occlude_batch(dataset, b, epoch, host=batch) if data.occlude_on == "device" else b
 
 
 def setup_data(data, train, *, env: Env, ckpt: dict | None):
@@ -140,11 +162,14 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     return train_set, val_set, {"data_yaml": data_yaml, "origin": origin}, sampler, loader, val
 
 
-def occlude_batch(dataset, batch: dict, epoch: int) -> dict:
+def occlude_batch(dataset, batch: dict, epoch: int, host: dict | None = None) -> dict:
     """``data.occlude_on: device``: occlude a batch of clean faces where it lies (GPU),
-    image for image the same as the workers would (same per-item generators)."""
-    rngs = [item_rng(dataset.seed, epoch, int(i)) for i in batch["index"]]
-    res = dataset.synthesizer(batch["clean"], batch["landmarks"], rngs)
+    image for image the same as the workers would (same per-item generators). ``host``: the
+    same batch before it was moved, whose indices and landmarks are read without a device
+    synchronisation."""
+    meta = batch if host is None else host
+    rngs = [item_rng(dataset.seed, epoch, i) for i in meta["index"].tolist()]
+    res = dataset.synthesizer(batch["clean"], meta["landmarks"], rngs)
     return {**batch, "occluded": res.occluded, "mask": res.mask}
 
 
@@ -164,6 +189,7 @@ def jitter_frames(batch: dict, amount: float, seed: int, *, keys=("occluded", "c
     shift, log_scale, angle = (torch.randn(n, k, generator=gen) * amount for k in (2, 1, 1))
     c, s = torch.cos(angle) * torch.exp(log_scale), torch.sin(angle) * torch.exp(log_scale)
     theta = torch.cat([torch.cat([c, -s, 2 * shift[:, :1]], 1)[:, None], torch.cat([s, c, 2 * shift[:, 1:]], 1)[:, None]], 1)
+    theta = theta.to(x.device, non_blocking=True)  # drawn on the host, copied without waiting for the device
     out = dict(batch)
     for key in keys:
         if key in batch:
@@ -177,7 +203,7 @@ def unjitter_frames(img: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, 
     ``fill`` (the same shape, e.g. the clean face) shows through; ``mode`` as :func:`jitter_frames`.
     Differentiable in ``img``."""
     a, t = theta[:, :, :2], theta[:, :, 2:]
-    a_inv = torch.linalg.inv(a)
+    a_inv = torch.linalg.inv_ex(a).inverse  # a similarity is never singular: no error check (a device sync)
     inverse = torch.cat([a_inv, -a_inv @ t], 2)
     back = _affine(img, inverse, "border", mode)
     reached = _affine(torch.ones_like(img[:, :1]), inverse, "zeros", "bilinear")
@@ -193,15 +219,20 @@ def _affine(img: torch.Tensor, theta: torch.Tensor, padding: str, mode: str) -> 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:
     """DataLoader over ``sampler``'s batches: workers, pinned memory on CUDA.
 
+    ``data.persistent_workers`` (default on) keeps the worker processes from one epoch to the
+    next: a new iterator otherwise starts ``num_workers`` processes, each re-importing torch
+    and re-opening the occluder bank, and the GPU waits for their first batches every epoch.
+
     It has its own generator, so creating an iterator never draws from the global torch
     RNG (which would make a resumed run differ from an uninterrupted one), and its workers
     ignore Ctrl-C, so that the main process can finish its step and save a checkpoint.
     """
+    workers = data.num_workers > 0
     return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, num_workers=data.num_workers,
+        EpochItems(dataset), batch_sampler=sampler, num_workers=data.num_workers,
         pin_memory=data.pin_memory and env.device.type == "cuda",
         generator=torch.Generator().manual_seed(0), worker_init_fn=_ignore_sigint,
-        prefetch_factor=4 if data.num_workers > 0 else None)
+        prefetch_factor=4 if workers else None, persistent_workers=workers and data.persistent_workers)
 
 
 def _ignore_sigint(worker_id: int) -> None:

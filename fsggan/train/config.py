@@ -125,6 +125,7 @@ class TrainDataSection(PrepareConfig):
     config: str | None = None            # the data YAML (configs/data/*.yaml) under this section's keys
     num_workers: int = 4                 # loader processes per training process (0: main process)
     pin_memory: bool = True              # pinned host memory (CUDA only)
+    persistent_workers: bool = True      # keep the loader processes from one epoch to the next
     occlude_on: Literal["workers", "device"] = "workers"   # device: composite whole batches on the GPU
     max_images: int | None = None        # cap the training images (smoke runs)
     val_images: int = 256                # fixed validation set: images spread over the val identities

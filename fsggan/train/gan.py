@@ -52,9 +52,10 @@ from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwar
 from .ema import EMA
 from .housekeeping import Housekeeping
 from .rundir import describe, prepare_run_dir, restore_checkpoint
-from .safety import StopSignal, check_finite
+from .safety import StopSignal
 from .resume import already_done, check_start, check_weights, located
-from .runtime import Env, TrainingError, autocast, make_scaler, seed_everything, setup_env, wrap_model
+from .runtime import (Env, TrainingError, adam, autocast, make_scaler, seed_everything, setup_env, unused_parameters,
+                      wrap_model)
 from .schedule import lr_factor, set_lr
 
 __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
@@ -170,10 +171,9 @@ def train_gan(
                 d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, cast=run.cast)
                 if nets.ema:
                     nets.ema.update(nets.gen)
-                values = check_finite({**{f"g/{k}": v for k, v in g_terms.items()},
-                                       **{f"d/{k}": v for k, v in d_terms.items()}}, step + 1, run.house.run_dir)
+                terms = {**{f"g/{k}": v for k, v in g_terms.items()}, **{f"d/{k}": v for k, v in d_terms.items()}}
                 step, pos = step + 1, (epoch, index + 1)
-                if run.house(step, pos, values, stop.requested):
+                if run.house(step, pos, terms, stop.requested):  # reads the terms back at log/save steps only
                     break
         return run.house.result(step)
 
@@ -254,10 +254,11 @@ class _Nets:
             _init_generator(self.gen, cfg.gan.init_generator, asdict(cfg.generator))
         self.disc = _build_d(cfg, v_net)
         wrap = dict(channels_last=train.channels_last, sync_bn=train.sync_bn, compile=train.compile)
-        self.gen_net, self.disc_net = wrap_model(self.gen, env, **wrap), wrap_model(self.disc, env, **wrap)
-        adam = dict(betas=optim.betas, weight_decay=optim.weight_decay)
-        self.opt_g = torch.optim.Adam(self.gen.parameters(), lr=optim.lr, **adam)
-        self.opt_d = torch.optim.Adam(self.disc.parameters(), lr=optim.lr_d or optim.lr, **adam)
+        self.gen_net = wrap_model(self.gen, env, **wrap)
+        self.disc_net = wrap_model(self.disc, env, **wrap, find_unused=env.distributed and _unused_in_d(self.disc, cfg))
+        opt = dict(betas=optim.betas, weight_decay=optim.weight_decay, device=env.device)
+        self.opt_g = adam(self.gen.parameters(), lr=optim.lr, **opt)
+        self.opt_d = adam(self.disc.parameters(), lr=optim.lr_d or optim.lr, **opt)
         self.scaler_g, self.scaler_d = make_scaler(env, train.amp), make_scaler(env, train.amp)
         self.ema = EMA(self.gen, train.ema) if train.ema else None   # beyond the paper: averaged G for val/inference
 
@@ -351,6 +352,14 @@ def _build_d(cfg: TrainGANConfig, v_net: VAE) -> nn.Module:
     if cfg.gan.d_arch == "global":
         return GlobalDiscriminator(**asdict(cfg.global_discriminator))
     return PatchDiscriminator(**asdict(cfg.patch_discriminator))
+
+
+def _unused_in_d(disc: nn.Module, cfg: TrainGANConfig) -> bool:
+    """Whether some of D's trainable parameters get no gradient (a tied or copied trunk whose
+    deepest level has no head, ``discriminator.levels: [1, 2]``): DDP must then be told."""
+    size = cfg.vae.image_size
+    dev = next(disc.parameters()).device
+    return bool(unused_parameters(disc, lambda d: d(torch.zeros(1, 3, size, size, device=dev)).log_prob.sum()))
 
 
 def _load_stage1(path: str) -> dict:

@@ -15,6 +15,7 @@ from fsggan.config import to_dict
 
 from .runlog import Meter, RunLog
 from .runtime import Env, gather_rng_states
+from .safety import MAX_UNCHECKED_STEPS, LossGuard
 from .validation import validate
 
 __all__ = ["due", "Housekeeping"]
@@ -52,36 +53,51 @@ class Housekeeping:
         self.judges = judges
         self.log = RunLog(run_dir, env, step)
         self.meter = Meter()
+        self.guard = LossGuard(env, run_dir)
         self.pbar = tqdm(total=self.train.steps, initial=step, disable=not (env.is_main and self.train.progress),
                          dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
         self.last_val: dict[str, float] = {}
 
-    def __call__(self, step: int, pos: tuple[int, int], values: dict[str, float], stop_requested: bool) -> bool:
-        """Call after step ``step`` (1-based count of completed steps); True means stop now."""
+    def __call__(self, step: int, pos: tuple[int, int], terms: dict, stop_requested: bool) -> bool:
+        """Call after step ``step`` (1-based count of completed steps) with its loss terms
+        (detached tensors, left on the device); True means stop now.
+
+        The terms are read back only at the steps that log, validate or save (and at least
+        every :data:`~.safety.MAX_UNCHECKED_STEPS`), by :class:`~.safety.LossGuard`: the
+        steps between never wait for the GPU. Under DDP a stop request is agreed on at those
+        steps too (alone, at once)."""
         train, env = self.train, self.env
-        t_start = time.perf_counter()
-        self.meter.update(values, train.batch_size)
+        self.guard.add(terms, step)
         self.pbar.update(1)
-        stop = env.any(stop_requested)
+        val_due = due(step, train.val_every, train.steps)
+        ckpt_due = due(step, train.ckpt_every, train.steps)
+        snap_due = train.snapshot_every > 0 and step % train.snapshot_every == 0
+        log_due = due(step, train.log_every, train.steps)
+        sample_due = due(step, train.sample_every, train.steps)
+        sync = (log_due or sample_due or val_due or ckpt_due or snap_due or step % MAX_UNCHECKED_STEPS == 0
+                or (stop_requested and not env.distributed))
+        if not sync:
+            return False
+        records, stop = self.guard.check(stop_requested)
+        for values in records:
+            self.meter.update(values, train.batch_size)
+        ckpt_due = ckpt_due or stop
         # scalars
-        if due(step, train.log_every, train.steps):
+        if log_due:
             means = self.meter.means(env)
-            means["speed/images_per_sec"] = self.meter.images_per_second()  # global batches
+            means["speed/images_per_sec"] = self.meter.images_per_second()  # global batches, wall clock
             means.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
             self.log.scalars(step, means)
             self.pbar.set_postfix({k.split("/", 1)[-1]: f"{v:.4g}" for k, v in means.items()
                                    if k.endswith("total") or k == "speed/images_per_sec"}, refresh=False)
             self.meter.reset()
         # sample grid
-        if env.is_main and self.val is not None and due(step, train.sample_every, train.steps):
+        if env.is_main and self.val is not None and sample_due:
             n = train.num_samples
             x, y = self.val["occluded"][:n], self.val["clean"][:n]
             outs = self.predict(x.to(env.device))
             self.log.image_grid(step, {"occluded": x, **outs, "clean": y})
         # validation, best.pt, last.pt
-        val_due = due(step, train.val_every, train.steps)
-        ckpt_due = due(step, train.ckpt_every, train.steps) or stop
-        snap_due = train.snapshot_every > 0 and step % train.snapshot_every == 0
         if val_due or ckpt_due or snap_due:
             rng = gather_rng_states(env)  # collective: every rank, same steps
             if env.is_main and val_due and self.val is not None:
@@ -101,8 +117,6 @@ class Housekeeping:
             self.save(names, step, pos, rng)
         if stop:
             self.log.flush()
-        # images/s counts training time only, not this bookkeeping
-        self.meter.start += time.perf_counter() - max(t_start, self.meter.start)
         return stop
 
     def result(self, step: int) -> dict:

@@ -44,7 +44,7 @@ RESUMABLE_KEYS = (
     "train.run_dir",         # continue in another directory (a moved or forked run)
     "train.device", "train.compile", "train.channels_last",   # where and how fast, not what
     "train.cudnn_benchmark", "train.tf32",
-    "data.num_workers", "data.pin_memory", "data.occlude_on",
+    "data.num_workers", "data.pin_memory", "data.persistent_workers", "data.occlude_on",
 )
 
 

@@ -28,7 +28,8 @@ import torch.distributed as dist
 from torch import nn
 
 __all__ = ["TrainingError", "Env", "setup_env", "teardown_env", "set_cuda_backends", "gpu_speed_settings",
-           "wrap_model", "autocast", "make_scaler", "to_device", "seed_everything", "rng_state", "set_rng_state",
+           "wrap_model", "unused_parameters", "cuda_index", "adam", "autocast", "make_scaler", "to_device",
+           "seed_everything", "rng_state", "set_rng_state",
            "gather_rng_states", "restore_rng_states"]
 
 
@@ -97,14 +98,36 @@ def setup_env(device: str = "auto", *, cudnn_benchmark: bool = True, tf32: bool 
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
-        torch.cuda.set_device(local_rank)
-        dev = torch.device("cuda", local_rank)
+        dev = torch.device("cuda", cuda_index(local_rank))
+        torch.cuda.set_device(dev)
         set_cuda_backends(cudnn_benchmark=cudnn_benchmark, tf32=tf32)
     else:
         dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
     return Env(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def cuda_index(local_rank: int) -> int:
+    """The GPU of the process with ``LOCAL_RANK`` = ``local_rank``: that index when this process
+    sees one GPU per local process (torchrun on a whole machine), 0 when it sees a single GPU
+    (schedulers that give each process its own ``CUDA_VISIBLE_DEVICES``)."""
+    count = torch.cuda.device_count()
+    if count == 1:
+        return 0
+    if local_rank < count:
+        return local_rank
+    raise TrainingError(f"LOCAL_RANK={local_rank} but this process sees {count} GPUs: start at most {count} "
+                        f"processes per machine (torchrun --nproc_per_node {count})")
+
+
+def adam(params, *, lr: float, betas, weight_decay: float, device: torch.device) -> torch.optim.Adam:
+    """Adam with its fastest update for ``device``: on CUDA one fused kernel for all parameter
+    tensors (``fused=True``; the per-tensor loop launches about a dozen kernels per tensor, the
+    ``foreach`` path a dozen per group of tensors); elsewhere torch's default (the per-tensor
+    loop on a CPU, so CPU runs and their checkpoints stay what they were)."""
+    return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay,
+                            fused=True if device.type == "cuda" else None)
 
 
 def teardown_env(env: Env) -> None:
@@ -143,7 +166,7 @@ def gpu_speed_settings(device: str = "auto") -> dict:
 
 
 def wrap_model(model: nn.Module, env: Env, *, channels_last: bool = False, sync_bn: bool = False,
-               compile: bool = False) -> nn.Module:
+               compile: bool = False, find_unused: bool = False) -> nn.Module:
     """Move ``model`` to the device and return the module the training step should call.
 
     channels_last: NHWC memory format (faster convolutions on recent GPUs with AMP).
@@ -151,6 +174,9 @@ def wrap_model(model: nn.Module, env: Env, *, channels_last: bool = False, sync_
         (SyncBatchNorm); otherwise each process normalises over its own share and DDP
         copies rank 0's running statistics to the others at every forward.
     compile: torch.compile the forward.
+    find_unused: some trainable parameters get no gradient in a step (a tied or copied D trunk
+        whose deepest level has no head): DDP must look for them, or it waits for their
+        gradients forever (:func:`unused_parameters` finds them).
     The caller keeps ``model`` itself for state dicts (the wrapper's keys are prefixed).
     """
     model.to(env.device)
@@ -163,10 +189,28 @@ def wrap_model(model: nn.Module, env: Env, *, channels_last: bool = False, sync_
     wrapped = model
     if env.distributed and any(p.requires_grad for p in model.parameters()):
         wrapped = nn.parallel.DistributedDataParallel(
-            model, device_ids=[env.local_rank] if env.device.type == "cuda" else None)
+            model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+            find_unused_parameters=find_unused)
     if compile:
         wrapped = torch.compile(wrapped)
     return wrapped
+
+
+def unused_parameters(model: nn.Module, score) -> list[str]:
+    """Names of ``model``'s trainable parameters that the scalar ``score(model)`` does not
+    depend on, found with one probe that leaves training as it was: eval mode (BatchNorm
+    statistics untouched) and ``autograd.grad`` (no ``.grad`` written)."""
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
+        return []
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.enable_grad():
+            grads = torch.autograd.grad(score(model), [p for _, p in named], allow_unused=True)
+    finally:
+        model.train(was_training)
+    return [n for (n, _), g in zip(named, grads) if g is None]
 
 
 _BF16_PROBE = ("import torch\n"

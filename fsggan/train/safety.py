@@ -1,4 +1,4 @@
-"""Safety between steps: :func:`check_finite` (a non-finite loss stops the run with
+"""Safety between steps: :class:`LossGuard` (a non-finite loss stops the run with
 :class:`NonFiniteLossError`, naming the step and the term, before anything is saved) and
 :class:`StopSignal` (Ctrl-C / SIGTERM: finish the step, checkpoint, exit)."""
 
@@ -10,30 +10,73 @@ import sys
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 
-__all__ = ["NonFiniteLossError", "check_finite", "StopSignal"]
+__all__ = ["NonFiniteLossError", "LossGuard", "StopSignal", "MAX_UNCHECKED_STEPS"]
+
+MAX_UNCHECKED_STEPS = 1000  # the loss terms are read back at least this often (log_every: 0)
 
 
 class NonFiniteLossError(RuntimeError):
     """A loss term became NaN or infinite; the run stops without writing a checkpoint."""
 
 
-def check_finite(terms: dict[str, torch.Tensor], step: int, run_dir: Path | None = None) -> dict[str, float]:
-    """Loss terms of step ``step`` (1-based) as floats (one device sync); raise if any is
-    NaN or infinite.
+class LossGuard:
+    """The loss terms of every step, kept on the device until :meth:`check` reads them back.
 
-    The message names the step and the terms; nothing is saved, so ``checkpoints/last.pt``
-    stays the last good state.
+    Reading a CUDA scalar (``.item()``, ``.tolist()``, ``float()``) makes the host wait for
+    the GPU to drain its queue; doing it after every step leaves the GPU idle while Python
+    launches the next step's kernels. :meth:`add` only stacks the detached terms on the
+    device (an asynchronous kernel); :meth:`check`, at the steps that log or save, copies all
+    of them back at once (one synchronisation), raises :class:`NonFiniteLossError` naming the
+    first step with a non-finite term, and returns each step's values for the running means.
+    Checks happen before every checkpoint, so a non-finite loss is never saved.
+
+    Under DDP every rank checks at the same steps, and one all-reduce tells every rank the
+    first bad step of any rank and whether any rank was asked to stop: every rank raises (no
+    rank is left waiting in a collective) and every rank stops together.
     """
-    values = torch.stack([v.detach().float().reshape(()) for v in terms.values()]).tolist()
-    out = dict(zip(terms, values))
-    bad = [f"{k}={v}" for k, v in out.items() if not math.isfinite(v)]
-    if bad:
-        where = f"; last good checkpoint: {run_dir / 'checkpoints' / 'last.pt'}" if run_dir else ""
-        raise NonFiniteLossError(
-            f"non-finite loss at step {step}: {', '.join(bad)}. Training stopped without saving"
-            f"{where}. Try a lower optim.lr, train.amp=none, or check the data.")
-    return out
+
+    def __init__(self, env=None, run_dir: Path | None = None):
+        self.env, self.run_dir = env, run_dir
+        self.pending: list[tuple[int, tuple[str, ...], torch.Tensor]] = []
+
+    def add(self, terms: dict[str, torch.Tensor], step: int) -> None:
+        """The terms of step ``step`` (1-based): no host synchronisation."""
+        self.pending.append((step, tuple(terms), torch.stack([v.detach().float().reshape(()) for v in terms.values()])))
+
+    def check(self, stop_requested: bool = False) -> tuple[list[dict[str, float]], bool]:
+        """(the values of each step since the last check, whether any rank asked to stop);
+        raises :class:`NonFiniteLossError` when a term was NaN or infinite."""
+        pending, self.pending = self.pending, []
+        flat = torch.cat([vec for _, _, vec in pending]).tolist() if pending else []
+        records, bad_step, bad, i = [], math.inf, "", 0
+        for step, keys, _ in pending:
+            values = dict(zip(keys, flat[i:i + len(keys)]))
+            i += len(keys)
+            records.append(values)
+            wrong = [f"{k}={v}" for k, v in values.items() if not math.isfinite(v)]
+            if wrong and step < bad_step:
+                bad_step, bad = step, ", ".join(wrong)
+        first, stop = self._agree(bad_step, stop_requested)
+        if math.isfinite(first):
+            what = bad if first == bad_step else "a term on another process"
+            where = f"; last good checkpoint: {self.run_dir / 'checkpoints' / 'last.pt'}" if self.run_dir else ""
+            raise NonFiniteLossError(
+                f"non-finite loss at step {int(first)}: {what}. Training stopped without saving"
+                f"{where}. Try a lower optim.lr, train.amp=none, or check the data.")
+        return records, stop
+
+    def _agree(self, bad_step: float, stop: bool) -> tuple[float, bool]:
+        """The first bad step over all ranks and whether any rank stops (one all-reduce)."""
+        env = self.env
+        if env is None or not env.distributed:
+            return bad_step, stop
+        t = torch.tensor([bad_step, -float(stop)], dtype=torch.float64,
+                         device=env.device if env.device.type == "cuda" else "cpu")
+        dist.all_reduce(t, op=dist.ReduceOp.MIN)
+        first, neg_stop = t.tolist()
+        return first, neg_stop < 0
 
 
 class StopSignal:

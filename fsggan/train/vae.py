@@ -26,9 +26,9 @@ from .batches import device_batches, setup_data
 from .config import TrainDataSection, OptimSection, TrainSection, TrainVAEConfig, VAEKwargs, VAELossSection
 from .housekeeping import Housekeeping
 from .rundir import describe, prepare_run_dir, restore_checkpoint
-from .safety import StopSignal, check_finite
+from .safety import StopSignal
 from .resume import already_done, check_start, check_weights
-from .runtime import Env, autocast, make_scaler, seed_everything, setup_env, wrap_model
+from .runtime import Env, adam, autocast, make_scaler, seed_everything, setup_env, wrap_model
 from .schedule import lr_factor, set_lr
 
 __all__ = ["train_vae", "vae_step"]
@@ -93,9 +93,8 @@ def train_vae(
                                                  optim.min_lr_ratio))
                 terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
                                  cast=autocast(env, train.amp))
-                values = check_finite({f"loss/{k}": v for k, v in terms.items()}, step + 1, house.run_dir)
                 step, pos = step + 1, (epoch, index + 1)
-                if house(step, pos, values, stop.requested):
+                if house(step, pos, {f"loss/{k}": v for k, v in terms.items()}, stop.requested):
                     break
         return house.result(step)
 
@@ -110,8 +109,8 @@ def _setup(cfg: TrainVAEConfig, ckpt: dict | None, env: Env, resumed: bool) -> t
     model = VAE(**asdict(cfg.vae))
     net = wrap_model(_Reconstruct(model), env, channels_last=train.channels_last, sync_bn=train.sync_bn,
                      compile=train.compile)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas,
-                           weight_decay=cfg.optim.weight_decay)
+    opt = adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
+               device=env.device)
     scaler = make_scaler(env, train.amp)
     states = {"models": {"vae": model}, "optimizers": {"vae": opt}, "scalers": {"vae": scaler}}
     step, pos, best = (0, (0, 0), {}) if ckpt is None else restore_checkpoint(ckpt, env=env, **states)

@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from fsggan.metrics import psnr, ssim, summarize
+from fsggan.metrics import psnr_ssim_batch, summarize
 
 from .runtime import Env
 
@@ -39,9 +39,9 @@ def validate(predict: Callable[[torch.Tensor], dict[str, torch.Tensor]], val: di
         outputs = {"input": x, **{k: v.float().cpu() for k, v in predict(xd).items()}}
         for name, out in outputs.items():
             p, s = values.setdefault(name, ([], []))
-            for a, b in zip(out, y):
-                p.append(psnr(a, b))
-                s.append(ssim(a, b))
+            batch_psnr, batch_ssim = psnr_ssim_batch(out, y)  # the whole batch at once
+            p.extend(batch_psnr)
+            s.extend(batch_ssim)
         for judge, net in judges.items():
             ref = net(y.to(env.device)).float()
             for name in ("input", "output"):

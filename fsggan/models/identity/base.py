@@ -183,13 +183,29 @@ def _warp(x: torch.Tensor, size: tuple[int, int], scale: float, shift: tuple[flo
     """Sample ``x`` at input = scale * output + shift (pixels; (x, y) shift) into ``size`` = (H, W),
     bilinearly, repeating the border outside the input."""
     h, w = x.shape[-2:]
-    ys = (torch.arange(size[0], dtype=torch.float64) + 0.5) * scale + shift[1]
-    xs = (torch.arange(size[1], dtype=torch.float64) + 0.5) * scale + shift[0]
-    grid = torch.stack(torch.meshgrid(2 * xs / w - 1, 2 * ys / h - 1, indexing="xy"), dim=-1)
-    grid = grid.to(x.device, x.dtype).expand(x.shape[0], -1, -1, -1)
+    grid = _grid(tuple(size), scale, shift, h, w, x.device, x.dtype).expand(x.shape[0], -1, -1, -1)
     if scale > 1.5:  # shrinking a lot: smooth first so that sampling does not alias
         x = resize(x, (round(h / scale * 1.5), round(w / scale * 1.5)))
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+_GRIDS: dict[tuple, torch.Tensor] = {}
+
+
+def _grid(size: tuple[int, int], scale: float, shift: tuple[float, float], h: int, w: int,
+          device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """The sampling grid of :func:`_warp`, (1, H, W, 2), computed once in float64 on the host
+    and kept per device and dtype: built at every call it was a host-to-device copy (a wait
+    for the GPU) in every identity-loss step. The same few grids serve a whole run (one per
+    recogniser and input size), so the cache stays small."""
+    key = (size, scale, shift, h, w, str(device), dtype)
+    grid = _GRIDS.get(key)
+    if grid is None:
+        ys = (torch.arange(size[0], dtype=torch.float64) + 0.5) * scale + shift[1]
+        xs = (torch.arange(size[1], dtype=torch.float64) + 0.5) * scale + shift[0]
+        grid = torch.stack(torch.meshgrid(2 * xs / w - 1, 2 * ys / h - 1, indexing="xy"), dim=-1)
+        grid = _GRIDS[key] = grid.to(device, dtype)[None]
+    return grid
 
 
 # ---------------------------------------------------------------- checkpoint loading
