@@ -32,7 +32,8 @@ VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi")  # fsggan.photos.video
 RULES = ("Inputs: files named on the command line and the images in folders (searched recursively for photos, "
          f"only the folder itself with --aligned/--crop), of {SUFFIXES}; a named file of another type is an "
          "error. Symbolic links are read when named, not followed inside folders (listed). An image of several "
-         "frames (animated, multi-page) is refused, named or in a folder: save the frame you want.\n\n")
+         "frames (animated, multi-page) is refused, named or in a folder: save the frame you want. A video "
+         f"({' '.join(VIDEO_SUFFIXES)}) goes alone, to a video file: every frame is de-occluded.\n\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
