@@ -7,11 +7,19 @@
     fsggan-deocclude     fsggan.cli.deocclude:main     -> fsggan.photos.deocclude_photo_files (photos),
                                                         fsggan.crops.deocclude_files (--aligned, --crop)
     fsggan-quickstart    fsggan.cli.quickstart:main    -> fsggan.quickstart.run_quickstart
+    fsggan-export        fsggan.cli.export:main        -> fsggan.export.write_model_folder
 
 Each ``main(argv=None)`` parses its arguments, loads the config, calls one library
 function and turns the known errors (bad config, missing file, wrong checkpoint, ...)
 into a one-line message on stderr and an exit status. Nothing below this package
 imports it.
+
+What the commands share (docs/cli.md): ``--device`` and ``--no-progress``
+(:func:`add_common_options`), the help layout (:func:`new_parser`), the exit statuses of a
+command that writes one output per input (:func:`exit_epilog`), and the checks made before
+anything is loaded: output folders (:func:`check_out_dir`), devices, and outputs that would
+land on an input (:mod:`fsggan.cli.safety`). A parser is built without importing torch, so
+``--help`` answers at once: the library is imported after the arguments are parsed.
 """
 
 from __future__ import annotations
