@@ -371,3 +371,34 @@ def test_ddp_gloo_two_processes_keep_identical_weights(data_config, stage1, tmp_
     assert sum(t.numel() for sd in weights[0].values() for t in sd.values()) > 1000
     assert load_checkpoint(run / "checkpoints" / "last.pt")["step"] == 3
     assert len(load_checkpoint(run / "checkpoints" / "last.pt")["rng"]) == 2  # both ranks' RNG streams
+
+
+def test_validation_reports_residue_and_harm_to_clean_faces():
+    from fsggan.train.runtime import Env
+    from fsggan.train.validation import validate
+
+    g = torch.Generator().manual_seed(0)
+    clean = torch.rand(6, 3, 32, 32, generator=g) * 2 - 1
+    mask = torch.zeros(6, 1, 32, 32)
+    mask[:, :, 8:24, 8:24] = 1
+    occluded = torch.where(mask > 0, -clean, clean)
+    val = {"occluded": occluded, "clean": clean, "mask": mask}
+    lookup = {**{o.numpy().tobytes(): c for o, c in zip(occluded, clean)}}
+
+    def ghost(x):   # half the occluder left in; a clean face comes back with a painted corner
+        out = []
+        for img in x:
+            c = lookup.get(img.numpy().tobytes())
+            if c is None:
+                img = img.clone()
+                img[:, :4, :4] = 1.0
+                out.append(img)
+            else:
+                out.append((img + c) / 2)
+        return {"output": torch.stack(out)}
+
+    m = validate(ghost, val, Env(), batch_size=4)
+    assert abs(m["val/output_residue"] - 0.5) < 0.01
+    assert m["val/clean_changed"] > 0.005 and m["val/clean_psnr"] < 40
+    m = validate(lambda x: {"output": x}, val, Env(), batch_size=4)
+    assert m["val/output_residue"] == 1.0 and m["val/clean_changed"] == 0.0 and m["val/clean_psnr"] == float("inf")

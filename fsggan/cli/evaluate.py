@@ -160,7 +160,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
     results = evaluate_sets(args.sets, method=method, model=model, predictions=args.predictions,
                             recognizers=recognizers, recognizer_info=infos, save_predictions=args.save_predictions,
                             ks=tuple(args.ks), allow_missing=args.allow_missing, batch_size=args.batch_size,
-                            device=device, workers=args.workers, per_image=args.per_image,
+                            device=device, workers=args.workers, per_image=args.per_image, worst=16,
                             progress=not args.no_progress)
     results["command"] = [PROG, *(argv if argv is not None else sys.argv[1:])]
 

@@ -52,6 +52,7 @@ from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to
 from fsggan.metrics import changed_share, image_metrics_batch, occluder_residue, spread, summarize
 
 from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
+from .residue import seen_by_a_person
 from .report import CLEAN, OCCLUDED
 
 METRICS = ("psnr", "psnr_pm1", "ssim")
@@ -335,20 +336,7 @@ def _set_result(set_dir: Path, prepared: PreparedSet, tally: _Tally, protocol: d
         usable = tally.queries - left_out
         result["recognition"] = tally.rank_k(protocol, usable, ks)
         result["protocol"] = protocol_summary(protocol, usable)
-    if tally.residue:
-        result["residue"] = spread(tally.residue[n] for n in kept if n in tally.residue)
-        result["per_occluder"] = _per_occluder(prepared, tally, kept, protocol, ks)
-        result["worst"] = [{"name": n, "occluder": _occluders(prepared).get(n), "residue": r}
-                           for r, n, *_ in tally.worst_cases]
-        if tally.worst_cases:   # rows: occluded, output, clean (popped by write_results into a picture)
-            result["worst_images"] = [torch.stack([c[k] for c in tally.worst_cases]) for k in (2, 3, 4)]
-    if tally.harm:
-        result["harm"] = {k: spread(tally.harm[n][k] for n in names) for k in ("psnr", "ssim", "changed")}
-        if protocol is not None:
-            result["harm"]["recognition"] = {
-                rec: {"clean": evaluate_protocol(protocol, f["clean"], f["clean"], ks),
-                      "output": evaluate_protocol(protocol, f["clean"], f["harm"], ks)}
-                for rec, f in tally.feats.items()}
+    result.update(seen_by_a_person(prepared, tally, kept, protocol, ks))
     if tally.per_image is not None:
         for record in tally.per_image:
             n = record["name"]
@@ -358,38 +346,6 @@ def _set_result(set_dir: Path, prepared: PreparedSet, tally: _Tally, protocol: d
                 record.update({f"clean_output_{k}": v for k, v in tally.harm[n].items()})
         result["per_image"] = tally.per_image
     return result
-
-
-def _occluders(prepared: PreparedSet) -> dict[str, str]:
-    """image name -> the occluder(s) its manifest names ("+"-joined), "unknown" without one."""
-    return {e["name"]: e.get("occluder") or "unknown" for e in (prepared.manifest or {}).get("images", [])}
-
-
-def _per_occluder(prepared: PreparedSet, tally: _Tally, kept: Sequence[str], protocol: dict | None,
-                  ks: Sequence[int]) -> dict:
-    """occluder -> images, PSNR gain over the occluded input (mean, dB), residue (median,
-    mean) and, per recogniser, the rank-1 gain of the method's queries over the occluded
-    ones under that occluder (on the protocol's repeats)."""
-    by_occ: dict[str, list[str]] = {}
-    occ_of = _occluders(prepared)
-    for n in kept:
-        if n in tally.residue:
-            by_occ.setdefault(occ_of.get(n, "unknown"), []).append(n)
-    out = {}
-    for occ, names in sorted(by_occ.items()):
-        gain = [tally.scores[tally.method][n]["psnr"] - tally.scores[OCCLUDED][n]["psnr"] for n in names]
-        entry = {"images": len(names), "psnr_gain": summarize(gain)["mean"],
-                 "residue": spread(tally.residue[n] for n in names)}
-        if protocol is not None:
-            subset = set(names) & tally.queries
-            entry["queries"] = len(subset)
-            entry["rank1_gain"] = {}
-            for rec, f in tally.feats.items():
-                acc = [evaluate_protocol(protocol, f["clean"], {n: v for n, v in f[key].items() if n in subset}, ks[:1])
-                       for key in ("method", "occluded")]
-                entry["rank1_gain"][rec] = acc[0][f"rank{ks[0]}"]["mean"] - acc[1][f"rank{ks[0]}"]["mean"]
-        out[occ] = entry
-    return out
 
 
 def _embed_subset(recognizer, images: torch.Tensor, names: list[str], wanted: set[str],

@@ -54,6 +54,9 @@ def check_section(section) -> None:
         if section.output == "blend" and section.in_channels < section.out_channels:
             raise ValueError(f"output=blend: needs the face x among G's inputs (in_channels "
                              f"{section.in_channels} >= out_channels {section.out_channels})")
+        if section.erase and section.output != "blend":
+            raise ValueError(f"erase=true: erases the blend head's predicted map; needs output: blend "
+                             f"(got {section.output})")
     elif kind == "MultiRFKwargs":
         _at_least(section, 1, "head_channels")
         _finite(section, ("lam",))
@@ -78,6 +81,9 @@ def check_section(section) -> None:
         _at_least(section, 1, "val_images")
         if section.max_images is not None:
             _at_least(section, 1, "max_images")
+        if not 0.0 <= section.clean_share < 1.0:
+            raise ValueError(f"clean_share={section.clean_share}: give a share in [0, 1) of the training faces "
+                             "to leave un-occluded (0: every face occluded, the paper)")
     elif kind == "OptimSection":
         if not all(0.0 <= b < 1.0 for b in section.betas):
             raise ValueError(f"betas={list(section.betas)}: Adam's betas must be in [0, 1)")

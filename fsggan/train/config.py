@@ -69,6 +69,7 @@ class GeneratorKwargs(_Checked):
     output: Literal["direct", "blend"] = "direct"   # blend: m * G_rgb + (1 - m) * x (beyond the paper)
     upsample: Literal["nearest", "bilinear"] = "nearest"   # bilinear: no 8x8 block grid in fills (beyond the paper)
     fill: Literal["free", "structure"] = "free"   # structure: RGB = a correction of V's g (beyond the paper)
+    erase: bool = False   # blend only: the fill sees x with the predicted map's region erased (beyond the paper)
 
 
 @dataclass
@@ -130,6 +131,7 @@ class TrainDataSection(PrepareConfig):
     max_images: int | None = None        # cap the training images (smoke runs)
     val_images: int = 256                # fixed validation set: images spread over the val identities
     val_seed: int = 12345                # its occlusions, drawn once
+    clean_share: float = 0.0             # beyond the paper: share of training faces left un-occluded
 
     def __post_init__(self):
         super().__post_init__()
