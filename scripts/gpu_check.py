@@ -3,11 +3,12 @@
 path in a few minutes and writes a summary to paste into docs/results.md, "GPU check".
 
     pip install -e ".[dev]" && python scripts/gpu_check.py      # from the repository root
-    python scripts/gpu_check.py --out gpu_check --budget 330     # the defaults
+    python scripts/gpu_check.py --out gpu_check --budget 420     # the defaults
     python scripts/gpu_check.py --parts throughput,compile --budget 300
 
-Parts, in this order, each in its own process under its own time limit (a failure, a crash
-or a timeout is recorded in the table and the check goes on):
+Parts, in this order, each in its own process (scripts/gpu_check_parts.py, which this script
+runs and never imports) under its own time limit (a failure, a crash or a timeout is recorded
+in the table and the check goes on):
 
   tests       pytest -m cuda: the tests that need a CUDA device
   stage2      Stage I, then Stage II at 128 px with the paper's model (configs/lfw_*.yaml; LFW
@@ -17,6 +18,12 @@ or a timeout is recorded in the table and the check goes on):
               no cudnn.benchmark), + TF32, + cudnn.benchmark, + bf16 autocast, + channels_last:
               images/s, GFLOP per image, MFU against the GPU's bf16 dense peak, peak memory
   synthesis   occlusion synthesis on the GPU, images/s
+  recipes     Stage II of the quickstart and CPU-recipe configs (map loss on, EMA) and the tied-trunk
+              ablation on the GPU under bf16 autocast, and the quickstart under fp16 with a GradScaler:
+              a few steps each, loss finite
+  resume      Stage II resumed half-way against the same run uninterrupted: final weights compared
+  syncs       torch.cuda.set_sync_debug_mode("warn") over training steps between two log points:
+              every host synchronisation inside a step, with where it came from (expected: none)
   ddp         both stages under torchrun over all GPUs (NCCL), when there are two or more
   compile     the throughput rows with torch.compile on top (last: the slowest to start)
 
@@ -42,21 +49,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path("../shared/data")      # relative to the repository root, as the configs name it
-PARTS = ("tests", "stage2", "throughput", "synthesis", "ddp", "compile")
-BUDGET_S = {"tests": 60, "stage2": 80, "throughput": 90, "synthesis": 15, "ddp": 60, "compile": 90}
+PARTS = ("tests", "stage2", "throughput", "synthesis", "recipes", "resume", "syncs", "ddp", "compile")
+BUDGET_S = {"tests": 60, "stage2": 80, "throughput": 80, "synthesis": 15, "recipes": 80, "resume": 45, "syncs": 30,
+            "ddp": 60, "compile": 50}
+PARTS_SCRIPT = Path(__file__).resolve().with_name("gpu_check_parts.py")
 CPU_LIMIT_S = 600                    # per part without CUDA (tiny sizes: seconds of CPU time; a busy machine)
 # bf16 dense tensor-core peaks, TFLOP/s (vendor data sheets); the first name found in the device name counts
 PEAK_BF16_TFLOPS = (("H100 PCIe", 756), ("H100 NVL", 835), ("H200 NVL", 835), ("GH200", 989), ("H200", 989),
                     ("H100", 989), ("A100", 312), ("L40S", 362), ("L40", 181), ("L4", 121), ("RTX 4090", 165),
                     ("RTX 3090", 71))
-# the cumulative ladder of the throughput part: label, tf32, cudnn.benchmark, amp, channels_last, compile
-LADDER = (("fp32 (IEEE, no cudnn.benchmark)", False, False, "none", False, False),
-          ("+ TF32", True, False, "none", False, False),
-          ("+ cudnn.benchmark", True, True, "none", False, False),
-          ("+ bf16 autocast", True, True, "bf16", False, False),
-          ("+ channels_last", True, True, "bf16", True, False))
-COMPILED = ("+ torch.compile", True, True, "bf16", True, True)
-
 
 def say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
@@ -94,6 +95,8 @@ def skip_reason(part: str, info: dict, args) -> str | None:
             return f"{why}: the cuda-marked tests need one"
         if part == "compile":
             return f"{why}: torch.compile is measured on the GPU only"
+        if part == "syncs":
+            return f"{why}: torch.cuda.set_sync_debug_mode reports CUDA synchronisations only"
         if part == "ddp" and args.ddp_cpu < 2:
             return f"{why}: DDP over NCCL needs two or more GPUs (--ddp-cpu N tries gloo on this CPU)"
     elif part == "ddp" and info["gpus"] < 2:
@@ -145,10 +148,6 @@ def last_error(log: Path) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    if args.part:
-        from gpu_check_parts import run_child  # scripts/, beside this file (sys.path[0] when run as a file)
-
-        return run_child(args)
     os.chdir(REPO)  # the configs name their files relative to the repository root
     out = Path(args.out).resolve()
     (out / "logs").mkdir(parents=True, exist_ok=True)
@@ -173,7 +172,7 @@ def main(argv=None) -> int:
         if name == "tests":
             cmd = [sys.executable, "-m", "pytest", "-q", "-m", "cuda", "-p", "no:cacheprovider", "tests"]
         else:
-            cmd = [sys.executable, str(Path(__file__).resolve()), "--part", name, "--rows", str(row_file),
+            cmd = [sys.executable, str(PARTS_SCRIPT), "--part", name, "--rows", str(row_file),
                    "--out", str(out), "--deadline", str(time.time() + limit - 5), "--ddp-cpu", str(args.ddp_cpu),
                    "--identity-net", args.identity_net, *(["--cpu"] if args.cpu else [])]
         status, seconds = run_part(name, cmd, limit, log)
@@ -267,8 +266,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                                 epilog=__doc__.split("\n\n", 2)[2],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="gpu_check", help="output folder (default gpu_check/)")
-    p.add_argument("--budget", type=float, default=330.0,
-                   help="seconds for all parts together (default 330: with a 1-2 min install, under 8 min)")
+    p.add_argument("--budget", type=float, default=420.0,
+                   help="seconds for all parts together (default 420: with a 1-2 min install, under 10 min)")
     p.add_argument("--parts", type=lambda s: [x for x in s.split(",") if x], default=list(PARTS),
                    help=f"comma-separated subset of {','.join(PARTS)}")
     p.add_argument("--limit", type=_limit, action="append", default=[], metavar="PART=SECONDS",
@@ -278,9 +277,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--ddp-cpu", type=int, default=0, metavar="N",
                    help="without CUDA, run the ddp part with N gloo processes (a check of this script)")
     p.add_argument("--identity-net", default="lightcnn29v2", help="F in the throughput part (random weights)")
-    p.add_argument("--part", help=argparse.SUPPRESS)       # internal: run one part (a child process)
-    p.add_argument("--rows", help=argparse.SUPPRESS)
-    p.add_argument("--deadline", type=float, default=float("inf"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     args.limit = dict(args.limit)
     unknown = [x for x in [*args.parts, *args.limit] if x not in PARTS]

@@ -1,6 +1,8 @@
-"""The parts of scripts/gpu_check.py, each run in a child process of its own
-(``gpu_check.py --part NAME``): every result is a JSON row appended to the ``--rows`` file
-as soon as it is known, so a part killed at its time limit keeps what it measured.
+#!/usr/bin/env python
+"""The parts of scripts/gpu_check.py, each run by it in a child process of its own
+(``gpu_check_parts.py --part NAME --rows FILE --out DIR --deadline T``): every result is a
+JSON row appended to the ``--rows`` file as soon as it is known, so a part killed at its time
+limit keeps what it measured. Neither script imports the other.
 
 On CUDA the sizes are the real ones (128 px, default widths, batch 32 / 64); without CUDA
 they are tiny (32 px, widths of 4, a few steps): a smoke test of the script, not figures.
@@ -8,6 +10,7 @@ they are tiny (32 px, widths of 4, a few steps): a smoke test of the script, not
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -22,9 +25,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gpu_check import COMPILED, LADDER, REPO, SHARED, say
-
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path("../shared/data")      # relative to the repository root, as the configs name it
 LFW_WEIGHTS = SHARED / "weights" / "mobilefacenet_casia_068.ckpt"
+# the cumulative ladder of the throughput part: label, tf32, cudnn.benchmark, amp, channels_last, compile
+LADDER = (("fp32 (IEEE, no cudnn.benchmark)", False, False, "none", False, False),
+          ("+ TF32", True, False, "none", False, False),
+          ("+ cudnn.benchmark", True, True, "none", False, False),
+          ("+ bf16 autocast", True, True, "bf16", False, False),
+          ("+ channels_last", True, True, "bf16", True, False))
+COMPILED = ("+ torch.compile", True, True, "bf16", True, True)
+
+
+def say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 class Ctx:
@@ -54,9 +68,21 @@ def run_child(args) -> int:
     else:
         torch.set_num_threads(1)  # tiny sizes: threads only add contention
     ctx = Ctx(args)
-    {"stage2": part_stage2, "throughput": part_throughput, "compile": part_compile,
-     "synthesis": part_synthesis, "ddp": part_ddp}[args.part](ctx)
+    {"stage2": part_stage2, "throughput": part_throughput, "compile": part_compile, "synthesis": part_synthesis,
+     "ddp": part_ddp, "recipes": part_recipes, "resume": part_resume, "syncs": part_syncs}[args.part](ctx)
     return 0
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description="one part of scripts/gpu_check.py (which runs this script)")
+    p.add_argument("--part", required=True)
+    p.add_argument("--rows", required=True, help="JSON rows are appended to this file")
+    p.add_argument("--out", required=True, help="the check's output folder")
+    p.add_argument("--deadline", type=float, default=float("inf"), help="time.time() when the part must be done")
+    p.add_argument("--cpu", action="store_true")
+    p.add_argument("--ddp-cpu", type=int, default=0)
+    p.add_argument("--identity-net", default="lightcnn29v2")
+    return p.parse_args(argv)
 
 
 def _error(exc: BaseException) -> tuple[str, str]:
@@ -309,6 +335,148 @@ def part_ddp(ctx: Ctx) -> None:
                  time.perf_counter() - t0, falling=False, peak=False, note=f"global batch {batch}")
 
 
+# Recipes, resume, synchronisations -------------------------------------------------------------
+
+# (config, amp on CUDA): the map loss (quickstart, CPU recipe at 64 and 128 px) under bf16, the EMA
+# (quickstart), the tied trunk, and fp16 with its GradScaler
+RECIPES = (("configs/cpu/quickstart_gan.yaml", "bf16"), ("configs/cpu/gan.yaml", "bf16"),
+           ("configs/cpu/gan128.yaml", "bf16"), ("configs/ablations/trunk_tied.yaml", "bf16"),
+           ("configs/cpu/quickstart_gan.yaml", "fp16"))
+
+
+def _v_checkpoint(ctx: Ctx) -> Path:
+    """A Stage I checkpoint for the Stage II parts: the stage2 part's when it ran, else a short run."""
+    from fsggan.config import load_config
+    from fsggan.train.config import TrainVAEConfig
+    from fsggan.train.vae import train_vae
+
+    done = ctx.out / "stage2" / "vae" / "checkpoints" / "last.pt"
+    if done.is_file():
+        return done
+    run = ctx.out / "v_for_checks"
+    if not (run / "checkpoints" / "last.pt").is_file():
+        shutil.rmtree(run, ignore_errors=True)
+        steps, batch = (2, 4) if ctx.tiny else (40, 32)
+        train_vae(**vars(load_config(TrainVAEConfig, "configs/lfw_vae.yaml", _overrides(ctx, "vae", run, steps, batch))))
+    return run / "checkpoints" / "last.pt"
+
+
+def _gan_run(ctx: Ctx, config: str, run_dir: Path, steps: int, batch: int, extra=(), resume: Path | None = None):
+    """Stage II of ``config`` at the check's sizes: (config, seconds)."""
+    from fsggan.config import load_config
+    from fsggan.train.config import TrainGANConfig
+    from fsggan.train.gan import train_gan
+
+    o = [*_overrides(ctx, "gan", run_dir, steps, batch, _v_checkpoint(ctx)), "gan.init_generator=null",
+         *([] if ctx.cuda else ["train.amp=none", "train.channels_last=false"]), *extra]
+    cfg = load_config(TrainGANConfig, config, o)
+    _reset_peak(ctx)
+    t0 = time.perf_counter()
+    train_gan(**vars(cfg), resume=None if resume is None else str(resume))
+    return cfg, time.perf_counter() - t0
+
+
+def part_recipes(ctx: Ctx) -> None:
+    steps, batch = (3, 4) if ctx.tiny else (30, 32)
+    for config, amp in RECIPES:
+        what = f"{config}, {amp}"
+        if not ctx.cuda and amp == "fp16":
+            ctx.emit("runs", run=what, what=what, status="skipped", note="fp16 with a GradScaler: CUDA only")
+            continue
+        if ctx.left() < 20:
+            ctx.emit("runs", run=what, what=what, status="skipped", note="the part's time limit")
+            continue
+        run_dir = ctx.out / "recipes" / f"{Path(config).stem}_{amp}"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        try:
+            cfg, sec = _gan_run(ctx, config, run_dir, steps, batch, [f"train.amp={amp}"] if ctx.cuda else [])
+            _run_row(ctx, what if ctx.cuda else f"{config} (CPU, float32)", run_dir, "g/total", steps, sec,
+                     falling=False, note=f"map_bce {cfg.loss.map_bce:g}, ema {cfg.train.ema:g}, trunk "
+                     f"{cfg.discriminator.trunk_mode}; {_settings(cfg.train, ctx)}")
+        except Exception as exc:  # noqa: BLE001 - one failing recipe does not stop the others
+            ctx.emit("runs", run=what, what=what, status=_error(exc)[0], note=_error(exc)[1])
+        _free()
+
+
+def _weights(run_dir: Path) -> dict:
+    from fsggan.checkpoint import load_checkpoint
+
+    models = load_checkpoint(run_dir / "checkpoints" / "last.pt")["models"]
+    return {f"{m}.{k}": t.double() for m, sd in models.items() for k, t in sd.items() if t.is_floating_point()}
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    return max(float((a[k] - b[k]).abs().max()) for k in a)
+
+
+def part_resume(ctx: Ctx) -> None:
+    """The quickstart's Stage II uninterrupted (twice: the floor of the GPU's own non-determinism)
+    and stopped half-way then resumed: the final weights compared."""
+    config, (steps, batch) = "configs/cpu/quickstart_gan.yaml", ((6, 4) if ctx.tiny else (40, 32))
+    work = ctx.out / "resume"
+    shutil.rmtree(work, ignore_errors=True)
+    t0 = time.perf_counter()
+    _gan_run(ctx, config, work / "a", steps, batch)
+    _gan_run(ctx, config, work / "b", steps // 2, batch)
+    _gan_run(ctx, config, work / "b", steps, batch, resume=work / "b" / "checkpoints" / "last.pt")
+    resumed = _max_diff(_weights(work / "a"), _weights(work / "b"))
+    row = dict(run=f"Stage II resumed at step {steps // 2} vs uninterrupted ({config})", steps=steps)
+    if resumed == 0.0:
+        ctx.emit("runs", **row, status="ok", note="bitwise equal", seconds=round(time.perf_counter() - t0, 1))
+        return
+    _gan_run(ctx, config, work / "a2", steps, batch)
+    floor = _max_diff(_weights(work / "a"), _weights(work / "a2"))
+    ok = ctx.cuda and resumed <= 10 * floor
+    ctx.emit("runs", **row, status="ok" if ok else "fail", seconds=round(time.perf_counter() - t0, 1),
+             note=f"max |weight difference| {resumed:.3g}; two uninterrupted runs differ by {floor:.3g} "
+                  f"(non-deterministic kernels)")
+
+
+def part_syncs(ctx: Ctx) -> None:
+    """Training steps under ``torch.cuda.set_sync_debug_mode("warn")`` between two log points
+    (the housekeeping of log steps, which reads the losses back, is left out): every host
+    synchronisation inside a step, with the fsggan line it came from."""
+    import traceback
+    import warnings as w
+
+    from fsggan.train import housekeeping
+
+    found: dict[str, int] = {}
+    original = housekeeping.Housekeeping.__call__
+
+    def call(self, step, *args, **kwargs):
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            return original(self, step, *args, **kwargs)
+        finally:
+            if step >= 2:  # after the first step (cuDNN's algorithm search, lazy initialisation)
+                torch.cuda.set_sync_debug_mode("warn")
+
+    def record(message, category, filename, lineno, file=None, line=None):
+        if "synchroniz" in str(message):
+            where = [f"{Path(f.filename).name}:{f.lineno}" for f in traceback.extract_stack() if "fsggan" in f.filename]
+            key = where[-1] if where else f"{filename}:{lineno}"
+            found[key] = found.get(key, 0) + 1
+
+    steps, batch = 12, 32
+    housekeeping.Housekeeping.__call__ = call
+    shown = w.showwarning
+    try:
+        with w.catch_warnings():
+            w.simplefilter("always")
+            w.showwarning = record
+            _gan_run(ctx, "configs/cpu/quickstart_gan.yaml", ctx.out / "syncs", steps, batch,
+                     ["train.log_every=6", "train.ema=0.99", "data.occlude_on=workers"])
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+        housekeeping.Housekeeping.__call__ = original
+        w.showwarning = shown
+    n = sum(found.values())
+    ctx.emit("runs", run="host syncs inside Stage II steps (set_sync_debug_mode warn)", steps=steps - 2,
+             status="ok" if n == 0 else "fail",
+             note="none" if n == 0 else f"{n}: " + ", ".join(f"{k} x{v}" for k, v in sorted(found.items())))
+
+
 # Occlusion synthesis -------------------------------------------------------------------------
 
 def part_synthesis(ctx: Ctx) -> None:
@@ -326,3 +494,7 @@ def part_synthesis(ctx: Ctx) -> None:
         except Exception as exc:  # noqa: BLE001
             ctx.emit("synthesis", device=name, batch=batch, occluders="40 procedural", status=_error(exc)[0],
                      note=_error(exc)[1])
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_child(parse_args()))

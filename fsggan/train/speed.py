@@ -25,7 +25,7 @@ from fsggan.losses import GeneratorLoss, LossWeights
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 
 from .gan import d_step, g_step
-from .runtime import Env, autocast, make_scaler, wrap_model
+from .runtime import Env, adam, autocast, make_scaler, wrap_model
 from .vae import _Reconstruct, vae_step
 
 __all__ = ["StepSpec", "build_step", "seconds_per_step", "flops_per_step"]
@@ -56,10 +56,10 @@ def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
     y = torch.rand_like(x).mul(2).sub(1).contiguous(memory_format=fmt)
     wrap = dict(channels_last=spec.channels_last, compile=spec.compile)
     v = VAE(base_channels=spec.vae_width, image_size=spec.image_size)
-    adam = dict(lr=1e-4, betas=(0.5, 0.999))
+    adam_args = dict(lr=1e-4, betas=(0.5, 0.999), weight_decay=0.0, device=dev)
     if spec.stage == "vae":
         net = wrap_model(_Reconstruct(v), env, **wrap)
-        opt, scaler = torch.optim.Adam(v.parameters(), **adam), make_scaler(env, spec.amp)
+        opt, scaler = adam(v.parameters(), **adam_args), make_scaler(env, spec.amp)
 
         def step() -> None:
             vae_step(net, opt, scaler, x=x, y=y, cast=autocast(env, spec.amp))
@@ -69,7 +69,7 @@ def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
     gen = UNetGenerator(base_channels=spec.gen_width)
     disc = MultiRFDiscriminator(trunk=v.encoder, trunk_mode="frozen", head_channels=spec.head_width)
     gen_net, disc_net = wrap_model(gen, env, **wrap), wrap_model(disc, env, **wrap)
-    opt_g, opt_d = torch.optim.Adam(gen.parameters(), **adam), torch.optim.Adam(disc.parameters(), **adam)
+    opt_g, opt_d = adam(gen.parameters(), **adam_args), adam(disc.parameters(), **adam_args)
     scaler_g, scaler_d = make_scaler(env, spec.amp), make_scaler(env, spec.amp)
     ident = None
     if spec.identity_net:
