@@ -120,7 +120,8 @@ def test_cpu_recipe_seed_gives_its_own_chained_run_directories(tmp_path):
     for cmd in ("fsggan-train-vae", "fsggan-train-gan", "fsggan-eval", "fsggan-prepare-data"):
         (bin_dir / cmd).write_text(f'#!/bin/sh\necho "{cmd} $*" >> "{tmp_path}/calls"\n')
         (bin_dir / cmd).chmod(0o755)
-    (tmp_path / "data128" / "set2-lfw").mkdir(parents=True)  # prepared: no preparation step
+    for prepared in ("set2-lfw", "set3-lfw"):  # prepared: no preparation step
+        (tmp_path / "data128" / prepared).mkdir(parents=True)
     env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
     done = subprocess.run(["bash", str(SCRIPTS / "cpu_recipe.sh"), "128", "1"], cwd=tmp_path, env=env,
                           capture_output=True, text=True)
@@ -134,6 +135,15 @@ def test_cpu_recipe_seed_gives_its_own_chained_run_directories(tmp_path):
     assert calls[3].endswith("--set gan.vae_checkpoint=runs/cpu_vae128_s1/checkpoints/best.pt "
                              "--set gan.init_generator=runs/cpu128_gan64_s1/checkpoints/best.pt")
     assert "--gan runs/cpu_gan128_s1 " in calls[4] and calls[4].endswith("--out results/cpu128_s1")
+    assert "data128/set1-lfw data128/set2-lfw data128/set3-lfw --gan" in calls[4]
+    # sets prepared before Set3 existed: only Set3 is prepared
+    (tmp_path / "data128" / "set3-lfw").rmdir()
+    (tmp_path / "calls").unlink()
+    again = subprocess.run(["bash", str(SCRIPTS / "cpu_recipe.sh"), "128", "1"], cwd=tmp_path, env=env,
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    first = (tmp_path / "calls").read_text().splitlines()[0]
+    assert first.startswith("fsggan-prepare-data --config configs/data/lfw.yaml --out data128 --sets set3")
     bad = subprocess.run(["bash", str(SCRIPTS / "cpu_recipe.sh"), "128", "x"], cwd=tmp_path, env=env,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.strip() == "cpu_recipe.sh: error: seed x: give a whole number (default 0)"
