@@ -8,6 +8,7 @@ published weights were trained on. The output is an L2-normalised feature (B, di
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -143,12 +144,23 @@ def align_to_reference(x: torch.Tensor, size: tuple[int, int], reference=REFEREN
     real LFW").
     """
     h, w = x.shape[-2:]
+    return _warp(x, size, *_reference_fit(h, w, _points(reference), _points(source)))
+
+
+def _points(points) -> tuple:
+    """Landmark points as a hashable tuple of (x, y) floats (the fits below are cached)."""
+    return tuple((float(x), float(y)) for x, y in points)
+
+
+@functools.lru_cache(maxsize=64)
+def _reference_fit(h: int, w: int, reference: tuple, source: tuple) -> tuple[float, tuple[float, float]]:
+    """(scale, shift) of :func:`align_to_reference` for ``h`` x ``w`` inputs, computed once."""
     src = torch.tensor(source, dtype=torch.float64) * torch.tensor([w, h], dtype=torch.float64)
     dst = torch.tensor(reference, dtype=torch.float64)
     src_c, dst_c = src - src.mean(0), dst - dst.mean(0)
     scale = float((src_c * dst_c).sum() / (dst_c ** 2).sum())   # input px per output px
     shift = src.mean(0) - scale * dst.mean(0)
-    return _warp(x, size, scale, (float(shift[0]), float(shift[1])))
+    return scale, (float(shift[0]), float(shift[1]))
 
 
 # The LightCNN authors' alignment (README of github AlfredXiangWu/LightCNN and its Caffe
@@ -172,11 +184,17 @@ def align_eyes_mouth(x: torch.Tensor, size: tuple[int, int], ec_mc_y: float = LI
     the eyes of ``source`` are already level (0.3 px apart at 128 px for fsggan's template).
     """
     h, w = x.shape[-2:]
+    return _warp(x, size, *_eyes_mouth_fit(h, w, tuple(size), float(ec_mc_y), float(ec_y), _points(source)))
+
+
+@functools.lru_cache(maxsize=64)
+def _eyes_mouth_fit(h: int, w: int, size: tuple, ec_mc_y: float, ec_y: float,
+                    source: tuple) -> tuple[float, tuple[float, float]]:
+    """(scale, shift) of :func:`align_eyes_mouth` for ``h`` x ``w`` inputs, computed once."""
     pts = torch.tensor(source, dtype=torch.float64) * torch.tensor([w, h], dtype=torch.float64)
     eye, mouth = pts[:2].mean(0), pts[3:5].mean(0)
     scale = float((mouth[1] - eye[1]) / ec_mc_y)                 # input px per output px
-    shift = (float(eye[0] - scale * (size[1] / 2)), float(eye[1] - scale * ec_y))
-    return _warp(x, size, scale, shift)
+    return scale, (float(eye[0] - scale * (size[1] / 2)), float(eye[1] - scale * ec_y))
 
 
 def _warp(x: torch.Tensor, size: tuple[int, int], scale: float, shift: tuple[float, float]) -> torch.Tensor:
