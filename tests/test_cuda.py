@@ -138,3 +138,48 @@ def test_occlusion_on_the_gpu_matches_the_cpu():
     assert gpu.occluded.device.type == "cuda"
     assert (gpu.mask.cpu() == cpu.mask).float().mean() > 0.99
     assert (gpu.occluded.cpu() - cpu.occluded).abs().mean() < 1e-2
+
+
+@pytest.mark.cuda
+def test_stage2_step_with_map_loss_under_bf16_autocast_never_syncs():
+    """The map BCE inside CUDA autocast (which refuses binary_cross_entropy), then steps under
+    ``set_sync_debug_mode("error")``: G and D steps, fused Adam, the EMA and the loss guard make
+    no host synchronisation."""
+    from fsggan.train.ema import EMA
+    from fsggan.train.safety import LossGuard
+
+    env = Env(device=torch.device("cuda"))
+    torch.manual_seed(0)
+    y = torch.rand(4, 3, 64, 64, device="cuda") * 1.6 - 0.8
+    x, mask = y.clone(), torch.zeros(4, 1, 64, 64, device="cuda")
+    x[:, :, 16:40, 16:48], mask[:, :, 16:40, 16:48] = 0.9, 1.0
+    v = VAE(base_channels=8, latent_dim=16, image_size=64).eval().requires_grad_(False).to("cuda")
+    gen = UNetGenerator(base_channels=8, output="blend")
+    disc = MultiRFDiscriminator(trunk=v.encoder, trunk_mode="frozen", head_channels=8)
+    gen_net, disc_net = (wrap_model(m, env) for m in (gen, disc))
+    adam = dict(lr=1e-3, betas=(0.5, 0.999), weight_decay=0.0, device=env.device)
+    opt_g, opt_d = runtime.adam(gen.parameters(), **adam), runtime.adam(disc.parameters(), **adam)
+    sg, sd = make_scaler(env, "bf16"), make_scaler(env, "bf16")
+    loss = GeneratorLoss(LossWeights(identity=0.0, map_bce=1.0))
+    ema, guard = EMA(gen, 0.9), LossGuard(env)
+
+    def step(n):
+        cast = runtime.autocast(env, "bf16")
+        with torch.no_grad(), cast:
+            g = v(x)
+        terms, fake = gan.g_step(gen_net, disc, opt_g, sg, x=x, g=g, y=y, loss=loss, occ_mask=mask, cast=cast)
+        d_terms = gan.d_step(disc_net, opt_d, sd, real=y, fake=fake, cast=cast)
+        ema.update(gen)
+        guard.add({**terms, **{f"d/{k}": t for k, t in d_terms.items()}}, n)
+
+    step(1)  # lazy initialisation, cuDNN's algorithm search
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for n in range(2, 5):
+            step(n)
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    records, stop = guard.check()
+    assert len(records) == 4 and not stop and all(np.isfinite(list(r.values())).all() for r in records)
+    assert "map_bce" in records[-1]
