@@ -16,15 +16,18 @@ Set1-LFW's first three identities (people the model never saw), with the occlude
 places on it (kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never
 saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of the repository.
 
-``--demo`` needs no data (keep its picture out of the repository too): scikit-image's ``astronaut``
-(Eileen Collins, a NASA photograph in the public domain) twice, side by side, one holding
-scikit-image's ``coffee`` cup (Rachel Michetti's photograph, CC0; the cup cut out of it by a
-drawn outline, :func:`coffee_cup`) in front of the lower face as the training data places a
-mouth-region object, the other with drawn sunglasses (fsggan's procedural occluders). Both
-images ship inside scikit-image. Neither object is like the training pools' cut-outs: to the
-model they are new occluders, as Set2's are. With the 128 px recipe's G both faces are found and
-pasted back without a seam, and both objects stay (docs/results.md, docs/experiments.md
-"`fill_to_edge`, a wider view for G, a public-domain picture").
+``--demo`` needs no data and makes the README's picture (docs/images/before_after.png, its
+sources and licences in docs/images/README.md):
+
+    python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out docs/images/before_after.png
+
+Two public-domain portraits that ship inside scikit-image, ``astronaut`` (Eileen Collins, a NASA
+photograph) and ``camera`` (Lav Varshney's cameraman, CC0; grey, made RGB), each with nothing over
+it and under occluders of kinds no training pool holds (Set3's: a censor bar, round glasses, a
+scarf and a striped patch, drawn by fsggan's procedural module), plus scikit-image's CC0
+``coffee`` cup (:func:`coffee_cup`) held in front of the lower face. Each photo goes through the
+photo path as ``fsggan-deocclude`` runs it; the figure shows each face before (top row of a
+portrait) and after (bottom row), enlarged around the region pasted back.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from fsggan.images import read_rgb
 from fsggan.photos import deocclude_photo
 from fsggan.pipeline import FSGGAN
 
-DEMO_OCCLUDERS = (("coffee", 0), ("sunglasses", 1))  # (object, seed) per copy: the CC0 cup, or a procedural kind
+DEMO_CASES = ((None, 0), ("bar", 3), ("round_glasses", 3), ("scarf", 3), ("stripes", 3), ("coffee", 0))  # (object, seed)
 
 
 def side_by_side(photos: list[np.ndarray]) -> np.ndarray:
@@ -103,24 +106,61 @@ def occlude_demo(photo: np.ndarray, model, kind: str, seed: int) -> np.ndarray:
     return OcclusionSynthesizer(library, image_size=photo.shape[0], supersample=2).occlude_photo(photo, [placement])
 
 
+def demo_portraits() -> list[np.ndarray]:
+    """scikit-image's public-domain portraits: the astronaut, and the cameraman made RGB."""
+    from skimage.data import astronaut, camera
+
+    return [np.ascontiguousarray(astronaut()), np.ascontiguousarray(np.repeat(camera()[..., None], 3, axis=2))]
+
+
+def face_tile(photo: np.ndarray, box, size: int = 176) -> np.ndarray:
+    """The square around a face's box (1.6x its side), resized to ``size`` pixels."""
+    cx, cy, side = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, 1.6 * max(box[2] - box[0], box[3] - box[1])
+    x0, y0 = int(max(cx - side / 2, 0)), int(max(cy - side / 2, 0))
+    x1, y1 = int(min(cx + side / 2, photo.shape[1])), int(min(cy + side / 2, photo.shape[0]))
+    return np.asarray(Image.fromarray(photo[y0:y1, x0:x1]).resize((size, size), Image.BICUBIC))
+
+
+def demo_figure(model) -> np.ndarray:
+    """Per portrait, a row of faces before and a row after, one column per case of DEMO_CASES."""
+    from fsggan.photos.deocclude import find_faces
+
+    rows = []
+    for n, photo in enumerate(demo_portraits()):
+        box = find_faces(photo)[0].box   # the tiles' frame: the face as found without an occluder
+        before, after = [], []
+        for kind, seed in DEMO_CASES:
+            occluded = photo if kind is None else occlude_demo(photo, model, kind, seed)
+            out, faces = deocclude_photo(model, occluded)
+            if not faces:   # shown unchanged, as fsggan-deocclude leaves a photo without a face
+                print(f"portrait {n + 1}, {kind or 'nothing'} over it: no face found; shown unchanged")
+            before.append(face_tile(occluded, box))
+            after.append(face_tile(out, box))
+        for tiles in (before, after):
+            rows.append(np.concatenate(sum(([t, np.full((t.shape[0], 4, 3), 255, np.uint8)] for t in tiles), [])[:-1],
+                                       axis=1))
+            rows.append(np.full((4, rows[-1].shape[1], 3), 255, np.uint8))
+        rows.append(np.full((8, rows[-1].shape[1], 3), 255, np.uint8))
+    return np.concatenate(rows[:-2], axis=0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("photos", nargs="*")
-    ap.add_argument("--demo", action="store_true", help="scikit-image's astronaut with scikit-image's coffee cup and with drawn sunglasses "
-                    "(no photo needed)")
+    ap.add_argument("--demo", action="store_true", help="the README's picture: scikit-image's public-domain portraits "
+                    "under drawn occluders of unseen kinds and a CC0 coffee cup, and with nothing over them")
     ap.add_argument("--gan", default="runs/cpu_gan128")
     ap.add_argument("--out", default="before_after.png", help="PNG, or JPEG (quality 90) by the suffix")
     args = ap.parse_args()
     if bool(args.photos) == args.demo:
         ap.error("give photos, or --demo")
     model = FSGGAN.from_checkpoints(gan=args.gan, device="cpu")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.demo:
-        from skimage.data import astronaut
-
-        photo = np.ascontiguousarray(astronaut())
-        before = side_by_side([occlude_demo(photo, model, kind, seed) for kind, seed in DEMO_OCCLUDERS])
-    else:
-        before = side_by_side([read_rgb(p)[0] for p in args.photos])
+        Image.fromarray(demo_figure(model)).save(args.out, quality=90)
+        print(f"wrote {args.out}")
+        return
+    before = side_by_side([read_rgb(p)[0] for p in args.photos])
     after, faces = deocclude_photo(model, before)
     print(f"{len(faces)} face(s) found in a {before.shape[1]}x{before.shape[0]} picture")
     gap = np.full((8, before.shape[1], 3), 255, np.uint8)
@@ -129,7 +169,6 @@ def main() -> None:
         z = zoom(before, after, faces[0].region)
         z = np.pad(z, ((0, 0), (0, max(before.shape[1] - z.shape[1], 0)), (0, 0)), constant_values=255)
         rows += [gap, z[:, : before.shape[1]]]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(np.concatenate(rows, axis=0)).save(args.out, quality=90)  # PNG or JPEG by the suffix
     print(f"wrote {args.out}")
 

@@ -319,6 +319,26 @@ def test_clean_share_leaves_faces_unoccluded_in_workers_and_on_device(tmp_path):
         OccludedFaces(faces, lib, image_size=32, clean_share=1.0)
 
 
+def test_occluder_appearance_augmentation_changes_colours_and_texture_not_shape():
+    lib = OccluderLibrary(procedural_occluders(count=4, seed=0, kinds=["mask", "sunglasses"]))
+    clean = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    lms = [template_landmarks("lfw", image_size=64)] * 4
+
+    def occlude(**options):
+        synth = OcclusionSynthesizer(lib, image_size=64, placement=Placement(**options))
+        return synth(clean, lms, [item_rng(0, 0, i) for i in range(4)])
+
+    plain, styled = occlude(), occlude(recolour=1.0, retexture=0.5)
+    assert torch.equal(occlude(recolour=0.0, retexture=0.0).occluded, plain.occluded)   # off: nothing changes
+    assert torch.equal(plain.mask, styled.mask)                                       # the same shapes, places
+    inside = plain.mask.expand_as(plain.occluded) > 0
+    assert not torch.equal(plain.occluded[inside], styled.occluded[inside])
+    assert torch.equal(plain.occluded[~inside & (plain.occluded == clean)], styled.occluded[~inside & (plain.occluded == clean)])
+    assert torch.equal(occlude(recolour=1.0, retexture=0.5).occluded, styled.occluded)  # seeded
+    with pytest.raises(ValueError, match="recolour"):
+        Placement(recolour=1.5)
+
+
 def test_occluded_faces_bad_image(tmp_path):
     good = tmp_path / "a.png"
     Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(good)
