@@ -278,11 +278,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ddp_worker(rank: int, world: int, port: int, out: str, stage: str, overrides: list[str], nan_step: int) -> None:
-    """One rank: train ``stage`` with ``overrides``; rank 1 poisons its loss at ``nan_step``;
-    writes what happened to ``out/rank{rank}.json``."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                      WORLD_SIZE=str(world))
+def ddp_worker(rank: int, world: int, ports: list[int], out: str, stage: str, jobs: list, nan_step: int) -> None:
+    """One rank: train ``stage`` once per ``(overrides, resume)`` of ``jobs`` (each in a process
+    group of its own, on its own port); rank 1 poisons its loss at ``nan_step``; writes what
+    happened to ``out/rank{rank}.json``."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     if nan_step and rank == 1:
         original, count = vae.vae_loss, [0]
@@ -292,12 +292,12 @@ def ddp_worker(rank: int, world: int, port: int, out: str, stage: str, overrides
             terms = original(*args, **kwargs)
             return {**terms, "nll": terms["nll"] * float("nan")} if count[0] == nan_step else terms
         vae.vae_loss = poisoned
-    report = {"rank": rank}
+    report = {"rank": rank, "steps": []}
+    train, config = (vae.train_vae, TrainVAEConfig) if stage == "vae" else (gan.train_gan, TrainGANConfig)
     try:
-        if stage == "vae":
-            report["result"] = vae.train_vae(**vars(load_config(TrainVAEConfig, None, overrides)))["step"]
-        else:
-            report["result"] = gan.train_gan(**vars(load_config(TrainGANConfig, None, overrides)))["step"]
+        for port, (overrides, resume) in zip(ports, jobs):
+            os.environ["MASTER_PORT"] = str(port)
+            report["steps"].append(train(**vars(load_config(config, None, overrides)), resume=resume)["step"])
     except NonFiniteLossError as exc:
         report["error"] = str(exc)
     except Exception:  # noqa: BLE001 - reported to the test
@@ -305,8 +305,10 @@ def ddp_worker(rank: int, world: int, port: int, out: str, stage: str, overrides
     Path(out, f"rank{rank}.json").write_text(json.dumps(report))
 
 
-def run_ddp(tmp_path: Path, stage: str, overrides: list[str], nan_step: int = 0, timeout: float = 60) -> list[dict]:
-    ctx = mp.start_processes(ddp_worker, args=(2, free_port(), str(tmp_path), stage, overrides, nan_step), nprocs=2,
+def run_ddp(tmp_path: Path, stage: str, jobs: list, nan_step: int = 0, timeout: float = 60) -> list[dict]:
+    """Two gloo ranks (spawned processes) running ``jobs``; their reports."""
+    ports = [free_port() for _ in jobs]
+    ctx = mp.start_processes(ddp_worker, args=(2, ports, str(tmp_path), stage, jobs, nan_step), nprocs=2,
                              join=False, start_method="spawn")
     deadline = time.monotonic() + timeout
     while not ctx.join(timeout=1):
@@ -323,7 +325,7 @@ def test_ddp_nonfinite_loss_on_one_rank_stops_every_rank(data_config, tmp_path):
     run = tmp_path / "run"
     overrides = [*TINY["vae"], f"data.config={data_config}", f"train.run_dir={run}", *TRAIN,
                  "train.log_every=2", "train.ckpt_every=3", "train.val_every=0", "train.sample_every=0"]
-    reports = run_ddp(tmp_path, "vae", overrides, nan_step=4)
+    reports = run_ddp(tmp_path, "vae", [(overrides, None)], nan_step=4)
     assert [r.get("crash") for r in reports] == [None, None], reports
     for r in reports:
         assert "error" in r, r
@@ -340,8 +342,25 @@ def test_ddp_trains_a_trained_trunk_with_shallow_heads_only(trunk, data_config, 
     overrides = [f"gan.vae_checkpoint={stage1}", *TINY["gan"], f"discriminator.trunk_mode={trunk}",
                  "discriminator.levels=[1, 2]", "loss.identity=0", f"data.config={data_config}",
                  f"train.run_dir={run}", *TRAIN, "train.steps=3", "train.val_every=0", "train.sample_every=0"]
-    reports = run_ddp(tmp_path, "gan", overrides)
-    assert [r.get("result") for r in reports] == [3, 3], reports
+    reports = run_ddp(tmp_path, "gan", [(overrides, None)])
+    assert [r.get("steps") for r in reports] == [[3], [3]], reports
+
+
+def test_ddp_resumed_run_equals_the_uninterrupted_one(data_config, tmp_path):
+    """Two ranks: 4 steps straight, and 2 steps then resumed to 4: the same weights, bitwise
+    (each rank's RNG streams and its place in the data are restored)."""
+    from fsggan.checkpoint import load_checkpoint
+
+    def job(run, steps):
+        return [*TINY["vae"], f"data.config={data_config}", f"train.run_dir={run}", *TRAIN, f"train.steps={steps}",
+                "train.val_every=0", "train.sample_every=0", "train.ckpt_every=0"]
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    reports = run_ddp(tmp_path, "vae", [(job(a, 4), None), (job(b, 2), None),
+                                        (job(b, 4), str(b / "checkpoints" / "last.pt"))], timeout=90)
+    assert [r.get("steps") for r in reports] == [[4, 2, 4]] * 2, reports
+    wa, wb = (load_checkpoint(r / "checkpoints" / "last.pt")["models"]["vae"] for r in (a, b))
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
 
 
 def test_each_rank_finds_its_gpu(monkeypatch):
