@@ -348,8 +348,7 @@ class OcclusionSynthesizer:
         (the same as rendering at that factor and average-pooling, at a fraction of the cost).
         """
         bank = self.library.bank(self.canvas_size, device)
-        # host data copied without waiting for the device (a blocking copy would sync on a GPU)
-        idx = torch.tensor([pl["index"] for pl in placements]).to(bank.rgba.device, non_blocking=True)
+        idx = torch.tensor([pl["index"] for pl in placements]).to(bank.rgba.device, non_blocking=True)  # no GPU sync
         src = bank.rgba.index_select(0, idx)
         theta_t = self._theta(placements, bank).to(device=src.device, non_blocking=True).to(src.dtype).transpose(1, 2)
         n, b = self.image_size, len(placements)
@@ -431,9 +430,7 @@ class OcclusionSynthesizer:
                         placements[b] = self.sample_placement(rngs[b], lms[b])
                         again.append(b)
                 pending, tries = again, tries + 1
-            # the whole batch at once, images without an occluder in this slot getting an empty
-            # one (alpha 0 leaves them as they are): no index tensor built from host data
-            empty = torch.zeros_like(accepted[todo[0]][1])
+            empty = torch.zeros_like(accepted[todo[0]][1])  # alpha 0: the whole batch at once, no index tensor
             w = torch.stack([accepted[b][1] if b in accepted else empty for b in range(B)]).to(clean.dtype)
             if p.recolour > 0 or p.retexture > 0:
                 w = self.restyle(w, clean, [rngs[b] if b in accepted else None for b in range(B)])
