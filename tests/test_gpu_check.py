@@ -162,3 +162,30 @@ def test_neither_script_imports_the_other():
         imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         assert other not in imported, f"{name} imports {other}"
+
+
+def test_syncs_part_reports_each_synchronisation(monkeypatch, tmp_path):
+    """The syncs part's bookkeeping, without a GPU: what torch's sync debug mode warns about in
+    the steps is counted and named in the row, and the training code is left as it was."""
+    import torch
+
+    from fsggan.train import housekeeping
+
+    monkeypatch.syspath_prepend(str(SCRIPTS))
+    parts = importlib.import_module("gpu_check_parts")
+    modes = []
+    monkeypatch.setattr(torch.cuda, "set_sync_debug_mode", modes.append)
+
+    def steps(*args, **kwargs):  # what a synchronising step makes torch say
+        import warnings
+
+        warnings.warn("called a synchronizing CUDA operation", UserWarning)
+
+    monkeypatch.setattr(parts, "_gan_run", steps)
+    before = housekeeping.Housekeeping.__call__
+    ctx = parts.Ctx(argparse.Namespace(cpu=True, out=str(tmp_path), rows=str(tmp_path / "rows.jsonl"),
+                                       deadline=float("inf"), ddp_cpu=0, identity_net="none"))
+    parts.part_syncs(ctx)
+    (row,) = [json.loads(ln) for ln in (tmp_path / "rows.jsonl").read_text().splitlines()]
+    assert row["status"] == "fail" and row["note"].startswith("1: ") and "test_gpu_check.py" in row["note"]
+    assert housekeeping.Housekeeping.__call__ is before and modes[-1] == 0
