@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from .landmarks import LANDMARK_NAMES
+from .appearance import restyle
 from .occluders import OccluderLibrary
 
 __all__ = ["Placement", "OcclusionSynthesizer", "SynthesisResult", "item_rng", "similarity_fit"]
@@ -361,26 +362,6 @@ class OcclusionSynthesizer:
             out.mul_(1.0 / self.supersample**2)
         return out
 
-    def restyle(self, w: torch.Tensor, clean: torch.Tensor, rngs: Sequence) -> torch.Tensor:
-        """Occluder appearance augmentation (``recolour``, ``retexture``; training only): each
-        warped occluder ``w`` (B, 4, H, W, premultiplied RGB and alpha) whose generator is given
-        has, by chance, its colour channels shuffled and scaled (gains 0.3-1.7), and/or its
-        texture replaced by another patch of its own clean photo (mirrored and shifted), its
-        shape kept; so a map learns "not this face" rather than the pool's few colours. Draws
-        come from ``rngs`` only when an option is on: with both off nothing changes."""
-        p = self.placement
-        rgb, a = w[:, :3].clone(), w[:, 3:4]
-        for b, r in enumerate(rngs):
-            if r is None:
-                continue
-            if p.recolour > 0 and r.random() < p.recolour:
-                perm, gain = r.permutation(3).tolist(), r.uniform(0.3, 1.7, 3)
-                rgb[b] = torch.minimum(torch.stack([rgb[b, c] * float(k) for c, k in zip(perm, gain)]), a[b])
-            if p.retexture > 0 and r.random() < p.retexture:
-                dy, dx = (int(v) for v in r.integers(self.image_size // 4, 3 * self.image_size // 4, 2))
-                rgb[b] = torch.roll(clean[b].flip(-1), (dy, dx), (-2, -1)).add(1).div(2) * a[b]
-        return torch.cat([rgb, a], 1)
-
     def occlude_photo(self, photo: np.ndarray, placements: Sequence[dict]) -> np.ndarray:
         """A square (S, S, 3) uint8 ``photo`` (S = ``image_size``) with ``placements``
         (matrices from cut-out to photo pixels) composited one over the other, as uint8: how
@@ -433,7 +414,7 @@ class OcclusionSynthesizer:
             empty = torch.zeros_like(accepted[todo[0]][1])  # alpha 0: the whole batch at once, no index tensor
             w = torch.stack([accepted[b][1] if b in accepted else empty for b in range(B)]).to(clean.dtype)
             if p.recolour > 0 or p.retexture > 0:
-                w = self.restyle(w, clean, [rngs[b] if b in accepted else None for b in range(B)])
+                w = restyle(w, clean, [rngs[b] if b in accepted else None for b in range(B)], p)
             a = w[:, 3:4]
             out = out * (1 - a) + (2 * w[:, :3] - a)
             mask = torch.maximum(mask, (a > p.mask_threshold).to(clean.dtype))
