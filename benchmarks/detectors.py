@@ -2,7 +2,7 @@
 
 For each test identity of the data config (LFW: the 200 protocol identities) one seeded photo;
 for each occluder pool (Set1: seen occluders, Set2: new ones) the occluder is rendered onto the
-full 250x250 photo exactly where the prepared set puts it (benchmarks/occluded_photos.py). Each
+full 250x250 photo exactly where the prepared set puts it (benchmarks/photo_sets.py). Each
 detector in ``fsggan.detect.DETECTORS`` then runs on the clean and the occluded photos:
 
 - detected: some returned face matches the prepared sets' face box B (LFW: 61,66 - 189,194),
@@ -16,7 +16,7 @@ detector in ``fsggan.detect.DETECTORS`` then runs on the clean and the occluded 
 Then each detector is timed on 12 MP (4000x3000) photos: an LFW photo enlarged 12x (the face
 about 1300 px) and the 250x250 photo pasted unscaled on a grey 4000x3000 canvas.
 
-    python benchmarks/detectors.py --config configs/data/lfw.yaml
+    python -m benchmarks.detectors --config configs/data/lfw.yaml
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from PIL import Image
 from fsggan.data.config import load_data_config
 from fsggan.detect import DETECTORS, DetectorError, detect_faces, get_detector
 
-from occluded_photos import POOLS, OccludedPhoto, pick_photos, render_set
+from benchmarks.photo_sets import POOLS, OccludedPhoto, pick_photos, render_set
 
 
 def iou(a, b) -> float:

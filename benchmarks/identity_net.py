@@ -10,8 +10,8 @@ memory), ``folded`` (BatchNorm folded into the convolutions, what
 ``MobileFaceNetEmbedder`` builds), ``folded_cl`` (folded + channels_last, what
 ``FaceEmbedder.place`` gives on a CPU).
 
-    python benchmarks/identity_net.py            # real weights from ../shared/data if there
-    python benchmarks/identity_net.py --repeats 5
+    python -m benchmarks.identity_net            # real weights from ../shared/data if there
+    python -m benchmarks.identity_net --repeats 5
 
 Run it on an otherwise idle machine; the layouts are measured alternately.
 """

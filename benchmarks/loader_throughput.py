@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Training-data throughput of one loader worker, and the workers a GPU needs.
 
-    python benchmarks/loader_throughput.py [--config configs/lfw_gan.yaml] [--images 200] [--target 3000]
+    python -m benchmarks.loader_throughput [--config configs/lfw_gan.yaml] [--images 200] [--target 3000]
 
 Runs the paper config's data pipeline (``data`` of configs/lfw_gan.yaml: LFW JPEGs from
 ../shared/data/lfw, the LFW crop to 128x128, the seen occluders) in this process on one

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
 """Size and load time of a model folder (fsggan-export) beside the training checkpoint it comes from.
 
-    python benchmarks/model_file.py                      # the paper widths (V 32/256, G 64) at 128 px
-    python benchmarks/model_file.py --run runs/lfw_gan   # a real run
-    python benchmarks/model_file.py --preset cpu64       # the CPU recipe's widths at 64 px
+    python -m benchmarks.model_file                      # the paper widths (V 32/256, G 64) at 128 px
+    python -m benchmarks.model_file --run runs/lfw_gan   # a real run
+    python -m benchmarks.model_file --preset cpu64       # the CPU recipe's widths at 64 px
 
 Without --run, writes a training checkpoint of untrained networks of the preset's size, with
 what a Stage II checkpoint holds besides them (D, the EMA copy, Adam's two moments for G and

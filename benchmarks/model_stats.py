@@ -1,6 +1,6 @@
 """Parameter counts, forward FLOPs (128x128, batch 1) and receptive fields (G's encoder, D's heads).
 
-    python benchmarks/model_stats.py
+    python -m benchmarks.model_stats
 
 FLOPs come from torch.utils.flop_counter.FlopCounterMode (a multiply-add counts as 2).
 """

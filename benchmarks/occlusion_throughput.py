@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Occlusion-synthesis throughput (images/s at 128x128).
 
-    python benchmarks/occlusion_throughput.py [--occluders procedural|PATH] [--batch 256] [--seconds 3]
+    python -m benchmarks.occlusion_throughput [--occluders procedural|PATH] [--batch 256] [--seconds 3]
 
 Measures, on random "faces" with the mean LFW landmarks:
 - CPU, one thread (torch.set_num_threads(1)): what one DataLoader worker can do, for the

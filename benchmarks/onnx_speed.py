@@ -2,9 +2,9 @@
 """CPU images/s of one model three ways: PyTorch float32, PyTorch with bf16 autocast (--amp bf16)
 and onnxruntime on the exported model.onnx; with how far each output lies from float32's.
 
-    python benchmarks/onnx_speed.py                        # the paper widths at 128 px, untrained
-    python benchmarks/onnx_speed.py --model fsggan-lfw128  # an exported model folder (its weights)
-    python benchmarks/onnx_speed.py --preset cpu64 --threads 2 --batch 16
+    python -m benchmarks.onnx_speed                        # the paper widths at 128 px, untrained
+    python -m benchmarks.onnx_speed --model fsggan-lfw128  # an exported model folder (its weights)
+    python -m benchmarks.onnx_speed --preset cpu64 --threads 2 --batch 16
 
 Times ``--repeats`` batches of ``--batch`` random faces in [-1, 1] after one warm-up batch
 (median batch time -> images/s), each runtime with ``--threads`` threads (torch's
@@ -32,7 +32,7 @@ from fsggan.pipeline import FSGGAN
 def build(args) -> FSGGAN:
     if args.model:
         return FSGGAN.from_pretrained(args.model, device="cpu")
-    from model_file import PRESETS  # benchmarks/model_file.py, next to this script
+    from benchmarks.model_file import PRESETS
     from fsggan.models import VAE, UNetGenerator
 
     torch.manual_seed(0)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Time one 12-megapixel photo with one face through fsggan-deocclude's photo path.
 
-    python benchmarks/photo_speed.py --gan runs/J7_ramp [--repeats 3] [--size 4000x3000]
+    python -m benchmarks.photo_speed --gan runs/J7_ramp [--repeats 3] [--size 4000x3000]
 
 Builds a camera-sized JPEG (quality 95): an LFW photo enlarged so its face is about 1,000 px
 wide, on a blurred, enlarged copy of itself as the background, 4000x3000 (12 MP). Then times,

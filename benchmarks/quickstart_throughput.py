@@ -9,8 +9,8 @@ steps in several variants and prints, for each:
 * ``wall img/s``: images / wall time of the whole call (start-up, validation and
   checkpoints included).
 
-    python benchmarks/quickstart_throughput.py                 # 60 steps per variant
-    python benchmarks/quickstart_throughput.py --steps 100 --variants fp32 bf16_cl
+    python -m benchmarks.quickstart_throughput                 # 60 steps per variant
+    python -m benchmarks.quickstart_throughput --steps 100 --variants fp32 bf16_cl
 
 Needs ../shared/data (LFW, occluders, MobileFaceNet weights). Run it on an otherwise idle
 machine: two heavy processes on two cores halve each other's figures.

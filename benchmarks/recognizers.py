@@ -6,7 +6,7 @@ and 128 px Set1-LFW), on the CLEAN faces only:
   - the protocol's clean rank-1 (the "Clean (upper bound)" row of fsggan-eval);
   - inference images/s (batch 64, after a warm-up batch).
 
-    python benchmarks/recognizers.py data64/set1-lfw data/prepared/set1-lfw \
+    python -m benchmarks.recognizers data64/set1-lfw data/prepared/set1-lfw \
         --mobilefacenet ../shared/data/weights/mobilefacenet_casia_068.ckpt
 """
 

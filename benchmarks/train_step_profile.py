@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """What one training step of each stage asks of a GPU, counted on a CPU.
 
-    python benchmarks/train_step_profile.py [--size 128] [--batch 4] [--identity-net mobilefacenet] [--launch-us 10]
+    python -m benchmarks.train_step_profile [--size 128] [--batch 4] [--identity-net mobilefacenet] [--launch-us 10]
 
 For the real step functions (fsggan.train.speed.build_step: Stage I = V; Stage II = V(x), the
 G step with L1 + identity + adversarial, the D step), paper widths at ``--size`` px:

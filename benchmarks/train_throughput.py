@@ -6,8 +6,8 @@ so it measures the networks and optimisers, not data loading (the training log's
 ``speed/images_per_sec`` includes that). On CPU it runs a few steps in fp32; with CUDA
 it also runs bf16 autocast (and channels_last with --channels-last).
 
-    python benchmarks/train_throughput.py                       # CPU, then CUDA if available
-    python benchmarks/train_throughput.py --steps 20 --batch-size 32 --identity-net none
+    python -m benchmarks.train_throughput                       # CPU, then CUDA if available
+    python -m benchmarks.train_throughput --steps 20 --batch-size 32 --identity-net none
 
 The identity network (LightCNN-29v2 by default) has random weights here: speed only.
 """

@@ -35,7 +35,7 @@ from torch import nn
 
 __all__ = ["CHECKPOINT_VERSION", "CheckpointError", "make_checkpoint", "save_checkpoint", "resolve_checkpoint",
            "load_checkpoint", "checkpoint_stage", "load_state", "load_states", "model_from_checkpoint",
-           "remove_stale_temps", "vae_path_of_gan", "state_dicts_differ"]
+           "remove_stale_temps", "vae_path_of_gan", "state_dicts_differ", "drop_retired_options"]
 
 CHECKPOINT_VERSION = 1
 # stage -> (the model that identifies it, its name, the command that writes it)
@@ -47,6 +47,30 @@ _TEMP = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")   # save_checkpoint's t
 
 class CheckpointError(ValueError):
     """A file is not an fsggan checkpoint (of the expected kind); the message names it."""
+
+
+# Training options that were measured and not adopted (docs/experiments.md), with the value
+# that switched each off; the code of all of them last lived in commit RETIRED_AT.
+RETIRED_AT = "9d7745f5129f3136abfcbe48c30380082d973b2c"
+RETIRED_OPTIONS = {"generator": {"fill": "free"},
+                   "loss": {"identity_blur": 0.0, "identity_views": False, "identity_layers": 0.0, "identity_every": 1},
+                   "train": {"frame_jitter": 0.0, "frame_jitter_loss": "framed"}}
+
+
+def drop_retired_options(config: dict, where: str) -> dict:
+    """``config`` (a checkpoint's or model.json's sections) without the retired options, so
+    that models trained before their removal still load, resume and export; a model trained
+    with one switched on cannot be rebuilt here, and CheckpointError says where it can."""
+    for section, options in RETIRED_OPTIONS.items():
+        stored = config.get(section)
+        for key, off in options.items():
+            if not isinstance(stored, dict) or key not in stored:
+                continue
+            value = stored.pop(key)
+            if value != off:
+                raise CheckpointError(f"{where}: trained with {section}.{key}={value!r}, an option removed from fsggan "
+                                      f"(measured and not adopted); run it with the code of commit {RETIRED_AT[:7]}")
+    return config
 
 
 def make_checkpoint(*, step: int, config: dict, models: dict, optimizers: dict, scalers: dict, rng: list,
@@ -265,6 +289,7 @@ def load_checkpoint(path: str | Path, *, stage: Literal["vae", "gan"] | None = N
             ckpt["config"].get(require), dict)):
         key = f"config['{require}'] (the constructor arguments)" if require else "'config'"
         raise CheckpointError(f"{path}: {key} is missing; expected {expected}")
+    drop_retired_options(ckpt["config"], str(path))
     if resumable:
         lacking = [k for k in TRAINING_STATE if k not in ckpt]
         if lacking:

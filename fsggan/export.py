@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fsggan.checkpoint import CheckpointError, load_state
+from fsggan.checkpoint import CheckpointError, drop_retired_options, load_state
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "WEIGHT_FILES", "ModelFolderError", "sha256_of", "model_metadata",
            "write_model_folder", "read_model_json", "verify_model_folder", "load_model_folder", "model_card"]
@@ -258,6 +258,10 @@ def read_model_json(folder: str | Path) -> dict:
     for key in ("image_size", "networks", "files"):
         if key not in meta:
             raise ModelFolderError(f"{path}: no {key!r}; export the model again")
+    try:
+        drop_retired_options(meta["networks"], str(path))
+    except CheckpointError as exc:
+        raise ModelFolderError(str(exc)) from None
     return meta
 
 

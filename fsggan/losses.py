@@ -19,8 +19,8 @@ from torch.nn import functional as F
 from .models.vae import VAEOutput
 
 __all__ = ["LossWeights", "GeneratorLoss", "vae_loss", "gaussian_nll", "kl_standard_normal", "pixel_loss",
-           "masked_pixel_loss", "map_bce_loss", "gaussian_blur", "identity_loss", "generator_adversarial_loss", "discriminator_loss",
-           "total_variation", "random_views", "feature_match_loss"]
+           "masked_pixel_loss", "map_bce_loss", "identity_loss", "generator_adversarial_loss", "discriminator_loss",
+           "total_variation"]
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -34,10 +34,8 @@ class LossWeights:
     uses 0.5); 0 disables it. Beyond the paper (0 / off in the paper configs):
     ``pixel_hole`` weights an extra L1 term averaged over the occluded pixels only
     (:func:`masked_pixel_loss`), ``map_bce`` the binary cross-entropy between the blend
-    head's predicted occlusion map and the synthesis mask (:func:`map_bce_loss`),
-    ``identity_layers`` feature matching on F's intermediate layers (:func:`feature_match_loss`).
-    ``identity_every`` = k runs F on one step in k only, with the identity terms' weights
-    times k: the same expected gradient for about 1/k of F's cost.
+    head's predicted occlusion map and the synthesis mask (:func:`map_bce_loss`), and
+    ``identity_ramp`` switches the identity term on gradually (:func:`ramp`).
     """
 
     pixel: float = 100.0
@@ -46,14 +44,8 @@ class LossWeights:
     tv: float = 0.0
     pixel_hole: float = 0.0
     map_bce: float = 0.0
-    identity_layers: float = 0.0         # beyond the paper: F's intermediate feature maps of G(x, g) vs y
-    identity_blur: float = 0.0           # beyond the paper: Gaussian sigma (px) on both faces before F
-    identity_views: bool = False         # beyond the paper: F sees the same random view of both faces
-                                         # (shift, zoom, flip, blur, down-up sampling; random_views)
-    identity_ramp: tuple[int, int] = (0, 0)  # beyond the paper: identity terms 0 before step a, full
+    identity_ramp: tuple[int, int] = (0, 0)  # beyond the paper: identity term 0 before step a, full
                                              # from step b, linear between; (0, 0) = full from the start
-    identity_every: int = 1              # beyond the paper: the identity terms on every k-th step only,
-                                         # weighted k times (lazy regularisation, as StyleGAN2's R1)
 
 
 def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -110,23 +102,6 @@ def map_bce_loss(occ_map: torch.Tensor, occ_mask: torch.Tensor) -> torch.Tensor:
         return -(t * torch.log(p) + (1 - t) * torch.log1p(-p)).mean()
 
 
-def gaussian_blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (kernel radius ceil(3 sigma), reflect padding); sigma <= 0: unchanged.
-
-    Beyond the paper (``loss.identity_blur``): the identity term compares F on blurred
-    faces, so G gains nothing from fine patterns that only move the recogniser's embedding.
-    """
-    if sigma <= 0:
-        return img
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, device=img.device, dtype=torch.float32)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = (k / k.sum()).to(img.dtype)
-    c = img.shape[1]
-    h = F.conv2d(F.pad(img, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(h, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
-
-
 def identity_loss(feat_target: torch.Tensor, feat_pred: torch.Tensor) -> torch.Tensor:
     """Identity-preserving term of Eq. 8: mean over the batch of 1 - cos(F(y), F(G(x, g)))."""
     return (1.0 - F.cosine_similarity(feat_target.float(), feat_pred.float(), dim=1, eps=1e-8)).mean()
@@ -149,63 +124,9 @@ def total_variation(img: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
-def random_views(*images: torch.Tensor, shift: float = 0.06, scale: tuple[float, float] = (0.9, 1.1),
-                 blur: float = 1.0, down: tuple[float, float] = (0.5, 1.0),
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, ...]:
-    """The same random view of each image batch: per sample a random shift (up to ``shift``
-    of the width), zoom (``scale``), horizontal flip, Gaussian blur (sigma up to ``blur``
-    px) and down-and-up sampling (by a factor drawn from ``down``), all differentiable.
-
-    Beyond the paper (``loss.identity_views``): the identity term compares F on such views
-    of G(x, g) and y (an expectation over transformations), so a texture that moves F's
-    embedding only on one exact pixel grid no longer pays off.
-    """
-    ref = images[0]
-    b = ref.shape[0]
-
-    def draw(lo: float, hi: float, n: int = b) -> torch.Tensor:  # on the host: read without a device sync
-        return torch.rand(n, generator=generator) * (hi - lo) + lo
-
-    zoom = draw(*scale)
-    flip = torch.where(draw(0.0, 1.0) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 1, 1] = flip / zoom, 1.0 / zoom
-    theta[:, 0, 2], theta[:, 1, 2] = draw(-2 * shift, 2 * shift), draw(-2 * shift, 2 * shift)
-    theta = theta.to(ref.device, non_blocking=True)
-    sigma = float(draw(0.0, blur, 1)) if blur > 0 else 0.0
-    factor = float(draw(*down, 1))
-    out = []
-    for img in images:
-        grid = F.affine_grid(theta.to(img.dtype), list(img.shape), align_corners=False)
-        v = F.grid_sample(img, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-        v = gaussian_blur(v, sigma)
-        if factor < 1.0:
-            h, w = img.shape[-2:]
-            small = (max(8, round(h * factor)), max(8, round(w * factor)))
-            v = F.interpolate(F.interpolate(v, size=small, mode="bilinear", align_corners=False, antialias=True),
-                              size=(h, w), mode="bilinear", align_corners=False)
-        out.append(v)
-    return tuple(out)
-
-
-def feature_match_loss(maps_target: list[torch.Tensor], maps_pred: list[torch.Tensor]) -> torch.Tensor:
-    """Mean over layers of the squared distance between feature maps normalised to unit
-    length along channels, summed over channels and averaged over positions (LPIPS's
-    distance without its learned weights); each layer's value lies in [0, 4].
-
-    Beyond the paper (``loss.identity_layers``): G(x, g) must match y in F's intermediate
-    features, not only in F's final embedding, which a faint texture can move on its own.
-    """
-    total = 0.0
-    for a, b in zip(maps_target, maps_pred, strict=True):
-        a, b = F.normalize(a.float(), dim=1, eps=1e-8), F.normalize(b.float(), dim=1, eps=1e-8)
-        total = total + (a - b).pow(2).sum(1).mean()
-    return total / max(len(maps_pred), 1)
-
-
 def ramp(step: int, span: tuple[int, int]) -> float:
     """0 before step ``span[0]``, 1 from ``span[1]`` on, linear between; ``(0, 0)``: always 1.
-    Scales the identity terms (``loss.identity_ramp``: switched on once L1 has settled)."""
+    Scales the identity term (``loss.identity_ramp``: switched on once L1 has settled)."""
     start, end = span
     if step >= end:
         return 1.0
@@ -228,11 +149,8 @@ class GeneratorLoss:
     """
 
     def __init__(self, weights: LossWeights, identity_net: nn.Module | None = None):
-        if (weights.identity or weights.identity_layers) and identity_net is None:
-            raise ValueError("the identity terms need the identity network F (identity_net)")
-        if weights.identity_layers and not getattr(identity_net, "feature_layers", ()):
-            raise ValueError(f"loss.identity_layers: {type(identity_net).__name__} names no feature_layers to "
-                             f"match (mobilefacenet does); set loss.identity_layers: 0")
+        if weights.identity and identity_net is None:
+            raise ValueError("the identity term needs the identity network F (identity_net)")
         self.weights, self.identity_net = weights, identity_net
 
     def __call__(self, *, fake: torch.Tensor, occ_map: torch.Tensor | None, y: torch.Tensor,
@@ -248,9 +166,9 @@ class GeneratorLoss:
             if occ_map is None:
                 raise ValueError("loss.map_bce needs generator.output: blend (a predicted occlusion map)")
             terms["map_bce"] = map_bce_loss(occ_map, occ_mask)
-        scale = ramp(step, tuple(w.identity_ramp)) * w.identity_every if step % w.identity_every == 0 else 0.0
-        if scale and (w.identity or w.identity_layers):
-            terms.update(self._identity_terms(fake, y))
+        scale = ramp(step, tuple(w.identity_ramp))
+        if scale and w.identity:
+            terms["identity"] = self._identity_term(fake, y)
         if w.adversarial:
             terms["adversarial"] = generator_adversarial_loss(disc(fake).log_prob)
         if w.tv:
@@ -258,24 +176,14 @@ class GeneratorLoss:
         weight = {k: getattr(w, k) * (scale if k.startswith("identity") else 1.0) for k in terms}
         return terms, sum(weight[k] * v.float() for k, v in terms.items())
 
-    def _identity_terms(self, fake: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-        """1 - cos(F(y), F(G)) and, with ``identity_layers``, the feature-matching term,
-        from one pass of F over each face (F in float32 on a CPU: _identity_precision)."""
-        w, net = self.weights, self.identity_net
+    def _identity_term(self, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """1 - cos(F(y), F(G)) (F in float32 on a CPU: _identity_precision)."""
+        net = self.identity_net
         with _identity_precision(y):
-            real_f, fake_f = gaussian_blur(y.float(), w.identity_blur), gaussian_blur(fake.float(), w.identity_blur)
-            if w.identity_views:
-                real_f, fake_f = random_views(real_f, fake_f)
-            layers = net.feature_layers if w.identity_layers else ()
             with torch.no_grad():
-                feat_real, maps_real = net.embed_with_maps(real_f, layers)
-            feat_fake, maps_fake = net.embed_with_maps(fake_f, layers)
-        terms = {}
-        if w.identity:
-            terms["identity"] = identity_loss(feat_real, feat_fake)
-        if w.identity_layers:
-            terms["identity_layers"] = feature_match_loss(maps_real, maps_fake)
-        return terms
+                feat_real = net(y.float())
+            feat_fake = net(fake.float())
+        return identity_loss(feat_real, feat_fake)
 
 
 def _identity_precision(t: torch.Tensor):

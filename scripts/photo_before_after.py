@@ -6,7 +6,7 @@ back); the figure stacks the picture before and after, and the first face's past
 with a margin, enlarged up to 3x (as far as the pair fits the picture's width), where a seam
 would show.
 
-    python benchmarks/photo_roundtrip.py --set data128/set1-lfw --gan runs/cpu_gan128 --limit 3 \
+    python -m benchmarks.photo_roundtrip --set data128/set1-lfw --gan runs/cpu_gan128 --limit 3 \
         --one-per-identity --save-photos occluded      # whole LFW photos with the Set1 occluders
     python scripts/photo_before_after.py occluded/*.png --gan runs/cpu_gan128 --out before_after.jpg
     python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out demo.png

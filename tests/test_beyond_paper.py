@@ -142,8 +142,7 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
 
     run = tmp_path / "run"
     cfg = gan_config(data_config, run, stage1, "generator.output=blend", "loss.map_bce=1.0", "loss.pixel_hole=10.0",
-                     "train.ema=0.9", "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.1",
-                     "train.frame_jitter=0.05", "train.frame_jitter_loss=canonical")
+                     "train.ema=0.9", "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.1")
     result = gan.train_gan(**vars(cfg))
     assert result["step"] == 6
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -164,7 +163,7 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
 def test_paper_configs_keep_the_options_off():
     cfg = load_config(TrainGANConfig, "configs/gan.yaml", [])
     assert cfg.generator.output == "direct"
-    assert cfg.loss.pixel_hole == 0 and cfg.loss.map_bce == 0 and cfg.train.ema == 0 and cfg.train.frame_jitter == 0
+    assert cfg.loss.pixel_hole == 0 and cfg.loss.map_bce == 0 and cfg.train.ema == 0
     assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none"
 
 
@@ -220,82 +219,3 @@ def test_cpu_bf16_autocast_is_float32_on_a_cpu_without_bf16(monkeypatch):
             assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
     finally:
         runtime.cpu_bf16_usable.cache_clear()
-
-
-def test_frame_jitter_moves_all_three_images_alike_and_reproduces():
-    """train.frame_jitter: the occluded face, the clean face and the mask are re-framed by the same
-    per-face similarity (so the mask still marks the occluder on the moved face); the same seed draws
-    the same frames, another seed others; amount 0 leaves the batch as it was."""
-    from fsggan.train.batches import jitter_frames
-
-    torch.manual_seed(0)
-    clean = torch.rand(3, 3, 32, 32) * 2 - 1
-    mask = torch.zeros(3, 1, 32, 32)
-    mask[:, :, 10:20, 8:24] = 1.0
-    occluded = clean * (1 - mask) + mask * 0.5
-    batch = {"occluded": occluded, "clean": clean, "mask": mask, "index": torch.arange(3)}
-    a, b, c = (jitter_frames(batch, 0.05, seed=s)[0] for s in (7, 7, 8))
-    assert all(torch.equal(a[k], b[k]) for k in ("occluded", "clean", "mask")) and torch.equal(a["index"], batch["index"])
-    assert not torch.allclose(a["clean"], c["clean"]) and not torch.allclose(a["clean"], clean, atol=1e-3)
-    # the same warp on all three: occluded == clean outside the moved mask, 0.5 inside it
-    hard = a["mask"] > 0.999
-    assert hard.any() and torch.allclose(a["occluded"][hard.expand_as(clean)], torch.full_like(clean, 0.5)[hard.expand_as(clean)], atol=1e-5)
-    free = a["mask"] < 1e-6
-    assert torch.allclose(a["occluded"][free.expand_as(clean)], a["clean"][free.expand_as(clean)], atol=1e-5)
-    z = jitter_frames(batch, 0.0, seed=7)[0]
-    assert torch.allclose(z["clean"], clean, atol=1e-5)
-
-
-def test_unjitter_frames_puts_a_reframed_face_back_and_fills_what_the_frame_missed():
-    """train.frame_jitter_loss: canonical: G's output on a re-framed face goes back to the face's own
-    frame; a smooth face comes back as it was where the re-framed crop reached, and the fill shows
-    where it did not (a large shift leaves a strip). Gradients reach the re-framed image."""
-    from fsggan.train.batches import jitter_frames, unjitter_frames
-
-    yy, xx = torch.meshgrid(torch.linspace(-1, 1, 48), torch.linspace(-1, 1, 48), indexing="ij")
-    face = torch.stack([torch.sin(2 * xx + yy), torch.cos(xx - 2 * yy), xx * yy]).expand(4, 3, 48, 48).contiguous()
-    moved, theta = jitter_frames({"occluded": face}, 0.06, seed=3, keys=("occluded",))
-    assert theta.shape == (4, 2, 3) and not torch.allclose(moved["occluded"], face, atol=1e-2)
-    fill = torch.full_like(face, 5.0)
-    back = unjitter_frames(moved["occluded"].requires_grad_(), theta, fill)
-    inside = (back - unjitter_frames(moved["occluded"], theta, -fill)).abs().amax(1) < 1e-5  # no fill in it
-    assert inside.float().mean() > 0.7 and not inside.all()
-    err = (back - face).abs().amax(1)[inside]
-    assert err.mean() < 0.02, err.mean()
-    back.sum().backward()
-    # a shift of a quarter of the side: the fill covers the strip the crop did not reach
-    shift = torch.tensor([[[1.0, 0.0, 0.5], [0.0, 1.0, 0.0]]])
-    grid = torch.nn.functional.affine_grid(shift, [1, 3, 48, 48], align_corners=False)
-    shifted = torch.nn.functional.grid_sample(face[:1], grid, padding_mode="border", align_corners=False)
-    strip = unjitter_frames(shifted, shift, fill[:1])
-    assert torch.allclose(strip[..., :10], fill[:1, ..., :10]) and torch.allclose(strip[..., 14:], face[:1, ..., 14:], atol=1e-5)
-
-
-def test_canonical_frame_jitter_scores_what_g_painted_and_keeps_the_faces_own_pixels():
-    """train.frame_jitter_loss: canonical: only G's input is re-framed; the output G's losses see is
-    back in the clean face's frame, made of what G painted (warped back) and, where the blend head
-    kept the face, the face's own un-resampled pixels, with the clean face where the re-framed crop
-    did not reach; the synthesis mask stays where it was. "framed" moves all three images."""
-    from fsggan.train.config import TrainSection
-    from fsggan.train.gan import _jitter
-
-    torch.manual_seed(0)
-    clean = torch.rand(2, 3, 32, 32) * 2 - 1
-    mask = torch.zeros(2, 1, 32, 32)
-    mask[:, :, 12:20, 8:24] = 1.0
-    batch = {"occluded": clean * (1 - mask) + 0.5 * mask, "clean": clean, "mask": mask}
-    moved, unframe = _jitter(batch, TrainSection(frame_jitter=0.08, frame_jitter_loss="canonical"), step=3)
-    assert torch.equal(moved["clean"], clean) and torch.equal(moved["mask"], mask)
-    assert not torch.allclose(moved["occluded"], batch["occluded"], atol=1e-2)
-    paint = torch.ones(2, 1, 32, 32)                               # G paints every pixel: its colours come back
-    out, _ = unframe(torch.full_like(clean, 0.25), paint)
-    reached = (out - 0.25).abs().amax(1) < 1e-5
-    missed = (out - clean).abs().amax(1) < 1e-5
-    assert reached.float().mean() > 0.6 and (reached | missed).float().mean() > 0.9
-    keep = torch.zeros(2, 1, 32, 32)                               # G keeps every pixel of its input
-    out, occ_map = unframe(moved["occluded"], keep)
-    own = (out - batch["occluded"]).abs().amax(1) < 1e-5           # the face's own pixels, not resampled ones
-    assert own[reached].all()
-    assert occ_map.shape == mask.shape and occ_map[reached[:, None]].abs().max() < 1e-5
-    framed, none = _jitter(batch, TrainSection(frame_jitter=0.08), step=3)
-    assert none is None and not torch.allclose(framed["clean"], clean, atol=1e-2)

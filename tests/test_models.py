@@ -127,27 +127,6 @@ def test_generator_upsample_modes_share_weights():
         UNetGenerator(base_channels=4, upsample="bicubic")
 
 
-@pytest.mark.parametrize("output", ["direct", "blend"])
-def test_generator_structure_fill_starts_from_g(output):
-    """fill: structure paints V's structure image g where G's RGB head outputs zero (free: grey),
-    with the same parameters as the paper's free fill."""
-    torch.manual_seed(0)
-    free = UNetGenerator(base_channels=4, output=output).eval()
-    fill = UNetGenerator(base_channels=4, output=output, fill="structure").eval()
-    fill.load_state_dict(free.state_dict())
-    for net in (free, fill):
-        torch.nn.init.zeros_(net.out.weight)
-        torch.nn.init.zeros_(net.out.bias)
-    x, g = _img(2, 32), _img(2, 32, seed=1)
-    y, m = fill(x, g, return_mask=True)
-    painted = 0.98 * g if output == "direct" else 0.5 * 0.98 * g + 0.5 * x   # m = sigmoid(0) = 0.5
-    assert torch.allclose(y, painted, atol=1e-5)
-    assert torch.allclose(fill(torch.cat([x, g], 1)), y, atol=1e-6)     # g inside x
-    assert torch.allclose(free(x, g), torch.zeros_like(y) if output == "direct" else 0.5 * x, atol=1e-6)
-    with pytest.raises(ValueError, match="fill"):
-        UNetGenerator(base_channels=4, in_channels=3, fill="structure")
-
-
 def test_generator_ablation_same_depth():
     n_blocks = [len(UNetGenerator(base_channels=4, hdc=h).encoders[0]) for h in (True, False)]
     assert n_blocks == [3, 3]

@@ -1,4 +1,5 @@
-"""The helper scripts in scripts/ (not installed; run as files)."""
+"""The helper scripts in scripts/ (not installed; run as files) and the benchmarks (a package
+run from the repository root, ``python -m benchmarks.NAME``)."""
 
 from __future__ import annotations
 
@@ -53,7 +54,7 @@ def test_val_curve_errors_name_the_file(val_curve, tmp_path, capsys):
     assert not (tmp_path / "c.png").exists()
 
 
-@pytest.mark.parametrize("script", ["cpu_recipe.sh", "screen.sh"])
+@pytest.mark.parametrize("script", ["cpu_recipe.sh"])
 def test_shell_scripts_parse_and_name_configs_that_load(script):
     """bash -n accepts the script, and every training config it names loads, so a 90-minute
     recipe cannot fail on a typo an hour in; the 128 px stage chains onto the 64 px runs, and a
@@ -82,9 +83,32 @@ def test_shell_scripts_parse_and_name_configs_that_load(script):
                          ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_benchmarks_and_scripts_import(path, monkeypatch):
     """Every benchmark and script imports (its module level runs, not its main): a name moved
-    inside the package breaks here, not in front of the next user."""
-    monkeypatch.syspath_prepend(str(path.parent))   # as `python path` has it: siblings import by name
-    runpy.run_path(str(path), run_name="not_main")
+    inside the package breaks here, not in front of the next user. Benchmarks import as
+    ``python -m benchmarks.NAME`` from the repository root has them; scripts as ``python path``."""
+    if path.parent.name == "benchmarks":
+        import importlib
+
+        monkeypatch.syspath_prepend(str(REPO))
+        importlib.import_module(f"benchmarks.{path.stem}")
+    else:
+        monkeypatch.syspath_prepend(str(path.parent))
+        runpy.run_path(str(path), run_name="not_main")
+
+
+def test_benchmarks_import_each_other_only_as_a_package():
+    """No benchmark edits sys.path or imports a sibling by its bare name (which works only when
+    that file is run as a script from its own folder)."""
+    import ast
+
+    siblings = {p.stem for p in (REPO / "benchmarks").glob("*.py")}
+    for path in (REPO / "benchmarks").glob("*.py"):
+        text = path.read_text()
+        assert "sys.path" not in text, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert node.module.split(".")[0] not in siblings, f"{path.name}: from {node.module} import ..."
+            elif isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & siblings, path.name
 
 
 def test_before_after_zoom_fits_the_picture_and_keeps_its_pixels():

@@ -35,13 +35,6 @@ Output head (``output``):
   still needs no mask: G predicts it. ``forward(..., return_mask=True)`` also returns m
   (for the optional map loss, ``loss.map_bce``). docs/experiments.md has the measurements.
 
-Colours (``fill``): ``"free"`` (default, the paper): G's RGB is ``tanh(rgb)``.
-``"structure"`` (beyond the paper): ``tanh(rgb + atanh(0.98 g))``, a correction of V's structure
-image g, so an untrained G already paints g's skin-coloured face where it replaces pixels and
-training learns what g lacks; needs g among the inputs. Same parameters either way. Measured
-(J15, docs/experiments.md): +0.2-0.5 dB at the quickstart's length, the independent judge
-unmoved, the dimmed outlines it was meant to remove still there: off in every config.
-
 Erasing (``erase``, beyond the paper, off in the paper configs; blend head only): G fills a face
 whose occluder it cannot see. A first pass predicts the map m; the second pass sees x with m's
 region replaced by V's structure image g (``x' = (1 - m) x + m g``, m detached), as inpainting
@@ -62,10 +55,9 @@ from torch import nn
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
 from .hdc import HDCModule
 
-__all__ = ["UNetGenerator", "OUTPUT_MODES", "FILL_MODES", "UPSAMPLE_MODES", "MASK_MODES"]
+__all__ = ["UNetGenerator", "OUTPUT_MODES", "UPSAMPLE_MODES", "MASK_MODES"]
 
 OUTPUT_MODES = ("direct", "blend")
-FILL_MODES = ("free", "structure")
 UPSAMPLE_MODES = ("nearest", "bilinear")
 MASK_MODES = ("replace", "union")  # how a user's occlusion map meets the blend head's (forward)
 
@@ -93,7 +85,7 @@ class DecoderBlock(nn.Sequential):
 class UNetGenerator(nn.Module):
     def __init__(self, in_channels: int = 6, out_channels: int = 3, base_channels: int = 64,
                  hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5), output: str = "direct",
-                 upsample: str = "nearest", fill: str = "free", erase: bool = False):
+                 upsample: str = "nearest", erase: bool = False):
         super().__init__()
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
@@ -101,17 +93,11 @@ class UNetGenerator(nn.Module):
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if output == "blend" and in_channels < out_channels:
             raise ValueError("output='blend' needs x among the inputs (in_channels >= out_channels)")
-        if fill not in FILL_MODES:
-            raise ValueError(f"fill must be one of {FILL_MODES}, got {fill!r}")
-        if fill == "structure" and in_channels < 2 * out_channels:
-            raise ValueError("fill='structure' needs the structure image g among the inputs "
-                             "(in_channels >= 2 * out_channels)")
         if erase and output != "blend":
             raise ValueError("erase=True needs output='blend' (the map it erases)")
         c = base_channels
         self.erase = erase
         self.output = output
-        self.fill = fill
         self.in_channels = in_channels
         self.encoders = nn.ModuleList([
             EncoderBlock(in_channels, c, hdc, hdc_rates),
@@ -178,8 +164,4 @@ class UNetGenerator(nn.Module):
         d = self.decoders[2](torch.cat([d, e1], dim=1))
         h = self.out(d)
         n = self.out.out_channels - (self.output == "blend")
-        rgb = h[:, :n]
-        if self.fill == "structure":  # a correction of g (0.98: atanh stays finite at g = +-1)
-            structure = g if g is not None else x[:, n:2 * n]
-            rgb = rgb + torch.atanh(0.98 * structure[:, :n].clamp(-1.0, 1.0))
-        return rgb, h[:, n:]
+        return h[:, :n], h[:, n:]

@@ -8,10 +8,11 @@ for LFW measured with dlib's HOG detector and 68-point predictor reduced to five
 (eye centre = mean of the six eye-contour points), on 337 photos.
 
 A detector whose points sit elsewhere on the face (pupils instead of eye-contour centres,
-say) needs its own mean, measured the same way on LFW photos by
-``scripts/photo_template.py --detector NAME``; :data:`DETECTOR_LFW_LANDMARKS` holds such
-measurements (250x250 LFW photo pixels) and is used for LFW-trained models. The script also
-says how far a detector's mean lies from the template, which is how the template was checked.
+say) needs its own mean, measured the same way on LFW photos (``scripts/photo_template.py
+--detector NAME`` of commit 9d7745f, a one-off tool since removed; docs/experiments.md);
+:data:`DETECTOR_LFW_LANDMARKS` holds such measurements (250x250 LFW photo pixels) and is used for
+LFW-trained models. That tool also gave how far a detector's mean lies from the template, which
+is how the template was checked.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ from fsggan.data.landmarks import MEAN_LANDMARKS, template_landmarks
 __all__ = ["DETECTOR_LFW_LANDMARKS", "data_section", "model_crop", "crop_template"]
 
 # Detector name -> its mean five landmarks on LFW photos (250x250 px, continuous coordinates),
-# for detectors whose points differ from dlib's 68-point reduction (scripts/photo_template.py).
+# for detectors whose points differ from dlib's 68-point reduction (measured as the docstring says).
 DETECTOR_LFW_LANDMARKS: dict[str, np.ndarray] = {
     # MTCNN's points: its mean alone, aligned onto dlib's template, gives a crop 2 % larger
-    # (`python scripts/photo_template.py --detector mtcnn`: a face in 337 of 337 photos)
+    # (a face in 337 of 337 photos)
     "mtcnn": np.array([[105.1, 113.0], [146.0, 112.6], [126.0, 137.4], [107.9, 158.2], [143.8, 157.9]]),
 }
 

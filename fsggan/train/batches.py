@@ -5,8 +5,7 @@ validation sets of the data config, and occlusion of whole batches on the device
 * :class:`ShardedBatchSampler` (data order from (seed, epoch), resumable mid-epoch),
   :func:`epoch_batches` (an endless ``(epoch, batch_index, batch)`` stream) and
   :func:`device_batches` (the same on the device, occluded there if so configured);
-* :func:`occlude_batch` (``data.occlude_on: device``);
-* :func:`jitter_frames` / :func:`unjitter_frames` (``train.frame_jitter``).
+* :func:`occlude_batch` (``data.occlude_on: device``).
 """
 
 from __future__ import annotations
@@ -27,7 +26,7 @@ from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
 
 __all__ = ["ShardedBatchSampler", "EpochItems", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
-           "occlude_batch", "jitter_frames", "unjitter_frames"]
+           "occlude_batch"]
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
@@ -177,49 +176,6 @@ def occlude_batch(dataset, batch: dict, epoch: int, host: dict | None = None) ->
         keep = keep.view(-1, 1, 1, 1).to(occluded.device, non_blocking=True)  # no index tensor: no sync
         occluded, mask = torch.where(keep, batch["clean"], occluded), torch.where(keep, 0.0, mask)
     return {**batch, "occluded": occluded, "mask": mask}
-
-
-def jitter_frames(batch: dict, amount: float, seed: int, *, keys=("occluded", "clean", "mask"),
-                  mode: str = "bilinear") -> tuple[dict, torch.Tensor]:
-    """``train.frame_jitter`` (beyond the paper): every face of the batch re-framed by its own
-    small random similarity, the same one for each image of ``keys`` (occluded face, clean face,
-    mask), as a face detector's landmarks re-frame a face in a photo (shift std ``amount`` of the
-    side, log scale std ``amount``, rotation std ``amount`` radians; edges repeated). ``seed``
-    fixes the draws (the step, so that a resumed run draws the same); ``mode`` the interpolation
-    (``"bicubic"``, as the photo path warps faces, clamps to [-1, 1]: images only). Returns (a new
-    batch dict, theta): theta (B, 2, 3) maps each output pixel's normalised position to where it
-    was read, :func:`unjitter_frames` undoes it."""
-    x = batch["occluded"]
-    n = x.shape[0]
-    gen = torch.Generator().manual_seed(int(seed))
-    shift, log_scale, angle = (torch.randn(n, k, generator=gen) * amount for k in (2, 1, 1))
-    c, s = torch.cos(angle) * torch.exp(log_scale), torch.sin(angle) * torch.exp(log_scale)
-    theta = torch.cat([torch.cat([c, -s, 2 * shift[:, :1]], 1)[:, None], torch.cat([s, c, 2 * shift[:, 1:]], 1)[:, None]], 1)
-    theta = theta.to(x.device, non_blocking=True)  # drawn on the host, copied without waiting for the device
-    out = dict(batch)
-    for key in keys:
-        if key in batch:
-            out[key] = _affine(batch[key], theta, "border", mode)
-    return out, theta.to(x)
-
-
-def unjitter_frames(img: torch.Tensor, theta: torch.Tensor, fill: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
-    """Images re-framed by :func:`jitter_frames`'s ``theta`` put back in their own frame, as the
-    photo path warps G's output back onto the photo; where the re-framed image did not reach,
-    ``fill`` (the same shape, e.g. the clean face) shows through; ``mode`` as :func:`jitter_frames`.
-    Differentiable in ``img``."""
-    a, t = theta[:, :, :2], theta[:, :, 2:]
-    a_inv = torch.linalg.inv_ex(a).inverse  # a similarity is never singular: no error check (a device sync)
-    inverse = torch.cat([a_inv, -a_inv @ t], 2)
-    back = _affine(img, inverse, "border", mode)
-    reached = _affine(torch.ones_like(img[:, :1]), inverse, "zeros", "bilinear")
-    return reached * back + (1 - reached) * fill
-
-
-def _affine(img: torch.Tensor, theta: torch.Tensor, padding: str, mode: str) -> torch.Tensor:
-    grid = torch.nn.functional.affine_grid(theta.to(img), list(img.shape), align_corners=False)
-    out = torch.nn.functional.grid_sample(img, grid, mode=mode, padding_mode=padding, align_corners=False)
-    return out.clamp(-1, 1) if mode == "bicubic" else out
 
 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:

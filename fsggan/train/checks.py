@@ -69,9 +69,7 @@ def check_section(section) -> None:
     elif kind == "VAELossSection":
         _finite(section, ("kl_weight",))
     elif kind == "GANLossSection":
-        _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "map_bce", "identity_layers",
-                           "identity_blur"))
-        _at_least(section, 1, "identity_every")
+        _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "map_bce"))
         start, end = section.identity_ramp
         if not 0 <= start <= end:
             raise ValueError(f"identity_ramp={list(section.identity_ramp)}: give [start, end] steps with "

@@ -68,7 +68,6 @@ class GeneratorKwargs(_Checked):
     hdc_rates: tuple[int, ...] = (1, 2, 5)
     output: Literal["direct", "blend"] = "direct"   # blend: m * G_rgb + (1 - m) * x (beyond the paper)
     upsample: Literal["nearest", "bilinear"] = "nearest"   # bilinear: no 8x8 block grid in fills (beyond the paper)
-    fill: Literal["free", "structure"] = "free"   # structure: RGB = a correction of V's g (beyond the paper)
     erase: bool = False   # blend only: the fill sees x with the predicted map's region erased (beyond the paper)
 
 
@@ -170,7 +169,7 @@ class VAELossSection(_Checked):
 class GANLossSection(_Checked, LossWeights):
     """Stage II generator loss: the weights of Eq. 8 and the options beyond the paper
     (:class:`fsggan.losses.LossWeights`: pixel, identity, adversarial, tv; pixel_hole, map_bce,
-    identity_layers, identity_blur, identity_views, identity_ramp) and the identity network F.
+    identity_ramp) and the identity network F.
 
     identity: 0 trains without an identity loss and does not build F.
     identity_net: lightcnn29v2 (paper), lightcnn9, lightcnn29, mobilefacenet,
@@ -244,9 +243,6 @@ class TrainSection:
     snapshot_every: int = 0              # keep checkpoints/step_NNNNNNN.pt (0: never)
     best_metric: Literal["psnr", "ssim"] = "ssim"
     ema: float = 0.0                     # beyond the paper: EMA decay of G's weights for validation/inference (0: off)
-    frame_jitter: float = 0.0            # beyond the paper, Stage II: re-frame each face by a random similarity (0: off; J16)
-    frame_jitter_loss: Literal["framed", "canonical"] = "framed"  # with frame_jitter: losses and D on the re-framed
-                                         # faces, or on G's output warped back to the face's own frame (J17c)
     num_samples: int = 8                 # images per sample grid
     progress: bool = True                # tqdm bar (rank 0)
 

@@ -46,7 +46,7 @@ from fsggan.config import ConfigError, from_dict, to_dict
 from fsggan.losses import GeneratorLoss, discriminator_loss
 from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
-from .batches import device_batches, jitter_frames, setup_data, unjitter_frames
+from .batches import device_batches, setup_data
 from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
                      OptimSection, PatchKwargs, TrainSection, TrainGANConfig, VAEKwargs)
 from .ema import EMA
@@ -63,22 +63,18 @@ __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
 def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
            x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, loss: GeneratorLoss, occ_mask: torch.Tensor | None = None,
-           step: int = 0, cast=None, unframe=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+           step: int = 0, cast=None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """One generator update (Eq. 8). Returns ({term: detached scalar}, G(x, g)).
 
     D is held fixed - its parameters stop requiring grad for the step - but it stays in
     the graph, so -log D(G(x, g)) sends its gradient to G. Pass D itself, not its DDP
     wrapper (DDP would wait for D gradients that this step never makes). ``occ_mask``
     (B, 1, H, W), the synthesis mask, is needed by the terms beyond the paper
-    (``loss.pixel_hole``, ``loss.map_bce``); ``step`` places the identity ramp. ``unframe``
-    (``train.frame_jitter_loss: canonical``) maps (G's output, its map) to y's frame before the
-    losses, and the returned output is that one.
+    (``loss.pixel_hole``, ``loss.map_bce``); ``step`` places the identity ramp.
     """
     disc.requires_grad_(False)
     with cast or contextlib.nullcontext():
         fake, occ_map = gen(x, g, return_mask=True)
-        if unframe is not None:
-            fake, occ_map = unframe(fake, occ_map)
         terms, total = loss(fake=fake, occ_map=occ_map, y=y, occ_mask=occ_mask, disc=disc, step=step)
     opt.zero_grad(set_to_none=True)
     scaler.scale(total).backward()
@@ -113,11 +109,11 @@ def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradSc
 
 
 def build_identity_net(loss: GANLossSection, env: Env, channels_last: bool = False) -> nn.Module | None:
-    """The frozen face-recognition network F of the identity terms, or None when
-    ``loss.identity`` and ``loss.identity_layers`` are 0. A missing weights file stops the run here (WeightsError names
+    """The frozen face-recognition network F of the identity term, or None when
+    ``loss.identity`` is 0. A missing weights file stops the run here (WeightsError names
     the file and where to download the official weights). ``channels_last``
     (``train.channels_last``): F's weights in NHWC too (on a CPU they always are)."""
-    if not (loss.identity or loss.identity_layers):
+    if not loss.identity:
         return None
     from fsggan.models.identity import build_embedder
 
@@ -158,16 +154,12 @@ def train_gan(
         with StopSignal(verbose=env.is_main) as stop, run.house:
             while step < train.steps:
                 epoch, index, b = next(run.batches)
-                unframe = None
-                if train.frame_jitter:  # faces framed as a detector frames them in photos (J16)
-                    b, unframe = _jitter(b, train, step)
                 x, y = b["occluded"], b["clean"]
                 nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
                 with torch.no_grad(), run.cast:
                     g = nets.v_net(x)
                 g_terms, fake = g_step(nets.gen_net, nets.disc, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
-                                       loss=run.g_loss, occ_mask=b.get("mask"), step=step, cast=run.cast,
-                                       unframe=unframe)
+                                       loss=run.g_loss, occ_mask=b.get("mask"), step=step, cast=run.cast)
                 d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, cast=run.cast)
                 if nets.ema:
                     nets.ema.update(nets.gen)
@@ -176,30 +168,6 @@ def train_gan(
                 if run.house(step, pos, terms, stop.requested):  # reads the terms back at log/save steps only
                     break
         return run.house.result(step)
-
-
-def _jitter(b: dict, train: TrainSection, step: int):
-    """``train.frame_jitter``: (batch, None) with every image re-framed; with ``frame_jitter_loss:
-    canonical`` (J17c), (batch with only the occluded face re-framed, the map (output, occ_map) ->
-    both in the clean face's frame), so that G is scored in the face's own frame as the photo path
-    pastes its output back onto the photo: what G painted is warped back (bicubic both ways, as
-    photos are warped), where the blend head kept the face the face's own pixels show (the photo
-    path's ``keep_detail``), and the clean face and the mask fill what the re-framed crop did not
-    reach. The step seeds the draws (a resumed run draws the same)."""
-    seed = train.seed * 1_000_003 + step
-    if train.frame_jitter_loss == "framed":
-        return jitter_frames(b, train.frame_jitter, seed)[0], None
-    moved, theta = jitter_frames(b, train.frame_jitter, seed, keys=("occluded",), mode="bicubic")
-    x, moved_x, y, mask = b["occluded"], moved["occluded"], b["clean"], b.get("mask")
-
-    def unframe(fake, occ_map):
-        if occ_map is None:  # generator.output: direct, G paints every pixel
-            return unjitter_frames(fake, theta, y.to(fake.dtype), "bicubic"), None
-        painted = unjitter_frames(fake - (1 - occ_map) * moved_x, theta, y.to(fake.dtype), "bicubic")  # m * G_rgb
-        kept = 1 - unjitter_frames(occ_map, theta, torch.ones_like(occ_map))                  # 0 outside the reach
-        back = painted + kept * x.to(fake.dtype)
-        return back, unjitter_frames(occ_map, theta, (mask if mask is not None else occ_map).to(occ_map.dtype))
-    return moved, unframe
 
 
 @dataclass

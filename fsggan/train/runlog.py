@@ -77,7 +77,7 @@ class Meter:
 
     def reset(self) -> None:
         self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}  # per key: a term may be missing on some steps (identity_every)
+        self.counts: dict[str, int] = {}  # per key: a term may be missing on some steps (identity_ramp)
         self.count = 0
         self.images = 0
         self.start = time.perf_counter()

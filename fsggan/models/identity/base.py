@@ -38,7 +38,6 @@ class FaceEmbedder(nn.Module):
     """
 
     dim: int
-    feature_layers: tuple[str, ...] = ()  # submodules of ``net`` whose outputs feature matching compares
 
     def __init__(self, net: nn.Module, dim: int):
         super().__init__()
@@ -76,19 +75,6 @@ class FaceEmbedder(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Same as calling the module: (B, 3, H, W) in [-1, 1] -> (B, dim), unit norm."""
         return self(x)
-
-    def embed_with_maps(self, x: torch.Tensor, layers: tuple[str, ...] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """The embedding and, from the same forward pass, the outputs of the submodules of
-        ``net`` named in ``layers`` (e.g. :attr:`feature_layers`), in that order."""
-        maps: dict[str, torch.Tensor] = {}
-        hooks = [self.net.get_submodule(name).register_forward_hook(
-                 lambda _m, _i, out, name=name: maps.__setitem__(name, out)) for name in layers]
-        try:
-            emb = self(x)
-        finally:
-            for hook in hooks:
-                hook.remove()
-        return emb, [maps[name] for name in layers]
 
 
 # --------------------------------------------------------------------- image helpers

