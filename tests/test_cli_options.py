@@ -99,8 +99,7 @@ def test_cli_copies_agree_with_the_library():
 
     assert deocclude.DETECTORS == detect.DETECTORS and deocclude.DEFAULT_DETECTOR == detect.DEFAULT_DETECTOR
     assert deocclude.MIN_SIZE == images.MIN_FACE_SIZE and deocclude.SUFFIXES.split() == list(images.IMAGE_EXTENSIONS)
-    assert (quickstart.REPO_ROOT, quickstart.SHARED_LFW, quickstart.SHARED_MOBILEFACENET) == (
-        qs.REPO_ROOT, qs.SHARED_LFW, qs.SHARED_MOBILEFACENET)
+    assert quickstart.REPO_ROOT == qs.REPO_ROOT
 
 
 def test_training_device_and_progress_map_onto_the_config(tmp_path, capsys):

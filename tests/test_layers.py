@@ -23,6 +23,8 @@ ABOVE_MODELS = ("fsggan.data", "fsggan.train", "fsggan.eval", "fsggan.cli", "fsg
                 "fsggan.quickstart")
 FORBIDDEN = {
     "fsggan.device": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", "fsggan.images", *ABOVE_MODELS),
+    "fsggan.datadir": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", "fsggan.images", "fsggan.config",
+                       *ABOVE_MODELS),
     "fsggan.inputs": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", *ABOVE_MODELS),
     "fsggan.images": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", *ABOVE_MODELS),
     "fsggan.config": ("fsggan.models", "fsggan.losses", "fsggan.checkpoint", "fsggan.images", *ABOVE_MODELS),

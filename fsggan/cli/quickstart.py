@@ -1,6 +1,6 @@
 """``fsggan-quickstart``: prepare an LFW test set, train V then G, evaluate, write a report.
 
-    fsggan-quickstart                          # LFW from ../shared/data/lfw, small CPU run
+    fsggan-quickstart                          # LFW from the data folder ($FSGGAN_DATA/lfw), small CPU run
     fsggan-quickstart --lfw /data/lfw --out runs/qs
     fsggan-quickstart --full                   # the LFW configs at 128x128, for a GPU
 
@@ -13,12 +13,11 @@ import os
 from pathlib import Path
 
 from fsggan.cli import add_common_options, fail, new_parser, training_device
+from fsggan.datadir import ENV, data_root
 
 PROG = "fsggan-quickstart"
-# fsggan.quickstart's paths, here so that --help needs no torch (tests/test_cli_options.py checks they agree)
+# fsggan.quickstart's, here so that --help needs no torch (tests/test_cli_options.py checks they agree)
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_LFW = Path("../shared/data/lfw")
-SHARED_MOBILEFACENET = Path("../shared/data/weights/mobilefacenet_casia_068.ckpt")
 EPILOG = ("The quick run (default): the CPU recipe's models at 64x64 for a few hundred steps, about ten minutes "
           "on a 2-core CPU. It shows the pipeline working end to end; its model is far from the paper's "
           "(docs/experiments.md has the measured numbers). --full: the LFW configs at 128x128 for tens of "
@@ -26,6 +25,9 @@ EPILOG = ("The quick run (default): the CPU recipe's models at 64x64 for a few h
           "Everything goes under --out: data/ (prepared sets), vae/ and gan/ (the two runs), report/ (PSNR, "
           "SSIM, rank-k, a grid of examples). Re-running continues where it stopped. --out may not lie in the "
           "LFW folder.\n\n"
+          f"Data fsggan does not ship comes from the data folder: ${ENV} if set, else data/ here if it holds "
+          "lfw/, occluders/ or weights/, else ../shared/data (docs/design.md, Data). Without occluder cut-outs "
+          "the run uses fsggan's drawn occluders; without recogniser weights Stage II has no identity term.\n\n"
           "Exit status: 0 done; 2 a usage error (one line: an option, the LFW folder, a config) (docs/cli.md).")
 
 
@@ -33,8 +35,8 @@ LFW_SOURCE = ("LFW (lfw.tgz) comes from the University of Massachusetts LFW page
               "http://vis-www.cs.umass.edu/lfw/, or a mirror of it")
 
 
-def find_lfw(lfw: str | None) -> Path:
-    """The LFW root (`<root>/<Person>/<Person>_NNNN.jpg`): given, or the shared one.
+def find_lfw(lfw: str | None, data: Path) -> Path:
+    """The LFW root (`<root>/<Person>/<Person>_NNNN.jpg`): given, or ``lfw`` in the data folder ``data``.
 
     There is no download option: torchvision's LFW download no longer works, and no option
     may promise what it cannot do. The README says where LFW comes from."""
@@ -44,22 +46,22 @@ def find_lfw(lfw: str | None) -> Path:
             raise SystemExit(f"{PROG}: error: --lfw {root}: no such folder (expected the standard 'lfw' "
                              f"layout, <root>/<Person>/<Person>_NNNN.jpg; {LFW_SOURCE})")
         return root
-    if SHARED_LFW.is_dir():
-        return SHARED_LFW
-    raise SystemExit(f"{PROG}: error: no LFW folder at {SHARED_LFW}; pass --lfw DIR, a folder in the standard "
-                     f"'lfw' layout (<root>/<Person>/<Person>_NNNN.jpg; {LFW_SOURCE})")
+    if (data / "lfw").is_dir():
+        return data / "lfw"
+    raise SystemExit(f"{PROG}: error: no LFW folder at {data / 'lfw'} (the data folder: set {ENV}); pass --lfw DIR, "
+                     f"a folder in the standard 'lfw' layout (<root>/<Person>/<Person>_NNNN.jpg; {LFW_SOURCE})")
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = new_parser(PROG, "Prepare an LFW test set, train V then G, evaluate, and write a report: the whole "
                    "pipeline in one command.", EPILOG)
-    p.add_argument("--lfw", default=None, metavar="DIR", help=f"LFW folder, <DIR>/<Person>/*.jpg (default: {SHARED_LFW})")
+    p.add_argument("--lfw", default=None, metavar="DIR", help=f"LFW folder, <DIR>/<Person>/*.jpg (default: lfw in the data folder, ${ENV})")
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     p.add_argument("--full", action="store_true", help="128x128 LFW configs, for a GPU (default: the quick run)")
     p.add_argument("--vae-steps", type=int, default=None, metavar="N", help="Stage I steps (default: 300; --full: 30000)")
     p.add_argument("--gan-steps", type=int, default=None, metavar="N", help="Stage II steps (default: 500; --full: 60000)")
     p.add_argument("--recognizer-weights", default=None, metavar="PATH",
-                   help=f"MobileFaceNet weights for rank-k (default: {SHARED_MOBILEFACENET.name} if present)")
+                   help="MobileFaceNet weights for rank-k (default: the data folder's weights/, if there)")
     add_common_options(p)
     return p
 
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
     from fsggan.cli.safety import folder_overlap
 
     args = build_parser().parse_args(argv)
-    lfw = find_lfw(args.lfw).resolve()
+    root = data_root().resolve()   # before the chdir below: relative to the caller's directory
+    lfw = find_lfw(args.lfw, root).resolve()
     try:
         device = training_device(args.device)
     except ValueError as e:
@@ -83,13 +86,13 @@ def main(argv=None) -> int:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     weights = str(Path(args.recognizer_weights).resolve()) if args.recognizer_weights else None
-    # The configs name their files relative to the repository root (configs/data/anchors,
-    # ../shared/data): run from there, whatever the caller's directory.
+    # The configs name their files relative to the repository root (configs/data/anchors):
+    # run from there, whatever the caller's directory.
     os.chdir(REPO_ROOT)
     try:
         quickstart.run_quickstart(lfw=lfw, out=out, full=args.full,
                                   vae_steps=args.vae_steps, gan_steps=args.gan_steps, device=device,
-                                  recognizer_weights=weights, progress=not args.no_progress)
+                                  recognizer_weights=weights, progress=not args.no_progress, data_root=root)
     except ConfigError as e:
         return fail(PROG, e)
     return 0

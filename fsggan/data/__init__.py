@@ -6,9 +6,10 @@ Quick tour (see each module's docstring):
     train = make_occluded_dataset(load_data_config("configs/data/lfw.yaml"), "train")
 
     from fsggan.data import read_lfw, split_identities, OccluderLibrary, OccludedFaces, PreparedSet
-    records = read_lfw("../shared/data/lfw")
+    from fsggan.datadir import data_root                              # $FSGGAN_DATA (fsggan.datadir)
+    records = read_lfw(data_root() / "lfw")
     splits = split_identities(records, test_fraction=0.1, val_fraction=0.05, seed=0)
-    seen = OccluderLibrary.from_folder("../shared/data/occluders/fsg/seen",
+    seen = OccluderLibrary.from_folder(data_root() / "occluders" / "fsg" / "seen",
                                        anchors="configs/data/anchors/fsg_seen.yaml")
     train = OccludedFaces(splits.train, seen, image_size=128, kind="lfw", seed=0)
     test = PreparedSet("data/prepared/set1-lfw")     # written by fsggan-prepare-data

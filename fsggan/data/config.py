@@ -6,7 +6,8 @@ protocol, the "seen" and "new" occluder pools and the occlusion settings, so tha
 can never disagree. ``synthesis`` is :class:`fsggan.data.synthesis.Placement` itself.
 
 Relative paths are resolved against the CURRENT directory: run from the repository root
-(configs use ../shared/data/... for the shared data).
+(configs use ../shared/data/... for the shared data). Without a config, the dataset root is
+``lfw`` in the data folder of :func:`fsggan.datadir.data_root` (``FSGGAN_DATA``).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Literal, Sequence
 
 from fsggan.config import load_config
+from fsggan.datadir import data_root
 from fsggan.images import MIN_FACE_SIZE
 
 from .synthesis import Placement
@@ -46,7 +48,7 @@ def _at_least(section, least: int, *names: str) -> None:
 @dataclass
 class DataSection:
     kind: Literal["lfw", "celeba", "folder"] = "lfw"  # reader
-    root: str = "../shared/data/lfw"  # dataset folder (relative to the current directory)
+    root: str = field(default_factory=lambda: str(data_root() / "lfw"))  # dataset folder (relative: to the current directory)
     crop: list[float] | None = None  # [left, top, right, bottom] source px; null: dataset default
     crop_reference_size: list[int] | None = None  # [W, H] the crop refers to; null: dataset default
     image_size: int = 128  # output faces are image_size x image_size
