@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import warnings
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import Iterator
 
 import numpy as np
@@ -151,7 +151,7 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
                                       clean_share=data.clean_share)
     if data.max_images:
         train_set.records = train_set.records[:data.max_images]
-    val_set = make_occluded_dataset(prep, "val", seed=data.val_seed)
+    val_set = make_occluded_dataset(plain_appearance(prep), "val", seed=data.val_seed)
     if len(val_set.records) > data.val_images:  # evenly over the identity-sorted records
         idx = np.linspace(0, len(val_set.records) - 1, data.val_images).round().astype(int)
         val_set.records = [val_set.records[i] for i in idx]
@@ -160,6 +160,13 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     loader = make_loader(train_set, sampler, data, env)
     val = load_all(val_set, data.num_workers) if env.is_main else None
     return train_set, val_set, {"data_yaml": data_yaml, "origin": origin}, sampler, loader, val
+
+
+def plain_appearance(prep: PrepareConfig) -> PrepareConfig:
+    """``prep`` without the training-only occluder appearance augmentation
+    (``synthesis.recolour``, ``synthesis.retexture``): validation sees the occluders as the
+    prepared test sets do."""
+    return replace(prep, synthesis=replace(prep.synthesis, recolour=0.0, retexture=0.0))
 
 
 def occlude_batch(dataset, batch: dict, epoch: int, host: dict | None = None) -> dict:
