@@ -190,3 +190,29 @@ def test_video_frames_are_deoccluded_with_their_time_stamps(tmp_path, monkeypatc
     assert change[140:175, 105:145].mean() > 4 * change[:40].mean()  # the face changed, the top rows hardly
     assert deocclude_main([str(clip), "--gan", str(run), "--out", str(tmp_path / "o.mp4"), "--mask", "m"]) == 2
     assert capsys.readouterr().err.strip() == "fsggan-deocclude: error: --mask: not for videos"
+
+
+def test_face_tracks_smooth_detector_noise_and_follow_a_real_move():
+    from fsggan.detect.base import DetectedFace
+    from fsggan.photos.video import FaceTracks, alignment_jitter
+
+    rng = np.random.default_rng(0)
+    base = np.array([[40, 50], [80, 50], [60, 70], [45, 90], [75, 90]], np.float64)   # eye distance 40
+    truth = [base + [k * 0.5, 0] for k in range(40)] + [base + [100, 0]] * 10         # a slow pan, then a jump
+    noisy = [t + rng.normal(0, 1.5, t.shape) for t in truth]
+    frames = iter(noisy)
+
+    def detect(_frame):
+        lm = next(frames)
+        return [DetectedFace(box=(0, 0, 100, 100), landmarks=lm, score=0.99)]
+
+    tracks = FaceTracks(detect, smooth=0.6)
+    smoothed = [tracks(None)[0].landmarks.astype(np.float64) for _ in range(50)]
+    raw, calm = alignment_jitter(noisy[:40]), alignment_jitter(smoothed[:40])
+    assert calm < 0.6 * raw                                   # the detector's noise is damped ...
+    err = np.abs(np.stack(smoothed[:40]) - np.stack(truth[:40])).mean()
+    assert err < np.abs(np.stack(noisy[:40]) - np.stack(truth[:40])).mean()   # ... closer to the truth
+    assert np.abs(smoothed[40] - noisy[40]).max() < 1e-4      # a jump starts afresh: no lag behind it
+    assert FaceTracks(detect, smooth=0.0).smooth == 0.0
+    with pytest.raises(ValueError, match="smooth"):
+        FaceTracks(detect, smooth=1.0)

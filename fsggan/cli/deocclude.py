@@ -67,6 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--structure", action="store_true", help="--aligned/--crop: also write V(x) to OUT/structure/")
     p.add_argument("--strip", action="store_true", help="--aligned/--crop: also write strips to OUT/strip/")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="faces per model batch (default: 32)")
+    p.add_argument("--smooth", type=float, default=0.6, metavar="S",
+                   help="videos: weight of the past in each face's landmark average, 0 to 0.95 (default: 0.6; 0: off)")
     add_common_options(p)
     return p
 
@@ -196,6 +198,8 @@ def _video(args) -> int:
                    and out.resolve() == src.resolve() else None)
                or (f"--out {out}: a folder; give a video file" if out.is_dir() else None)
                or (f"--batch-size {args.batch_size}: must be >= 1" if args.batch_size < 1 else None)
+               or (f"--smooth {args.smooth}: give a weight from 0 (off) to 0.95" if not 0 <= args.smooth <= 0.95
+                   else None)
                or _check_model(args))
     if problem:
         return fail(PROG, problem)
@@ -203,7 +207,7 @@ def _video(args) -> int:
         detect = face_finder(args.detector, args.min_face)
         model = _load(args)
         summary = deocclude_video(model, src, out, detect=detect, batch_size=args.batch_size,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, smooth=args.smooth)
     except (FileNotFoundError, ValueError, ImportError) as exc:  # VideoError, CheckpointError: ValueErrors
         return fail(PROG, exc)
     print(f"wrote {summary.frames} frame(s) with {summary.faces} face(s) to {out} "

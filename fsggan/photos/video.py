@@ -9,6 +9,13 @@ time stamp; the first audio stream is copied as it is (not re-encoded) where the
 container takes its codec, else left out with a note. Frames are read upright as stored (a
 rotation flag in the container is not applied). The file is written whole or not at all (a
 temporary file next to it, then a rename).
+
+Faces are followed from frame to frame (:class:`FaceTracks`): a detection is the same face as
+the previous frame's nearest one when their landmark centres are closer than half the eye
+distance; its five landmarks are then an exponential average over the frames (``smooth``: the
+weight of the past), so that the alignment, and the paste back, does not jitter with the
+detector's noise. A face that moved more than ``follow`` of its eye distance since the last
+frame starts afresh (the average would lag behind a real movement).
 """
 
 from __future__ import annotations
@@ -19,7 +26,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["VIDEO_EXTENSIONS", "VideoError", "VideoSummary", "is_video", "deocclude_video"]
+import numpy as np
+
+__all__ = ["VIDEO_EXTENSIONS", "VideoError", "VideoSummary", "FaceTracks", "alignment_jitter", "is_video",
+           "deocclude_video"]
 
 # suffix -> FFmpeg container (the formats whose usual codecs include H.264 and MPEG-4)
 VIDEO_EXTENSIONS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
@@ -35,6 +45,60 @@ class VideoSummary:
     faces: int = 0
     frames_without_face: int = 0
     audio: str = "none"   # "copied", "none" (the input had none) or why it was left out
+
+
+class FaceTracks:
+    """A face detector for a video's frames, called in frame order: each face followed from the
+    previous frame and its landmarks smoothed (module docstring). ``smooth`` 0 leaves the
+    detector's landmarks as they are."""
+
+    def __init__(self, detect: Callable, smooth: float = 0.6, follow: float = 0.25):
+        if not 0.0 <= smooth < 1.0:
+            raise ValueError(f"smooth must be in [0, 1), got {smooth}")
+        self.detect, self.smooth, self.follow = detect, float(smooth), float(follow)
+        self.previous: list[np.ndarray] = []   # the last frame's smoothed landmarks, one (5, 2) per face
+
+    def __call__(self, frame) -> list:
+        from fsggan.detect.base import DetectedFace
+
+        faces, now = self.detect(frame), []
+        for det in faces:
+            lm = np.asarray(det.landmarks, np.float64).reshape(5, 2)
+            past = self._match(lm)
+            if past is not None:
+                moved = np.linalg.norm(lm.mean(0) - past.mean(0)) / _eye_distance(lm)
+                if moved <= self.follow:
+                    lm = self.smooth * past + (1.0 - self.smooth) * lm
+            now.append(lm)
+        self.previous = now
+        return [DetectedFace(box=tuple(det.box), landmarks=lm.astype(np.float32), score=float(det.score))
+                for det, lm in zip(faces, now)]
+
+    def _match(self, lm: np.ndarray) -> np.ndarray | None:
+        """The previous frame's face nearest to ``lm``, if closer than half the eye distance."""
+        if not self.previous:
+            return None
+        gaps = [np.linalg.norm(lm.mean(0) - p.mean(0)) for p in self.previous]
+        k = int(np.argmin(gaps))
+        return self.previous[k] if gaps[k] < 0.5 * _eye_distance(lm) else None
+
+
+def _eye_distance(lm: np.ndarray) -> float:
+    return max(float(np.linalg.norm(lm[1] - lm[0])), 1.0)
+
+
+def alignment_jitter(landmarks: list[np.ndarray]) -> float:
+    """Frame-to-frame jitter of one face's alignment: the mean change of its five landmarks
+    between consecutive frames, after removing the face's own motion (the change of their
+    centre, averaged over three frames), in units of the eye distance."""
+    lms = np.stack([np.asarray(m, np.float64).reshape(5, 2) for m in landmarks])
+    if len(lms) < 3:
+        return 0.0
+    centre = lms.mean(1, keepdims=True)
+    trend = (centre[:-2] + centre[1:-1] + centre[2:]) / 3.0
+    shape = lms[1:-1] - trend                    # landmarks around the smoothed centre
+    step = np.linalg.norm(np.diff(shape, axis=0), axis=2).mean()
+    return float(step / np.mean([_eye_distance(m) for m in lms]))
 
 
 def is_video(path: str | Path) -> bool:
@@ -117,8 +181,10 @@ def _convert(av, container, out, vin, vout, run: Callable, frames: int, summary:
 
 
 def deocclude_video(model, src: str | Path, dst: str | Path, *, detect: Callable, frames: int = 8,
-                    batch_size: int = 32, keep_detail: bool = True, progress: bool = True) -> VideoSummary:
-    """Write ``dst``: ``src`` with every frame's faces de-occluded (module docstring)."""
+                    batch_size: int = 32, keep_detail: bool = True, progress: bool = True,
+                    smooth: float = 0.6) -> VideoSummary:
+    """Write ``dst``: ``src`` with every frame's faces de-occluded, each face followed and its
+    landmarks smoothed over time (``smooth``; module docstring)."""
     from tqdm import tqdm
 
     from .deocclude import deocclude_photos
@@ -131,8 +197,10 @@ def deocclude_video(model, src: str | Path, dst: str | Path, *, detect: Callable
     except (OSError, av.FFmpegError) as exc:
         raise VideoError(f"{src}: not a readable video ({exc})") from None
 
+    tracks = FaceTracks(detect, smooth)   # frames reach it in order: deocclude_photos detects photo by photo
+
     def run(photos):
-        return deocclude_photos(model, photos, detect=detect, batch_size=batch_size, keep_detail=keep_detail)
+        return deocclude_photos(model, photos, detect=tracks, batch_size=batch_size, keep_detail=keep_detail)
 
     summary = VideoSummary()
     tmp = dst.with_name(f".{dst.stem}.part{os.getpid()}{dst.suffix}")
