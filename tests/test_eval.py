@@ -391,3 +391,21 @@ def test_residue_harm_and_per_occluder_table_on_a_tiny_set(prepared, tmp_path):
     assert picture.size[1] > 3 * SIZE and "worst_images" not in json.loads((out / "results.json").read_text())["sets"]["set1-toy"]
     rows = list(csv.DictReader(open(out / "occluders_set1-toy.csv")))
     assert rows[0]["occluder"] == "square" and float(rows[0]["residue_median"]) == pytest.approx(0.5, abs=0.01)
+
+
+def test_results_files_are_written_whole_or_not_at_all(prepared, tmp_path, monkeypatch):
+    res = evaluate_set(prepared, progress=False)
+    results = {"method": None, "ks": [1, 5, 10], "recognizers": [], "sets": {"set1-toy": res}}
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "results.md").write_text("an earlier report\n")
+
+    def broken(rows, labels=None):
+        raise KeyboardInterrupt   # stopped while the tables are made
+
+    monkeypatch.setattr(report, "markdown", broken)
+    with pytest.raises(KeyboardInterrupt):
+        report.write_results(results, out)
+    assert (out / "results.md").read_text() == "an earlier report\n"      # the old file, whole
+    assert json.loads((out / "results.json").read_text())["sets"]        # written before, whole
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left

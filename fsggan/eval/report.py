@@ -25,11 +25,13 @@ one row per run (Table 4, ablations).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from fsggan.images import write_atomic
 from fsggan.metrics import json_number
 from .recognition import PAPER_PROTOCOL
 
@@ -377,14 +379,20 @@ def _recognition_rows(results: dict, label: str | None = None) -> list[dict]:
     return out
 
 
+def _write_text(path: Path, text: str) -> None:
+    """Write the whole file or nothing (a temporary file, then a rename)."""
+    write_atomic(path, lambda f: f.write(text.encode("utf-8")))
+
+
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        for r in rows:
-            w.writerow({k: json_number(v) for k, v in r.items()})
+    buf = io.StringIO(newline="")
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: json_number(v) for k, v in r.items()})
+    _write_text(path, buf.getvalue())
 
 
 def write_results(results: dict, out: str | Path) -> Path:
@@ -393,9 +401,8 @@ def write_results(results: dict, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     per_image = {s: d.pop("per_image") for s, d in results["sets"].items() if "per_image" in d}
     worst = {s: d.pop("worst_images") for s, d in results["sets"].items() if "worst_images" in d}
-    with open(out / "results.json", "w") as f:
-        json.dump(to_json(results), f, indent=2, allow_nan=False)
-    (out / "results.md").write_text(markdown([results]))
+    _write_text(out / "results.json", json.dumps(to_json(results), indent=2, allow_nan=False))
+    _write_text(out / "results.md", markdown([results]))
     _write_csv(out / "quality.csv", _quality_rows(results))
     _write_csv(out / "recognition.csv", _recognition_rows(results))
     for s, data in results["sets"].items():
@@ -411,19 +418,21 @@ def write_results(results: dict, out: str | Path) -> Path:
 def save_rows(rows: Sequence, path: Path) -> None:
     """A picture of image rows ((N, 3, H, W) [-1, 1] tensors of equal N), one row each."""
     import torch
-    from torchvision.utils import save_image
+    from torchvision.utils import make_grid
 
-    grid = torch.cat([r.float() for r in rows]) * 0.5 + 0.5
-    save_image(grid.clamp(0, 1), path, nrow=len(rows[0]), padding=2)
+    from fsggan.images import save_image
+
+    grid = make_grid(torch.cat([r.float() for r in rows]).clamp(-1, 1), nrow=len(rows[0]), padding=2, pad_value=1.0)
+    save_image(grid, path)   # written whole or not at all
 
 
 def write_comparison(runs: Sequence[dict], out: str | Path, labels: Sequence[str]) -> Path:
     """Write comparison.md / comparison.json / comparison_quality.csv / comparison_recognition.csv."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "comparison.md").write_text(markdown(runs, labels))
-    with open(out / "comparison.json", "w") as f:
-        json.dump(to_json({"runs": dict(zip(labels, runs))}), f, indent=2, allow_nan=False)
+    _write_text(out / "comparison.md", markdown(runs, labels))
+    _write_text(out / "comparison.json", json.dumps(to_json({"runs": dict(zip(labels, runs))}), indent=2,
+                                                    allow_nan=False))
     _write_csv(out / "comparison_quality.csv", [r for run, lab in zip(runs, labels) for r in _quality_rows(run, lab)])
     _write_csv(out / "comparison_recognition.csv",
                [r for run, lab in zip(runs, labels) for r in _recognition_rows(run, lab)])
