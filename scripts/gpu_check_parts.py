@@ -439,10 +439,10 @@ def part_syncs(ctx: Ctx) -> None:
     import traceback
     import warnings as w
 
-    from fsggan.train import housekeeping
+    from fsggan.train import monitor
 
     found: dict[str, int] = {}
-    original = housekeeping.Housekeeping.__call__
+    original = monitor.Housekeeping.__call__
 
     def call(self, step, *args, **kwargs):
         torch.cuda.set_sync_debug_mode(0)
@@ -459,7 +459,7 @@ def part_syncs(ctx: Ctx) -> None:
             found[key] = found.get(key, 0) + 1
 
     steps, batch = 12, 32
-    housekeeping.Housekeeping.__call__ = call
+    monitor.Housekeeping.__call__ = call
     shown = w.showwarning
     try:
         with w.catch_warnings():
@@ -469,7 +469,7 @@ def part_syncs(ctx: Ctx) -> None:
                      ["train.log_every=6", "train.ema=0.99", "data.occlude_on=workers"])
     finally:
         torch.cuda.set_sync_debug_mode(0)
-        housekeeping.Housekeeping.__call__ = original
+        monitor.Housekeeping.__call__ = original
         w.showwarning = shown
     n = sum(found.values())
     ctx.emit("runs", run="host syncs inside Stage II steps (set_sync_debug_mode warn)", steps=steps - 2,

@@ -14,8 +14,8 @@ from fsggan.losses import GeneratorLoss, LossWeights, map_bce_loss, masked_pixel
 from fsggan.models import MultiRFDiscriminator, UNetGenerator, VAE
 from fsggan.train import gan
 from fsggan.train.config import TrainGANConfig
-from fsggan.train.ema import EMA
-from fsggan.train.schedule import lr_factor
+from fsggan.train.state import EMA
+from fsggan.train.runtime import lr_factor
 
 from test_train import data_config, gan_config, fixed_batch, stage1, vae_config  # noqa: F401
 

@@ -40,7 +40,7 @@ def flags() -> tuple:
 def test_cuda_speed_settings_are_training_defaults():
     t = TrainSection()
     assert t.cudnn_benchmark and t.tf32
-    from fsggan.train.resume import RESUMABLE_KEYS
+    from fsggan.train.state import RESUMABLE_KEYS
 
     assert {"train.cudnn_benchmark", "train.tf32"} <= set(RESUMABLE_KEYS)  # how fast, not what
 
@@ -59,6 +59,26 @@ def test_setup_env_on_cpu_leaves_the_cuda_flags(backends):
     with setup_env("cpu", cudnn_benchmark=True, tf32=True) as env:
         assert env.device.type == "cpu"
     assert flags() == before
+
+
+def test_training_reads_its_device_as_every_command_does(monkeypatch):
+    """train.device goes through fsggan.device.resolve_device (the CLI's and the API's reader):
+    the same one-line message for a missing GPU, named by its key; a CUDA device becomes this
+    process's own GPU (its LOCAL_RANK, or 0 when it sees a single GPU)."""
+    from fsggan.device import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError) as plain:
+        resolve_device("cuda")
+    with pytest.raises(runtime.TrainingError) as training:
+        setup_env("cuda")
+    assert str(training.value) == f"train.{plain.value}"
+    assert runtime.train_device("auto") == resolve_device("auto") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert runtime.train_device("auto", local_rank=1) == torch.device("cuda", 1)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert runtime.train_device("cuda", local_rank=1) == torch.device("cuda", 0)
 
 
 def test_gpu_speed_settings(monkeypatch):
@@ -145,8 +165,8 @@ def test_stage2_step_with_map_loss_under_bf16_autocast_never_syncs():
     """The map BCE inside CUDA autocast (which refuses binary_cross_entropy), then steps under
     ``set_sync_debug_mode("error")``: G and D steps, fused Adam, the EMA and the loss guard make
     no host synchronisation."""
-    from fsggan.train.ema import EMA
-    from fsggan.train.safety import LossGuard
+    from fsggan.train.state import EMA
+    from fsggan.train.monitor import LossGuard
 
     env = Env(device=torch.device("cuda"))
     torch.manual_seed(0)

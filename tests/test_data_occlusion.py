@@ -283,7 +283,7 @@ def test_occluded_faces_real_lfw_epochs(monkeypatch):
 
 
 def test_clean_share_leaves_faces_unoccluded_in_workers_and_on_device(tmp_path):
-    from fsggan.train.batches import occlude_batch
+    from fsggan.train.data import occlude_batch
 
     faces = []
     for i in range(24):

@@ -28,7 +28,7 @@ from fsggan import losses
 from fsggan.config import load_config, read_layers
 from fsggan.train import gan, runtime, vae
 from fsggan.train.config import TrainGANConfig, TrainVAEConfig
-from fsggan.train.safety import NonFiniteLossError
+from fsggan.train.monitor import NonFiniteLossError
 
 from conftest import REPO
 from test_train import TRAIN, data_config, gan_config, stage1, vae_config  # noqa: F401 (fixtures)
@@ -245,7 +245,7 @@ def test_device_occlusion_reads_indices_and_landmarks_on_the_host(data_config):
     """``data.occlude_on: device``: only the coverage test of each placement round reads the
     device (one ``.tolist()`` per round, rejection sampling needs it); indices, landmarks and
     the composite no longer do."""
-    from fsggan.train.batches import occlude_batch, setup_data, to_device
+    from fsggan.train.data import occlude_batch, setup_data, to_device
 
     cfg = load_config(TrainVAEConfig, None, [f"data.config={data_config}", *TINY["vae"], *TRAIN, "data.occlude_on=device"])
     env = runtime.Env()
@@ -393,7 +393,7 @@ class Calls(TorchFunctionMode):
 
 def test_ema_update_is_multi_tensor():
     from fsggan.models import UNetGenerator
-    from fsggan.train.ema import EMA
+    from fsggan.train.state import EMA
 
     gen = UNetGenerator(base_channels=4)
     ema = EMA(gen, 0.9)
@@ -431,7 +431,7 @@ def test_alignment_grid_is_built_once_per_device_and_dtype():
 
 def test_validation_ssim_is_batched(monkeypatch):
     import fsggan.metrics as metrics
-    from fsggan.train.validation import validate
+    from fsggan.train.monitor import validate
 
     n = [0]
     original = metrics.structural_similarity
@@ -453,7 +453,7 @@ def test_validation_ssim_is_batched(monkeypatch):
 
 
 def test_loader_workers_persist_across_epochs_and_see_each_epoch():
-    from fsggan.train.batches import ShardedBatchSampler, epoch_batches, make_loader
+    from fsggan.train.data import ShardedBatchSampler, epoch_batches, make_loader
 
     class Items(torch.utils.data.Dataset):
         epoch = 0
@@ -479,16 +479,16 @@ def test_loader_workers_persist_across_epochs_and_see_each_epoch():
 
 
 def test_images_per_second_counts_validation_time(data_config, tmp_path, monkeypatch):
-    from fsggan.train import housekeeping
+    from fsggan.train import monitor
 
     pause = 1.5
-    original = housekeeping.validate
+    original = monitor.validate
 
     def slow(*args, **kwargs):
         time.sleep(pause)
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(housekeeping, "validate", slow)
+    monkeypatch.setattr(monitor, "validate", slow)
     cfg = vae_config(data_config, tmp_path / "v", "train.steps=4", "train.log_every=4", "train.val_every=2",
                      "train.sample_every=0", "train.ckpt_every=0")
     vae.train_vae(**vars(cfg))

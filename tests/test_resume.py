@@ -25,8 +25,8 @@ from fsggan.checkpoint import load_checkpoint, remove_stale_temps, save_checkpoi
 from fsggan.cli import train_gan as gan_cli
 from fsggan.cli import train_vae as vae_cli
 from fsggan.train import vae
-from fsggan.train.housekeeping import Housekeeping
-from fsggan.train.resume import RESUMABLE_KEYS
+from fsggan.train.monitor import Housekeeping
+from fsggan.train.state import RESUMABLE_KEYS
 from conftest import REPO
 from test_train import TRAIN, data_config, same_state, stage1, vae_config  # noqa: F401 (fixtures)
 

@@ -28,9 +28,9 @@ from fsggan.config import load_config
 from fsggan.losses import GeneratorLoss, LossWeights
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 from fsggan.train import gan, vae
-from fsggan.train.batches import ShardedBatchSampler
+from fsggan.train.data import ShardedBatchSampler
 from fsggan.train.config import TrainGANConfig, TrainVAEConfig
-from fsggan.train.safety import NonFiniteLossError
+from fsggan.train.monitor import NonFiniteLossError
 from fsggan.train.runtime import TrainingError
 
 from conftest import REPO, SHARED
@@ -336,15 +336,15 @@ DDP_SCRIPT = """
 import os, sys, torch
 torch.set_num_threads(1)
 from fsggan.config import load_config
-from fsggan.train import gan, housekeeping
+from fsggan.train import gan, monitor
 from fsggan.train.config import TrainGANConfig
 
-def close(self, _orig=housekeeping.Housekeeping.close):  # every rank dumps its final weights
+def close(self, _orig=monitor.Housekeeping.close):  # every rank dumps its final weights
     torch.save({k: m.state_dict() for k, m in self.models.items()},
                os.path.join(sys.argv[1], f"rank{self.env.rank}.pt"))
     _orig(self)
 
-housekeeping.Housekeeping.close = close
+monitor.Housekeeping.close = close
 cfg = load_config(TrainGANConfig, None, sys.argv[2:])
 gan.train_gan(**vars(cfg))
 """
@@ -375,7 +375,7 @@ def test_ddp_gloo_two_processes_keep_identical_weights(data_config, stage1, tmp_
 
 def test_validation_reports_residue_and_harm_to_clean_faces():
     from fsggan.train.runtime import Env
-    from fsggan.train.validation import validate
+    from fsggan.train.monitor import validate
 
     g = torch.Generator().manual_seed(0)
     clean = torch.rand(6, 3, 32, 32, generator=g) * 2 - 1
@@ -406,7 +406,7 @@ def test_validation_reports_residue_and_harm_to_clean_faces():
 
 def test_occluder_augmentation_is_for_training_only():
     from fsggan.data import load_data_config
-    from fsggan.train.batches import plain_appearance
+    from fsggan.train.data import plain_appearance
 
     prep = load_data_config(REPO / "configs" / "data" / "lfw.yaml",
                             ["synthesis.recolour=0.5", "synthesis.retexture=0.25", "synthesis.flip=false"])

@@ -9,7 +9,7 @@ Fresh run: config = the YAML files (``--config``, layered in order; each may nam
 ``base:``) + ``--set`` overrides (+ ``--run-dir``). Resume (``--resume``: the run
 directory's ``checkpoints/last.pt``; ``--resume PATH``: a checkpoint file or a run
 directory): config = the checkpoint's resolved config + ``--set`` overrides of the keys
-that may change on resume (``fsggan.train.resume.RESUMABLE_KEYS``: ``train.steps`` to
+that may change on resume (``fsggan.train.state.RESUMABLE_KEYS``: ``train.steps`` to
 train longer, the logging / validation / checkpoint periods, ``train.progress``,
 ``train.run_dir``, the device and loader settings), so the run continues with exactly the
 settings it started with. It continues in the folder of the checkpoint given (a copied or
@@ -70,7 +70,7 @@ def parse_args(argv, config_cls, *, prog: str, description: str, default_config:
     ``stage`` ("vae" / "gan") is the kind of checkpoint ``--resume`` takes."""
     from fsggan.checkpoint import CHECKPOINT_VERSION, load_checkpoint, resolve_checkpoint
     from fsggan.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
-    from fsggan.train.resume import run_folder
+    from fsggan.train.state import run_folder
     from fsggan.train.runtime import TrainingError
 
     p = build_parser(stage)
@@ -128,7 +128,7 @@ def run(argv, config_cls, train_fn, *, prog: str, description: str, default_conf
     from fsggan.config import ConfigError
     from fsggan.data import DatasetError, ImageError, OccluderError, SplitError
     from fsggan.models.identity import WeightsError
-    from fsggan.train.safety import NonFiniteLossError
+    from fsggan.train.monitor import NonFiniteLossError
     from fsggan.train.runtime import TrainingError
 
     try:

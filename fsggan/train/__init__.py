@@ -6,14 +6,14 @@
 Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.cli.train_vae --config configs/vae.yaml``
 (and likewise ``fsggan.cli.train_gan``); the command lines are :mod:`fsggan.cli.train`.
 
-Configs are dataclasses (:mod:`fsggan.train.config`) filled from ``configs/*.yaml``.
-The machinery both stages share, one topic per module: :mod:`~fsggan.train.runtime`
-(devices, DDP, AMP, seeding and RNG states), :mod:`~fsggan.train.batches` (sampler,
-loaders, training and validation sets), :mod:`~fsggan.train.housekeeping` (logging,
-validation, periodic saves, stop signals, the non-finite guard), :mod:`~fsggan.train.resume`
-(the checks made before a run writes anything: what may change on resume); the checkpoint
-files are :mod:`fsggan.checkpoint`'s. Beyond the paper: :mod:`~fsggan.train.ema`,
-:mod:`~fsggan.train.schedule`. Step speed (benchmarks, the GPU check): :mod:`~fsggan.train.speed`.
+Configs are dataclasses (:mod:`fsggan.train.config`, with the checks of their values) filled
+from ``configs/*.yaml``. What both stages share, one module a topic: :mod:`~fsggan.train.data`
+(sampler, loaders, training and validation sets), :mod:`~fsggan.train.runtime` (devices, DDP,
+the optimiser and its learning-rate schedule, AMP), :mod:`~fsggan.train.state` (the checks made
+before a run writes anything, the run folder, RNG states for a bitwise resume, the EMA of G),
+:mod:`~fsggan.train.monitor` (between steps: logging, sample grids, validation, checkpoints,
+the non-finite guard, stop signals); the checkpoint files are :mod:`fsggan.checkpoint`'s.
+Step speed (benchmarks, the GPU check): :mod:`~fsggan.train.speed`.
 The stage modules are imported lazily.
 """
 

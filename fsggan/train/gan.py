@@ -46,17 +46,14 @@ from fsggan.config import ConfigError, from_dict, to_dict
 from fsggan.losses import GeneratorLoss, discriminator_loss
 from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
 
-from .batches import device_batches, setup_data
 from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
                      OptimSection, PatchKwargs, TrainSection, TrainGANConfig, VAEKwargs)
-from .ema import EMA
-from .housekeeping import Housekeeping
-from .rundir import describe, prepare_run_dir, restore_checkpoint
-from .safety import StopSignal
-from .resume import already_done, check_start, check_weights, located
-from .runtime import (Env, TrainingError, adam, autocast, make_scaler, seed_everything, setup_env, unused_parameters,
+from .data import device_batches, setup_data
+from .monitor import Housekeeping, StopSignal
+from .runtime import (Env, TrainingError, adam, autocast, lr_factor, make_scaler, set_lr, setup_env, unused_parameters,
                       wrap_model)
-from .schedule import lr_factor, set_lr
+from .state import (EMA, already_done, check_start, check_weights, describe, located, prepare_run_dir,
+                    restore_checkpoint, seed_everything)
 
 __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
@@ -235,7 +232,7 @@ class _Nets:
         self.disc.train()
 
     def set_lr(self, factor: float) -> None:
-        """Both learning rates times ``factor`` (the schedule's, :func:`.schedule.lr_factor`)."""
+        """Both learning rates times ``factor`` (the schedule's, :func:`.runtime.lr_factor`)."""
         optim = self.cfg.optim
         set_lr(self.opt_g, optim.lr * factor)
         set_lr(self.opt_d, (optim.lr_d or optim.lr) * factor)

@@ -1,36 +1,38 @@
-"""Where and how a training process runs: devices and DDP, mixed precision, seeds and RNG
-states.
+"""Where and how a training process runs: devices and DDP, the optimiser and its
+learning-rate schedule, mixed precision, and the bf16 capability of the CPU.
 
-* :func:`setup_env` (CUDA when available, else CPU; DDP when launched by ``torchrun``;
-  on CUDA the speed settings of :func:`set_cuda_backends`) -> :class:`Env`; :func:`teardown_env`;
+* :func:`setup_env` (DDP when launched by ``torchrun``; the device from
+  :func:`train_device`, a thin wrapper of :func:`fsggan.device.resolve_device`; on CUDA the
+  speed settings of :func:`set_cuda_backends`) -> :class:`Env`; :func:`teardown_env`;
 * :func:`gpu_speed_settings`: bf16 autocast + channels_last where the GPU has bf16;
 * :func:`wrap_model` (channels_last, SyncBatchNorm, DDP, torch.compile), :func:`to_device`;
-* :func:`autocast` / :func:`make_scaler` (``train.amp``: none | bf16 | fp16);
-* :func:`seed_everything`, :func:`rng_state` / :func:`set_rng_state`, and their
-  all-ranks forms :func:`gather_rng_states` / :func:`restore_rng_states` (what a
-  checkpoint holds, so a resumed run is bitwise identical to an uninterrupted one).
-"""
+* :func:`adam` (fused on CUDA), :func:`lr_factor` / :func:`set_lr` (linear warm-up, then
+  constant or cosine decay; beyond the paper, whose configs keep it off);
+* :func:`autocast` / :func:`make_scaler` (``train.amp``: none | bf16 | fp16).
 
+Seeds and RNG states (what a checkpoint holds) are :mod:`fsggan.train.state`'s; step speed
+is :mod:`fsggan.train.speed`'s.
+"""
 from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
-import random
 import subprocess
 import sys
 import warnings
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from fsggan.device import resolve_device
+
 __all__ = ["TrainingError", "Env", "setup_env", "teardown_env", "set_cuda_backends", "gpu_speed_settings",
            "wrap_model", "unused_parameters", "cuda_index", "adam", "autocast", "make_scaler", "to_device",
-           "seed_everything", "rng_state", "set_rng_state",
-           "gather_rng_states", "restore_rng_states"]
+           "lr_factor", "set_lr", "train_device"]
 
 
 class TrainingError(RuntimeError):
@@ -85,27 +87,33 @@ class Env:
 
 
 def setup_env(device: str = "auto", *, cudnn_benchmark: bool = True, tf32: bool = True) -> Env:
-    """Pick the device and join the process group when launched by ``torchrun``.
-
-    device: "auto" (CUDA when available, else CPU), "cuda" or "cpu". Under torchrun
-    (``WORLD_SIZE`` > 1) each process uses ``cuda:LOCAL_RANK`` with the NCCL backend, or
-    the CPU with gloo. On CUDA, ``cudnn_benchmark`` and ``tf32`` (``train.cudnn_benchmark``,
-    ``train.tf32``) are applied with :func:`set_cuda_backends`; on a CPU nothing is changed.
+    """Pick the device (:func:`train_device`) and join the process group when launched by
+    ``torchrun`` (``WORLD_SIZE`` > 1: NCCL on CUDA, gloo on the CPU). On CUDA,
+    ``cudnn_benchmark`` and ``tf32`` (``train.cudnn_benchmark``, ``train.tf32``) are applied
+    with :func:`set_cuda_backends`; on a CPU nothing is changed.
     """
-    if device == "cuda" and not torch.cuda.is_available():
-        raise TrainingError("train.device is 'cuda' but CUDA is not available (use 'auto' or 'cpu')")
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if use_cuda:
-        dev = torch.device("cuda", cuda_index(local_rank))
+    dev = train_device(device, local_rank)
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
         set_cuda_backends(cudnn_benchmark=cudnn_benchmark, tf32=tf32)
-    else:
-        dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return Env(rank=rank, world_size=world_size, local_rank=local_rank, device=dev)
+
+
+def train_device(device: str, local_rank: int = 0) -> torch.device:
+    """``train.device`` ("auto", "cuda" or "cpu") as :func:`fsggan.device.resolve_device`
+    reads every device option (a TrainingError naming the key where it cannot), and a CUDA
+    device made this process's own GPU (:func:`cuda_index` of ``local_rank``)."""
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise TrainingError(f"train.{exc}") from None
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", cuda_index(local_rank))
+    return dev
 
 
 def cuda_index(local_rank: int) -> int:
@@ -128,6 +136,26 @@ def adam(params, *, lr: float, betas, weight_decay: float, device: torch.device)
     loop on a CPU, so CPU runs and their checkpoints stay what they were)."""
     return torch.optim.Adam(params, lr=lr, betas=betas, weight_decay=weight_decay,
                             fused=True if device.type == "cuda" else None)
+
+
+def lr_factor(step: int, total: int, warmup_steps: int = 0, decay: str = "none", min_ratio: float = 0.0) -> float:
+    """Multiplier of the base learning rate for optimisation step ``step`` (0-based) of ``total``.
+    Stateless - the rate is a function of the step - so a resumed run follows exactly the same
+    schedule."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if decay == "none":
+        return 1.0
+    if decay != "cosine":
+        raise ValueError(f"decay must be 'none' or 'cosine', got {decay!r}")
+    span = max(total - warmup_steps, 1)
+    progress = min(max(step - warmup_steps, 0) / span, 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    for group in opt.param_groups:
+        group["lr"] = lr
 
 
 def teardown_env(env: Env) -> None:
@@ -159,8 +187,11 @@ def gpu_speed_settings(device: str = "auto") -> dict:
     capability 8.0 or newer: A100, H100/H200, L4, RTX 30xx/40xx), else none ({}).
     For configs that leave them to the machine (``fsggan-quickstart --full``);
     ``scripts/gpu_check.py`` measures each of them."""
-    use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
-    if use_cuda and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False):
+    try:
+        use_cuda = resolve_device(device).type == "cuda"
+    except ValueError:  # "cuda" on a machine without it: nothing to speed up
+        return {}
+    if use_cuda and torch.cuda.is_bf16_supported(including_emulation=False):
         return {"amp": "bf16", "channels_last": True}
     return {}
 
@@ -300,57 +331,3 @@ def to_device(batch: dict, env: Env, channels_last: bool = False) -> dict:
         else:
             out[k] = v
     return out
-
-
-# Reproducibility --------------------------------------------------------------------
-
-def seed_everything(seed: int, rank: int = 0) -> None:
-    """Seed python, numpy and torch; each rank gets its own stream (seed + rank), model
-    initialisation is made identical across ranks by DDP broadcasting rank 0's weights."""
-    s = seed + rank
-    random.seed(s)
-    np.random.seed(s % 2**32)
-    torch.manual_seed(s)
-
-
-def rng_state() -> dict:
-    """This process's RNG states as tensors and plain lists (``weights_only``-loadable)."""
-    _, keys, pos, has_gauss, cached = np.random.get_state()
-    version, py_state, gauss = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        # this process's GPU only (get_rng_state_all would open a context on every GPU)
-        "cuda": torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": {"version": version, "state": list(py_state), "gauss": gauss},
-    }
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
-
-
-def gather_rng_states(env: Env) -> list[dict]:
-    """Every rank's RNG state, in rank order (on all ranks)."""
-    state = rng_state()
-    if not env.distributed:
-        return [state]
-    states = [None] * env.world_size
-    dist.all_gather_object(states, state)
-    return states
-
-
-def restore_rng_states(states: list[dict], env: Env) -> None:
-    if len(states) == env.world_size:
-        set_rng_state(states[env.rank])
-    elif env.is_main:
-        warnings.warn(f"checkpoint holds RNG states of {len(states)} processes, this run has "
-                      f"{env.world_size}: random streams are reseeded, the run is not bitwise "
-                      f"identical to an uninterrupted one", stacklevel=2)

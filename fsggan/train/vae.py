@@ -22,14 +22,11 @@ from fsggan.checkpoint import CHECKPOINT_VERSION, load_checkpoint
 from fsggan.losses import vae_loss
 from fsggan.models import VAE
 
-from .batches import device_batches, setup_data
 from .config import TrainDataSection, OptimSection, TrainSection, TrainVAEConfig, VAEKwargs, VAELossSection
-from .housekeeping import Housekeeping
-from .rundir import describe, prepare_run_dir, restore_checkpoint
-from .safety import StopSignal
-from .resume import already_done, check_start, check_weights
-from .runtime import Env, adam, autocast, make_scaler, seed_everything, setup_env, wrap_model
-from .schedule import lr_factor, set_lr
+from .data import device_batches, setup_data
+from .monitor import Housekeeping, StopSignal
+from .runtime import Env, adam, autocast, lr_factor, make_scaler, set_lr, setup_env, wrap_model
+from .state import already_done, check_start, check_weights, describe, prepare_run_dir, restore_checkpoint, seed_everything
 
 __all__ = ["train_vae", "vae_step"]
 

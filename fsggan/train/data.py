@@ -22,8 +22,8 @@ import torch
 from fsggan.config import ConfigError, from_dict, read_layers
 from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
 
-from .resume import located, relocated
 from .runtime import Env, TrainingError, to_device
+from .state import located, relocated
 
 __all__ = ["ShardedBatchSampler", "EpochItems", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
            "occlude_batch"]
@@ -127,7 +127,7 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     A resumed run (``ckpt``) uses the data config stored in its checkpoint, so editing the
     data YAML later cannot change a run half-way; a warning says when the given ``data``
     or the data YAML differ from it. Nothing is written here (the run directory does not
-    exist yet on a fresh start: :func:`fsggan.train.rundir.prepare_run_dir`).
+    exist yet on a fresh start: :func:`fsggan.train.state.prepare_run_dir`).
     """
     prep = data.prepare_config()
     origin = os.getcwd()  # relative paths of the config are relative to it
