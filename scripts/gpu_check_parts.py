@@ -439,18 +439,22 @@ def part_syncs(ctx: Ctx) -> None:
     import traceback
     import warnings as w
 
-    from fsggan.train import monitor
+    from fsggan.train import gan, monitor
 
     found: dict[str, int] = {}
-    original = monitor.Housekeeping.__call__
+    original_due, original_batches = monitor.Monitor.due, gan.device_batches
 
-    def call(self, step, *args, **kwargs):
+    def due(self, *args, **kwargs):  # what follows a step starts here: it reads the losses back
         torch.cuda.set_sync_debug_mode(0)
-        try:
-            return original(self, step, *args, **kwargs)
-        finally:
-            if step >= 2:  # after the first step (cuDNN's algorithm search, lazy initialisation)
+        return original_due(self, *args, **kwargs)
+
+    def batches(*args, **kwargs):  # a step starts with its batch
+        stream, done = iter(original_batches(*args, **kwargs)), 0
+        while True:
+            if done >= 2:  # after the first two steps (cuDNN's algorithm search, lazy initialisation)
                 torch.cuda.set_sync_debug_mode("warn")
+            yield next(stream)
+            done += 1
 
     def record(message, category, filename, lineno, file=None, line=None):
         if "synchroniz" in str(message):
@@ -459,7 +463,7 @@ def part_syncs(ctx: Ctx) -> None:
             found[key] = found.get(key, 0) + 1
 
     steps, batch = 12, 32
-    monitor.Housekeeping.__call__ = call
+    monitor.Monitor.due, gan.device_batches = due, batches
     shown = w.showwarning
     try:
         with w.catch_warnings():
@@ -469,7 +473,7 @@ def part_syncs(ctx: Ctx) -> None:
                      ["train.log_every=6", "train.ema=0.99", "data.occlude_on=workers"])
     finally:
         torch.cuda.set_sync_debug_mode(0)
-        monitor.Housekeeping.__call__ = original
+        monitor.Monitor.due, gan.device_batches = original_due, original_batches
         w.showwarning = shown
     n = sum(found.values())
     ctx.emit("runs", run="host syncs inside Stage II steps (set_sync_debug_mode warn)", steps=steps - 2,

@@ -169,7 +169,7 @@ def test_syncs_part_reports_each_synchronisation(monkeypatch, tmp_path):
     the steps is counted and named in the row, and the training code is left as it was."""
     import torch
 
-    from fsggan.train import monitor
+    from fsggan.train import gan, monitor
 
     monkeypatch.syspath_prepend(str(SCRIPTS))
     parts = importlib.import_module("gpu_check_parts")
@@ -182,10 +182,10 @@ def test_syncs_part_reports_each_synchronisation(monkeypatch, tmp_path):
         warnings.warn("called a synchronizing CUDA operation", UserWarning)
 
     monkeypatch.setattr(parts, "_gan_run", steps)
-    before = monitor.Housekeeping.__call__
+    before = monitor.Monitor.due, gan.device_batches
     ctx = parts.Ctx(argparse.Namespace(cpu=True, out=str(tmp_path), rows=str(tmp_path / "rows.jsonl"),
                                        deadline=float("inf"), ddp_cpu=0, identity_net="none"))
     parts.part_syncs(ctx)
     (row,) = [json.loads(ln) for ln in (tmp_path / "rows.jsonl").read_text().splitlines()]
     assert row["status"] == "fail" and row["note"].startswith("1: ") and "test_gpu_check.py" in row["note"]
-    assert monitor.Housekeeping.__call__ is before and modes[-1] == 0
+    assert (monitor.Monitor.due, gan.device_batches) == before and modes[-1] == 0

@@ -193,27 +193,26 @@ def _moves(args, kwargs) -> bool:
 
 
 def count_step_syncs(monkeypatch, module, run) -> dict[int, list[str]]:
-    """{step: host syncs counted from the batch's arrival on the device to the end of that
-    step's housekeeping}; the loader's own work is not counted."""
+    """{step: host syncs counted from the batch's arrival on the device to the request for the
+    next batch (the step and what the loop does after it: reading the losses back, logging,
+    saving)}; the loader's own work is not counted."""
     mode, per_step, step = HostSyncs(), {}, [0]
-    original_batches, original_call = module.device_batches, module.Housekeeping.__call__
+    original_batches = module.device_batches
 
     def batches(*args, **kwargs):
-        for item in original_batches(*args, **kwargs):
+        stream = iter(original_batches(*args, **kwargs))
+        while True:
+            if step[0]:  # the previous step and its housekeeping are over
+                per_step[step[0]], mode.counting = list(mode.calls), False
+            item = next(stream)
             mode.calls, mode.counting = [], True
+            step[0] += 1
             yield item
 
-    def call(self, n, *args, **kwargs):
-        try:
-            return original_call(self, n, *args, **kwargs)
-        finally:
-            per_step[n], mode.counting = list(mode.calls), False
-            step[0] = n
-
     monkeypatch.setattr(module, "device_batches", batches)
-    monkeypatch.setattr(module.Housekeeping, "__call__", call)
     with mode:
         run()
+    per_step[step[0]], mode.counting = list(mode.calls), False  # the last step, which fetches no next batch
     return per_step
 
 

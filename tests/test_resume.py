@@ -25,7 +25,7 @@ from fsggan.checkpoint import load_checkpoint, remove_stale_temps, save_checkpoi
 from fsggan.cli import train_gan as gan_cli
 from fsggan.cli import train_vae as vae_cli
 from fsggan.train import vae
-from fsggan.train.monitor import Housekeeping
+from fsggan.train.monitor import Monitor
 from fsggan.train.state import RESUMABLE_KEYS
 from conftest import REPO
 from test_train import TRAIN, data_config, same_state, stage1, vae_config  # noqa: F401 (fixtures)
@@ -257,13 +257,13 @@ def test_kill_during_save_then_resume(data_config, tmp_path, monkeypatch):  # no
 
     # resume: the temp file is gone before the first step, and no step is logged twice
     seen = []
-    original = Housekeeping.__init__
+    original = Monitor.__init__
 
     def spy(self, **kwargs):
         seen.append(sorted(p.name for p in ckpts.iterdir()))
         original(self, **kwargs)
 
-    monkeypatch.setattr(Housekeeping, "__init__", spy)
+    monkeypatch.setattr(Monitor, "__init__", spy)
     assert vae_cli.main(["--resume", str(run)]) == 0
     assert seen == [["best.pt", "last.pt"]]
     assert sorted(p.name for p in ckpts.iterdir()) == ["best.pt", "last.pt"]

@@ -339,12 +339,12 @@ from fsggan.config import load_config
 from fsggan.train import gan, monitor
 from fsggan.train.config import TrainGANConfig
 
-def close(self, _orig=monitor.Housekeeping.close):  # every rank dumps its final weights
+def close(self, _orig=monitor.Monitor.close):  # every rank dumps its final weights
     torch.save({k: m.state_dict() for k, m in self.models.items()},
                os.path.join(sys.argv[1], f"rank{self.env.rank}.pt"))
     _orig(self)
 
-monitor.Housekeeping.close = close
+monitor.Monitor.close = close
 cfg = load_config(TrainGANConfig, None, sys.argv[2:])
 gan.train_gan(**vars(cfg))
 """

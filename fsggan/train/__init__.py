@@ -9,10 +9,11 @@ Multi-GPU: ``torchrun --nproc_per_node N -m fsggan.cli.train_vae --config config
 Configs are dataclasses (:mod:`fsggan.train.config`, with the checks of their values) filled
 from ``configs/*.yaml``. What both stages share, one module a topic: :mod:`~fsggan.train.data`
 (sampler, loaders, training and validation sets), :mod:`~fsggan.train.runtime` (devices, DDP,
-the optimiser and its learning-rate schedule, AMP), :mod:`~fsggan.train.state` (the checks made
-before a run writes anything, the run folder, RNG states for a bitwise resume, the EMA of G),
-:mod:`~fsggan.train.monitor` (between steps: logging, sample grids, validation, checkpoints,
-the non-finite guard, stop signals); the checkpoint files are :mod:`fsggan.checkpoint`'s.
+the optimiser and its learning-rate schedule, AMP, stop signals), :mod:`~fsggan.train.state`
+(the checks made before a run writes anything, the run folder, RNG states for a bitwise
+resume, the EMA of G), :mod:`~fsggan.train.monitor` (between steps: logging, sample grids,
+validation, checkpoints, the non-finite guard); the checkpoint files are :mod:`fsggan.checkpoint`'s.
+Each stage module reads top to bottom: setup, then one training loop.
 Step speed (benchmarks, the GPU check): :mod:`~fsggan.train.speed`.
 The stage modules are imported lazily.
 """

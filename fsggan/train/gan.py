@@ -29,14 +29,17 @@ requires_grad False). D's feature extractor is V's encoder (``discriminator.trun
 ablation), ``gan.d_arch: patch`` by a PatchGAN critic.
 Checkpoints hold models {"generator", "discriminator", "vae"}; config["vae"] are V's
 constructor arguments, copied from the Stage I checkpoint.
+
+:func:`train_gan` reads top to bottom: setup, then one loop - the step, then what falls on
+it (scalars and sample grids, validation and checkpoints, :class:`fsggan.train.monitor.Monitor`).
+Below it: the step functions, then the pieces of the setup in the order it calls them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import warnings
-from dataclasses import asdict, dataclass, replace
-from typing import Any, Iterator
+from dataclasses import asdict, replace
 
 import torch
 from torch import nn
@@ -49,14 +52,93 @@ from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchD
 from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
                      OptimSection, PatchKwargs, TrainSection, TrainGANConfig, VAEKwargs)
 from .data import device_batches, setup_data
-from .monitor import Housekeeping, StopSignal
-from .runtime import (Env, TrainingError, adam, autocast, lr_factor, make_scaler, set_lr, setup_env, unused_parameters,
-                      wrap_model)
-from .state import (EMA, already_done, check_start, check_weights, describe, located, prepare_run_dir,
-                    restore_checkpoint, seed_everything)
+from .monitor import Monitor
+from .runtime import (Env, StopSignal, TrainingError, adam, autocast, lr_factor, make_scaler, set_lr, setup_env,
+                      unused_parameters, wrap_model)
+from .state import (EMA, already_done, check_start, check_weights, describe, located,
+                    prepare_run_dir, restore_checkpoint, seed_everything)
 
 __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
+
+def train_gan(
+    *,
+    gan: GANSection,                          # vae_checkpoint (Stage I), d_arch: multi_rf | global | patch
+    vae: VAEKwargs,                          # replaced by the Stage I checkpoint's VAE arguments
+    generator: GeneratorKwargs,              # UNetGenerator constructor arguments
+    discriminator: MultiRFKwargs,            # MultiRFDiscriminator arguments (trunk_mode, head_channels, lam, levels)
+    global_discriminator: GlobalKwargs,      # GlobalDiscriminator arguments (d_arch: global, the paper's "regular D")
+    patch_discriminator: PatchKwargs,        # PatchDiscriminator arguments (d_arch: patch)
+    data: TrainDataSection,                        # faces, identity splits, occluders, workers, validation set
+    loss: GANLossSection,                     # Eq. 8 weights and the options beyond it; identity network F
+    optim: OptimSection,                      # Adam for G and D (lr_d: D's own learning rate)
+    train: TrainSection,                      # steps, global batch, device, amp, periods
+    resume: str | None = None,               # Stage II checkpoint to continue from, exactly
+) -> dict:
+    """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
+    sections = {k: v for k, v in locals().items() if k != "resume"}
+    with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
+        # Seeds, and the checkpoint to continue from
+        seed_everything(train.seed, env.rank)
+        ckpt = load_checkpoint(resume, stage="gan", version=CHECKPOINT_VERSION, resumable=True,
+                               prefer=("last.pt",)) if resume else None
+        # V (frozen) and the config checked with V's size; a complete run stops here, writing nothing
+        v_net, cfg = _frozen_v(ckpt, env, **sections)
+        done = check_start(cfg, ckpt)
+        if done:  # complete, but its weights must fit the config too
+            check_weights(ckpt, _Nets(cfg, v_net, env).models())
+            return already_done(done, ckpt, cfg, env)
+        # The identity network F; on resume its weights relative to the directory the run started from
+        loss = cfg.loss
+        if ckpt is not None:
+            loss = replace(loss, identity_weights=located(loss.identity_weights, ckpt.get("origin")))
+        identity_net = build_identity_net(loss, env, train.channels_last)
+        # Data: training faces (occluded as they are drawn) and the fixed validation set
+        train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
+        # G (and its EMA), D on V's encoder, Adam and a loss scaler each; restored when resuming
+        nets = _Nets(cfg, v_net, env, init=ckpt is None)
+        step, pos, best = (0, (0, 0), {}) if ckpt is None else restore_checkpoint(ckpt, env=env, **nets.states())
+        del ckpt
+        # The run folder, written only now that the start is known to succeed, and what watches the run
+        run_dir = prepare_run_dir(cfg, env, resume_step=step if resume is not None else None)
+        describe(run_dir, env, len(train_set), len(val_set), nets.sizes())
+        monitor = Monitor(cfg=cfg, env=env, run_dir=run_dir, **nets.states(), predict=nets.predict, val=val,
+                          best_key=f"val/output_{train.best_metric}", best=best, step=step, extra=data_state,
+                          judges=validation_judges(loss, identity_net, env))
+        g_loss, cast = GeneratorLoss(loss, identity_net), autocast(env, train.amp)
+        batches = device_batches(loader, sampler, train_set, pos, cfg.data, train, env)  # from the resume position
+
+        # Training loop
+        nets.train()
+        with StopSignal(verbose=env.is_main) as stop, monitor:
+            while step < train.steps:
+                # The batch, and the learning rates of this step (warm-up, decay)
+                epoch, index, b = next(batches)
+                x, y = b["occluded"], b["clean"]
+                nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
+                # One step: g = V(x) without gradient, G's update (Eq. 8), then D's (Eq. 11) on the same G(x, g)
+                with torch.no_grad(), cast:
+                    g = nets.v_net(x)
+                g_terms, fake = g_step(nets.gen_net, nets.disc, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
+                                       loss=g_loss, occ_mask=b.get("mask"), step=step, cast=cast)
+                d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, cast=cast)
+                if nets.ema:
+                    nets.ema.update(nets.gen)
+                terms = {**{f"g/{k}": v for k, v in g_terms.items()}, **{f"d/{k}": v for k, v in d_terms.items()}}
+                step, pos = step + 1, (epoch, index + 1)
+
+                # What falls on this step; the loss terms stay on the device until one of these needs them
+                due = monitor.due(step, terms, stop.requested)
+                # Scalars (g/*, d/*, images/s, learning rates); sample grid (occluded, structure, G's output, clean)
+                monitor.log(step, due)
+                # Validation (best.pt on a better val/output_<best_metric>), then last.pt and snapshots
+                monitor.validate_and_save(step, pos, due)
+                if due.stop:
+                    break
+        return monitor.result(step)
+
+
+# The step --------------------------------------------------------------------------------
 
 def g_step(gen: nn.Module, disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *,
            x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, loss: GeneratorLoss, occ_mask: torch.Tensor | None = None,
@@ -105,6 +187,43 @@ def d_step(disc: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradSc
     return {k: v.detach() for k, v in terms.items()}
 
 
+
+# Setup ---------------------------------------------------------------------------------
+
+def _frozen_v(ckpt: dict | None, env: Env, **sections) -> tuple[VAE, TrainGANConfig]:
+    """V rebuilt from the Stage I checkpoint ``gan.vae_checkpoint`` (or from ``ckpt`` when
+    resuming), frozen on the device, and the run's config with V's own arguments (the
+    options that depend on V's size are checked again with them)."""
+    source = ckpt if ckpt is not None else _load_stage1(sections["gan"].vae_checkpoint)
+    given, vae = sections["vae"], VAEKwargs(**source["config"]["vae"])
+    if given != VAEKwargs() and asdict(given) != source["config"]["vae"]:
+        warnings.warn("the vae section is ignored in Stage II: V is rebuilt from the Stage I checkpoint",
+                      stacklevel=3)
+    v_net = VAE(**asdict(vae))
+    load_state(v_net, source, "vae", config=source["config"]["vae"])
+    v_net.eval().requires_grad_(False).to(env.device)
+    if sections["train"].channels_last:
+        v_net.to(memory_format=torch.channels_last)
+    try:
+        cfg = TrainGANConfig(**{**sections, "vae": vae})
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (V of {source['path']}: {vae})") from None
+    return v_net, cfg
+
+
+def _load_stage1(path: str) -> dict:
+    """The Stage I checkpoint named by ``gan.vae_checkpoint``: TrainingError when there is
+    none, CheckpointError (prefixed with the key) when the file is not a Stage I checkpoint."""
+    try:
+        return load_checkpoint(path, stage="vae", version=CHECKPOINT_VERSION)
+    except FileNotFoundError:
+        raise TrainingError(f"gan.vae_checkpoint: no Stage I checkpoint at {path}; train V first "
+                            f"(fsggan-train-vae --config configs/vae.yaml) or set "
+                            f"--set gan.vae_checkpoint=PATH") from None
+    except CheckpointError as exc:
+        raise CheckpointError(f"gan.vae_checkpoint: {exc}") from None
+
+
 def build_identity_net(loss: GANLossSection, env: Env, channels_last: bool = False) -> nn.Module | None:
     """The frozen face-recognition network F of the identity term, or None when
     ``loss.identity`` is 0. A missing weights file stops the run here (WeightsError names
@@ -120,90 +239,16 @@ def build_identity_net(loss: GANLossSection, env: Env, channels_last: bool = Fal
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
-def train_gan(
-    *,
-    gan: GANSection,                          # vae_checkpoint (Stage I), d_arch: multi_rf | global | patch
-    vae: VAEKwargs,                          # replaced by the Stage I checkpoint's VAE arguments
-    generator: GeneratorKwargs,              # UNetGenerator constructor arguments
-    discriminator: MultiRFKwargs,            # MultiRFDiscriminator arguments (trunk_mode, head_channels, lam, levels)
-    global_discriminator: GlobalKwargs,      # GlobalDiscriminator arguments (d_arch: global, the paper's "regular D")
-    patch_discriminator: PatchKwargs,        # PatchDiscriminator arguments (d_arch: patch)
-    data: TrainDataSection,                        # faces, identity splits, occluders, workers, validation set
-    loss: GANLossSection,                     # Eq. 8 weights and the options beyond it; identity network F
-    optim: OptimSection,                      # Adam for G and D (lr_d: D's own learning rate)
-    train: TrainSection,                      # steps, global batch, device, amp, periods
-    resume: str | None = None,               # Stage II checkpoint to continue from, exactly
-) -> dict:
-    """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
-    sections = {k: v for k, v in locals().items() if k != "resume"}
-    with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
-        seed_everything(train.seed, env.rank)
-        ckpt = load_checkpoint(resume, stage="gan", version=CHECKPOINT_VERSION, resumable=True,
-                               prefer=("last.pt",)) if resume else None
-        run = _setup(ckpt, env, resumed=resume is not None, **sections)  # everything before step 1
-        del ckpt
-        if isinstance(run, dict):   # the run is already complete
-            return run
-        nets, step, pos = run.nets, run.step, run.pos
+def validation_judges(loss: GANLossSection, identity_net: nn.Module | None, env: Env) -> dict[str, nn.Module]:
+    """The recognisers whose output-to-clean cosine validation logs: the identity loss's own
+    network (``train_<name>``) and dlib's, the independent judge (``judge_dlib``; its weights
+    ship with fsggan, left out if they are missing)."""
+    from fsggan.models.identity.dlib_resnet import DlibResNetEmbedder, packaged_weights
 
-        # Training loop
-        nets.train()
-        with StopSignal(verbose=env.is_main) as stop, run.house:
-            while step < train.steps:
-                epoch, index, b = next(run.batches)
-                x, y = b["occluded"], b["clean"]
-                nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
-                with torch.no_grad(), run.cast:
-                    g = nets.v_net(x)
-                g_terms, fake = g_step(nets.gen_net, nets.disc, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
-                                       loss=run.g_loss, occ_mask=b.get("mask"), step=step, cast=run.cast)
-                d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, cast=run.cast)
-                if nets.ema:
-                    nets.ema.update(nets.gen)
-                terms = {**{f"g/{k}": v for k, v in g_terms.items()}, **{f"d/{k}": v for k, v in d_terms.items()}}
-                step, pos = step + 1, (epoch, index + 1)
-                if run.house(step, pos, terms, stop.requested):  # reads the terms back at log/save steps only
-                    break
-        return run.house.result(step)
-
-
-@dataclass
-class _Run:
-    """What :func:`_setup` hands the training loop."""
-    nets: _Nets
-    g_loss: GeneratorLoss
-    cast: Any                # the autocast context of every forward pass (train.amp)
-    batches: Iterator        # (epoch, index, batch) on the device, from the resume position on
-    house: Housekeeping
-    step: int
-    pos: tuple[int, int]
-
-
-def _setup(ckpt: dict | None, env: Env, resumed: bool, **sections) -> _Run | dict:
-    """Stage II before its first step, in order: V (frozen) and the config checked with V's
-    size; a complete run stops here (its result dict); F and L_G; data; G, D and their
-    optimisers (restored when resuming); the run directory (written only now, once the
-    start is known to succeed) and the housekeeping between steps."""
-    v_net, cfg = _frozen_v(ckpt, env, **sections)
-    done = check_start(cfg, ckpt)
-    if done:  # complete, but its weights must fit the config too
-        check_weights(ckpt, _Nets(cfg, v_net, env).models())
-        return already_done(done, ckpt, cfg, env)
-    loss, train = cfg.loss, cfg.train
-    if ckpt is not None:  # F's weights relative to the directory the run started from, when there
-        loss = replace(loss, identity_weights=located(loss.identity_weights, ckpt.get("origin")))
-    identity_net = build_identity_net(loss, env, train.channels_last)
-    train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
-    nets = _Nets(cfg, v_net, env, init=ckpt is None)
-    step, pos, best = (0, (0, 0), {}) if ckpt is None else restore_checkpoint(ckpt, env=env, **nets.states())
-    run_dir = prepare_run_dir(cfg, env, resume_step=step if resumed else None)
-    describe(run_dir, env, len(train_set), len(val_set), nets.sizes())
-    house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, **nets.states(), predict=nets.predict, val=val,
-                         best_key=f"val/output_{train.best_metric}", best=best, step=step, extra=data_state,
-                         judges=validation_judges(loss, identity_net, env))
-    return _Run(nets=nets, g_loss=GeneratorLoss(loss, identity_net), cast=autocast(env, train.amp),
-                batches=device_batches(loader, sampler, train_set, pos, cfg.data, train, env), house=house,
-                step=step, pos=pos)
+    judges = {f"train_{loss.identity_net}": identity_net} if identity_net is not None else {}
+    if env.is_main and packaged_weights() is not None and loss.identity_net != "dlib_resnet":
+        judges["judge_dlib"] = DlibResNetEmbedder().place(env.device)
+    return judges
 
 
 class _Nets:
@@ -261,39 +306,6 @@ class _Nets:
         return {"structure": g.float().clamp(-1, 1), "output": out.float().clamp(-1, 1)}
 
 
-def _frozen_v(ckpt: dict | None, env: Env, **sections) -> tuple[VAE, TrainGANConfig]:
-    """V rebuilt from the Stage I checkpoint ``gan.vae_checkpoint`` (or from ``ckpt`` when
-    resuming), frozen on the device, and the run's config with V's own arguments (the
-    options that depend on V's size are checked again with them)."""
-    source = ckpt if ckpt is not None else _load_stage1(sections["gan"].vae_checkpoint)
-    given, vae = sections["vae"], VAEKwargs(**source["config"]["vae"])
-    if given != VAEKwargs() and asdict(given) != source["config"]["vae"]:
-        warnings.warn("the vae section is ignored in Stage II: V is rebuilt from the Stage I checkpoint",
-                      stacklevel=3)
-    v_net = VAE(**asdict(vae))
-    load_state(v_net, source, "vae", config=source["config"]["vae"])
-    v_net.eval().requires_grad_(False).to(env.device)
-    if sections["train"].channels_last:
-        v_net.to(memory_format=torch.channels_last)
-    try:
-        cfg = TrainGANConfig(**{**sections, "vae": vae})
-    except ValueError as exc:
-        raise ConfigError(f"{exc} (V of {source['path']}: {vae})") from None
-    return v_net, cfg
-
-
-def validation_judges(loss: GANLossSection, identity_net: nn.Module | None, env: Env) -> dict[str, nn.Module]:
-    """The recognisers whose output-to-clean cosine validation logs: the identity loss's own
-    network (``train_<name>``) and dlib's, the independent judge (``judge_dlib``; its weights
-    ship with fsggan, left out if they are missing)."""
-    from fsggan.models.identity.dlib_resnet import DlibResNetEmbedder, packaged_weights
-
-    judges = {f"train_{loss.identity_net}": identity_net} if identity_net is not None else {}
-    if env.is_main and packaged_weights() is not None and loss.identity_net != "dlib_resnet":
-        judges["judge_dlib"] = DlibResNetEmbedder().place(env.device)
-    return judges
-
-
 def _init_generator(gen: nn.Module, path: str, kwargs: dict) -> None:
     """Copy G's weights (the EMA ones when saved) from the Stage II checkpoint ``path``;
     a one-line error when it is not one or its G was built differently (``upsample`` may
@@ -325,16 +337,3 @@ def _unused_in_d(disc: nn.Module, cfg: TrainGANConfig) -> bool:
     size = cfg.vae.image_size
     dev = next(disc.parameters()).device
     return bool(unused_parameters(disc, lambda d: d(torch.zeros(1, 3, size, size, device=dev)).log_prob.sum()))
-
-
-def _load_stage1(path: str) -> dict:
-    """The Stage I checkpoint named by ``gan.vae_checkpoint``: TrainingError when there is
-    none, CheckpointError (prefixed with the key) when the file is not a Stage I checkpoint."""
-    try:
-        return load_checkpoint(path, stage="vae", version=CHECKPOINT_VERSION)
-    except FileNotFoundError:
-        raise TrainingError(f"gan.vae_checkpoint: no Stage I checkpoint at {path}; train V first "
-                            f"(fsggan-train-vae --config configs/vae.yaml) or set "
-                            f"--set gan.vae_checkpoint=PATH") from None
-    except CheckpointError as exc:
-        raise CheckpointError(f"gan.vae_checkpoint: {exc}") from None

@@ -1,13 +1,14 @@
 """What happens between two optimisation steps, the same in both stages: reading the loss
 terms back and stopping on a non-finite one, scalars, sample grids, validation and the
-checkpoints it selects, the progress bar and the graceful stop.
+checkpoints it selects, the progress bar.
 
-* :func:`due`, :class:`Housekeeping` (all of it after each step);
+* :class:`Monitor`, called by the training loops after each step: :meth:`Monitor.due` (what
+  falls on this step), scalars, sample grids, validation and ``best.pt``, ``last.pt`` / snapshots;
 * :class:`RunLog` (TensorBoard scalars and images, ``stats.jsonl``, ``samples/*.png``; rank 0
   only) and :class:`Meter` (running means between two log points, images per second);
 * :class:`LossGuard` / :class:`NonFiniteLossError` (a non-finite loss stops the run, naming the
-  step and the term, before anything is saved) and :class:`StopSignal` (Ctrl-C / SIGTERM:
-  finish the step, checkpoint, exit);
+  step and the term, before anything is saved; a stop asked for by
+  :class:`fsggan.train.runtime.StopSignal` is agreed on by every rank here too);
 * :func:`validate`: PSNR / SSIM of each output on the fixed validation set, the occluder
   residue, the harm done to the same faces un-occluded, and the recognisers' output-to-clean
   cosines.
@@ -17,9 +18,9 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,20 +35,35 @@ from fsggan.metrics import changed_share, occluder_residue, psnr_ssim_batch, spr
 from .runtime import Env
 from .state import gather_rng_states
 
-__all__ = ["due", "Housekeeping", "RunLog", "Meter", "NonFiniteLossError", "LossGuard", "StopSignal",
+__all__ = ["periodic", "Due", "Monitor", "RunLog", "Meter", "NonFiniteLossError", "LossGuard",
            "MAX_UNCHECKED_STEPS", "validate"]
 
-def due(step: int, every: int, last: int) -> bool:
+
+def periodic(step: int, every: int, last: int) -> bool:
     """True on multiples of ``every`` (0 disables) and at the final step."""
     return step == last or (every > 0 and step % every == 0)
 
 
 # Between steps ----------------------------------------------------------------------
 
-class Housekeeping:
-    """Everything that happens between two optimisation steps, identical in both stages:
-    scalars (TensorBoard + stats.jsonl), sample grids, validation and ``best.pt``,
-    ``last.pt`` / snapshots, the progress bar and the graceful stop.
+@dataclass
+class Due:
+    """What falls on a step (:meth:`Monitor.due`): scalars, a sample grid, validation, the
+    checkpoint files to write (``last.pt`` at checkpoint and validation steps and on a stop,
+    ``step_NNNNNNN.pt`` snapshots) and whether the run stops now."""
+    log: bool = False
+    sample: bool = False
+    val: bool = False
+    saves: tuple[str, ...] = ()
+    stop: bool = False
+
+
+class Monitor:
+    """What happens between two optimisation steps, identical in both stages, in the order a
+    training loop calls it: :meth:`due` (what falls on the step; the loss terms read back and
+    checked where something does), :meth:`log` (scalars to TensorBoard and stats.jsonl, the
+    sample grid), :meth:`validate_and_save` (validation and ``best.pt``, ``last.pt`` and
+    snapshots); the progress bar; :meth:`result`.
 
     predict(x) -> {name: image batch} runs the stage's networks in eval mode (no grad) on
     occluded faces; val is the fixed validation set; ``best_key`` (e.g.
@@ -67,81 +83,100 @@ class Housekeeping:
         self.predict, self.val, self.best_key, self.best = predict, val, best_key, best
         self.extra = dict(extra or {})
         self.judges = judges
-        self.log = RunLog(run_dir, env, step)
+        self.runlog = RunLog(run_dir, env, step)
         self.meter = Meter()
         self.guard = LossGuard(env, run_dir)
         self.pbar = tqdm(total=self.train.steps, initial=step, disable=not (env.is_main and self.train.progress),
                          dynamic_ncols=True, mininterval=1.0 if sys.stderr.isatty() else 30.0)
         self.last_val: dict[str, float] = {}
 
-    def __call__(self, step: int, pos: tuple[int, int], terms: dict, stop_requested: bool) -> bool:
+    def due(self, step: int, terms: dict, stop_requested: bool) -> Due:
         """Call after step ``step`` (1-based count of completed steps) with its loss terms
-        (detached tensors, left on the device); True means stop now.
+        (detached tensors, left on the device): what falls on this step.
 
-        The terms are read back only at the steps that log, validate or save (and at least
-        every :data:`MAX_UNCHECKED_STEPS`), by :class:`LossGuard`: the
-        steps between never wait for the GPU. Under DDP a stop request is agreed on at those
-        steps too (alone, at once)."""
+        The terms are read back only at the steps that log, sample, validate or save (and at
+        least every :data:`MAX_UNCHECKED_STEPS`), by :class:`LossGuard`, which raises
+        :class:`NonFiniteLossError` before anything is saved: the steps between never wait for
+        the GPU. Under DDP a stop request is agreed on at those steps too (alone, at once)."""
         train, env = self.train, self.env
         self.guard.add(terms, step)
         self.pbar.update(1)
-        val_due = due(step, train.val_every, train.steps)
-        ckpt_due = due(step, train.ckpt_every, train.steps)
-        snap_due = train.snapshot_every > 0 and step % train.snapshot_every == 0
-        log_due = due(step, train.log_every, train.steps)
-        sample_due = due(step, train.sample_every, train.steps)
-        sync = (log_due or sample_due or val_due or ckpt_due or snap_due or step % MAX_UNCHECKED_STEPS == 0
-                or (stop_requested and not env.distributed))
-        if not sync:
-            return False
+        val = periodic(step, train.val_every, train.steps)
+        ckpt = periodic(step, train.ckpt_every, train.steps)
+        snap = train.snapshot_every > 0 and step % train.snapshot_every == 0
+        log = periodic(step, train.log_every, train.steps)
+        sample = periodic(step, train.sample_every, train.steps)
+        if not (log or sample or val or ckpt or snap or step % MAX_UNCHECKED_STEPS == 0
+                or (stop_requested and not env.distributed)):
+            return Due()
         records, stop = self.guard.check(stop_requested)
         for values in records:
             self.meter.update(values, train.batch_size)
-        ckpt_due = ckpt_due or stop
-        # scalars
-        if log_due:
-            means = self.meter.means(env)
-            means["speed/images_per_sec"] = self.meter.images_per_second()  # global batches, wall clock
-            means.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
-            self.log.scalars(step, means)
-            self.pbar.set_postfix({k.split("/", 1)[-1]: f"{v:.4g}" for k, v in means.items()
-                                   if k.endswith("total") or k == "speed/images_per_sec"}, refresh=False)
-            self.meter.reset()
-        # sample grid
-        if env.is_main and self.val is not None and sample_due:
-            n = train.num_samples
-            x, y = self.val["occluded"][:n], self.val["clean"][:n]
-            outs = self.predict(x.to(env.device))
-            self.log.image_grid(step, {"occluded": x, **outs, "clean": y})
-        # validation, best.pt, last.pt
-        if val_due or ckpt_due or snap_due:
-            rng = gather_rng_states(env)  # collective: every rank, same steps
-            if env.is_main and val_due and self.val is not None:
-                t0 = time.perf_counter()
-                metrics = validate(self.predict, self.val, env, channels_last=train.channels_last,
-                                   judges=self.judges)
-                metrics["val/seconds"] = time.perf_counter() - t0
-                self.last_val = metrics
-                self.log.scalars(step, metrics)
-                value = metrics[self.best_key]
-                if self.best.get("metric") != self.best_key or value > self.best["value"]:
-                    self.best = {"metric": self.best_key, "value": value, "step": step}
-                    self.save(["best.pt"], step, pos, rng)
-                self.pbar.write(f"step {step}: " + ", ".join(f"{k[4:]} {v:.4f}" for k, v in metrics.items()
-                                                             if k != "val/seconds"))
-            names = (["last.pt"] if ckpt_due or val_due else []) + ([f"step_{step:07d}.pt"] if snap_due else [])
-            self.save(names, step, pos, rng)
-        if stop:
-            self.log.flush()
-        return stop
+        saves = (("last.pt",) if ckpt or val or stop else ()) + ((f"step_{step:07d}.pt",) if snap else ())
+        return Due(log=log, sample=sample, val=val, saves=saves, stop=stop)
 
-    def result(self, step: int) -> dict:
-        """What a training function returns after step ``step``: {"step", "run_dir", "best",
-        "val", "interrupted"} (interrupted: stopped before ``train.steps``)."""
-        return {"step": step, "run_dir": str(self.run_dir), "best": self.best, "val": self.last_val,
-                "interrupted": step < self.train.steps}
+    def log(self, step: int, due: Due) -> None:
+        """Scalars at log steps (:meth:`log_scalars`), the sample grid at sample steps."""
+        if due.log:
+            self.log_scalars(step)
+        if due.sample:
+            self.sample_grid(step)
 
-    def save(self, names: list[str], step: int, pos: tuple[int, int], rng: list) -> None:
+    def log_scalars(self, step: int) -> None:
+        """The running means since the last log step (over ranks), images per second and the
+        learning rates, to TensorBoard, ``stats.jsonl`` and the progress bar."""
+        means = self.meter.means(self.env)
+        means["speed/images_per_sec"] = self.meter.images_per_second()  # global batches, wall clock
+        means.update({f"lr/{k}": o.param_groups[0]["lr"] for k, o in self.optimizers.items()})
+        self.runlog.scalars(step, means)
+        self.pbar.set_postfix({k.split("/", 1)[-1]: f"{v:.4g}" for k, v in means.items()
+                               if k.endswith("total") or k == "speed/images_per_sec"}, refresh=False)
+        self.meter.reset()
+
+    def sample_grid(self, step: int) -> None:
+        """``samples/step_NNNNNNN.png``: the first ``train.num_samples`` validation faces,
+        occluded, each output of ``predict``, clean (rank 0)."""
+        if not self.env.is_main or self.val is None:
+            return
+        n = self.train.num_samples
+        x, y = self.val["occluded"][:n], self.val["clean"][:n]
+        outs = self.predict(x.to(self.env.device))
+        self.runlog.image_grid(step, {"occluded": x, **outs, "clean": y})
+
+    def validate_and_save(self, step: int, pos: tuple[int, int], due: Due) -> None:
+        """At validation and checkpoint steps: every rank's RNG states gathered (a collective:
+        every rank, the same steps), :meth:`validate` (``best.pt``), then ``last.pt`` and
+        snapshots (:meth:`save`); on a stop the log is flushed."""
+        if not due.saves:
+            return
+        rng = gather_rng_states(self.env)
+        if due.val:
+            self.validate(step, pos, rng)
+        self.save(due.saves, step, pos, rng)
+        if due.stop:
+            self.runlog.flush()
+
+    def validate(self, step: int, pos: tuple[int, int], rng: list) -> None:
+        """:func:`validate` on the validation set (rank 0), its scalars logged; ``best.pt``
+        written when ``best_key`` improves."""
+        if not self.env.is_main or self.val is None:
+            return
+        t0 = time.perf_counter()
+        metrics = validate(self.predict, self.val, self.env, channels_last=self.train.channels_last,
+                           judges=self.judges)
+        metrics["val/seconds"] = time.perf_counter() - t0
+        self.last_val = metrics
+        self.runlog.scalars(step, metrics)
+        value = metrics[self.best_key]
+        if self.best.get("metric") != self.best_key or value > self.best["value"]:
+            self.best = {"metric": self.best_key, "value": value, "step": step}
+            self.save(["best.pt"], step, pos, rng)
+        self.pbar.write(f"step {step}: " + ", ".join(f"{k[4:]} {v:.4f}" for k, v in metrics.items()
+                                                     if k != "val/seconds"))
+
+    def save(self, names, step: int, pos: tuple[int, int], rng: list) -> None:
+        """One checkpoint (states, every rank's RNG states ``rng``, the data position ``pos``)
+        written under each of ``names`` in ``checkpoints/`` (rank 0)."""
         if not self.env.is_main or not names:
             return
         state = make_checkpoint(step=step, config=to_dict(self.cfg), models=self.models, optimizers=self.optimizers,
@@ -149,9 +184,15 @@ class Housekeeping:
         for name in names:
             save_checkpoint(self.run_dir / "checkpoints" / name, state)
 
+    def result(self, step: int) -> dict:
+        """What a training function returns after step ``step``: {"step", "run_dir", "best",
+        "val", "interrupted"} (interrupted: stopped before ``train.steps``)."""
+        return {"step": step, "run_dir": str(self.run_dir), "best": self.best, "val": self.last_val,
+                "interrupted": step < self.train.steps}
+
     def close(self) -> None:
         self.pbar.close()
-        self.log.close()
+        self.runlog.close()
 
     def __enter__(self):
         return self
@@ -313,42 +354,6 @@ class LossGuard:
         dist.all_reduce(t, op=dist.ReduceOp.MIN)
         first, neg_stop = t.tolist()
         return first, neg_stop < 0
-
-
-class StopSignal:
-    """Ctrl-C / SIGTERM: finish the current step, save a checkpoint, then stop.
-
-    A second Ctrl-C aborts at once (KeyboardInterrupt, nothing saved). SIGTERM (what
-    torchrun and cluster schedulers send) always asks for the graceful stop. Handlers are
-    installed only in the main thread; elsewhere ``requested`` stays False.
-    """
-
-    def __init__(self, verbose: bool = True):
-        self.requested = False
-        self.verbose = verbose
-        self._old = {}
-
-    def _handle(self, signum, frame):
-        if signum == signal.SIGINT and self.requested:
-            raise KeyboardInterrupt
-        if not self.requested and self.verbose:
-            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-            print(f"\n{name}: stopping after this step and saving a checkpoint "
-                  f"(press Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
-        self.requested = True
-
-    def __enter__(self):
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-        return False
 
 
 # Validation -----------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ learning-rate schedule, mixed precision, and the bf16 capability of the CPU.
 * :func:`wrap_model` (channels_last, SyncBatchNorm, DDP, torch.compile), :func:`to_device`;
 * :func:`adam` (fused on CUDA), :func:`lr_factor` / :func:`set_lr` (linear warm-up, then
   constant or cosine decay; beyond the paper, whose configs keep it off);
-* :func:`autocast` / :func:`make_scaler` (``train.amp``: none | bf16 | fp16).
+* :func:`autocast` / :func:`make_scaler` (``train.amp``: none | bf16 | fp16);
+* :class:`StopSignal` (Ctrl-C / SIGTERM: finish the step, checkpoint, exit).
 
 Seeds and RNG states (what a checkpoint holds) are :mod:`fsggan.train.state`'s; step speed
 is :mod:`fsggan.train.speed`'s.
@@ -19,6 +20,7 @@ import contextlib
 import functools
 import math
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -32,7 +34,7 @@ from fsggan.device import resolve_device
 
 __all__ = ["TrainingError", "Env", "setup_env", "teardown_env", "set_cuda_backends", "gpu_speed_settings",
            "wrap_model", "unused_parameters", "cuda_index", "adam", "autocast", "make_scaler", "to_device",
-           "lr_factor", "set_lr", "train_device"]
+           "lr_factor", "set_lr", "train_device", "StopSignal"]
 
 
 class TrainingError(RuntimeError):
@@ -331,3 +333,39 @@ def to_device(batch: dict, env: Env, channels_last: bool = False) -> dict:
         else:
             out[k] = v
     return out
+
+
+class StopSignal:
+    """Ctrl-C / SIGTERM: finish the current step, save a checkpoint, then stop.
+
+    A second Ctrl-C aborts at once (KeyboardInterrupt, nothing saved). SIGTERM (what
+    torchrun and cluster schedulers send) always asks for the graceful stop. Handlers are
+    installed only in the main thread; elsewhere ``requested`` stays False.
+    """
+
+    def __init__(self, verbose: bool = True):
+        self.requested = False
+        self.verbose = verbose
+        self._old = {}
+
+    def _handle(self, signum, frame):
+        if signum == signal.SIGINT and self.requested:
+            raise KeyboardInterrupt
+        if not self.requested and self.verbose:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            print(f"\n{name}: stopping after this step and saving a checkpoint "
+                  f"(press Ctrl-C again to abort without saving)", file=sys.stderr, flush=True)
+        self.requested = True
+
+    def __enter__(self):
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+        return False

@@ -316,7 +316,7 @@ def restore_rng_states(states: list[dict], env: Env) -> None:
 
 class EMA:
     """Exponential moving average of a network's weights (beyond the paper; ``train.ema``).
-    
+
     The average is a full copy of the network kept in eval mode: parameters follow
     ``ema = decay * ema + (1 - decay) * current`` after every optimisation step, buffers
     (BatchNorm running statistics) are copied as they are. Validation, ``best.pt`` and

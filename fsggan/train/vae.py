@@ -8,12 +8,16 @@ structure g = V(x) (paper Eq. 4: Gaussian NLL of the clean face + KL).
 The run directory gets config.yaml, stats.jsonl, TensorBoard events, samples/*.png
 (rows: occluded x, structure g, clean y) and checkpoints/{last,best}.pt; best.pt is
 chosen on the validation identities (train.best_metric of g against the clean face).
+
+:func:`train_vae` reads top to bottom: setup, then one loop - the step, then what falls on
+it (scalars and sample grids, validation and checkpoints, :class:`fsggan.train.monitor.Monitor`).
 """
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import asdict
+from functools import partial
 
 import torch
 from torch import nn
@@ -24,23 +28,80 @@ from fsggan.models import VAE
 
 from .config import TrainDataSection, OptimSection, TrainSection, TrainVAEConfig, VAEKwargs, VAELossSection
 from .data import device_batches, setup_data
-from .monitor import Housekeeping, StopSignal
-from .runtime import Env, adam, autocast, lr_factor, make_scaler, set_lr, setup_env, wrap_model
-from .state import already_done, check_start, check_weights, describe, prepare_run_dir, restore_checkpoint, seed_everything
+from .monitor import Monitor
+from .runtime import Env, StopSignal, adam, autocast, lr_factor, make_scaler, set_lr, setup_env, wrap_model
+from .state import (already_done, check_start, check_weights, describe, prepare_run_dir,
+                    restore_checkpoint, seed_everything)
 
 __all__ = ["train_vae", "vae_step"]
 
 
-class _Reconstruct(nn.Module):
-    """DDP and torch.compile wrap ``forward``; Stage I trains ``reconstruct(x, sample=True)``."""
+def train_vae(
+    *,
+    vae: VAEKwargs,              # VAE constructor arguments (fsggan.models.VAE)
+    data: TrainDataSection,            # faces, identity splits, occluders, loader workers, validation set
+    loss: VAELossSection,         # kl_weight of Eq. 4
+    optim: OptimSection,          # Adam: lr, betas, weight_decay
+    train: TrainSection,          # steps, global batch, device, amp, logging / validation / checkpoint periods
+    resume: str | None = None,   # checkpoint to continue from, exactly (None: fresh run)
+) -> dict:
+    """Train V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
+    cfg = TrainVAEConfig(vae=vae, data=data, loss=loss, optim=optim, train=train)
+    with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
+        # Seeds, and the checkpoint to continue from
+        seed_everything(train.seed, env.rank)
+        ckpt = load_checkpoint(resume, stage="vae", version=CHECKPOINT_VERSION, resumable=True,
+                               prefer=("last.pt",)) if resume else None
+        # May the run start? A complete one stops here, writing nothing
+        done = check_start(cfg, ckpt)
+        if done:
+            check_weights(ckpt, {"vae": VAE(**asdict(vae))})  # complete, but its weights must fit too
+            return already_done(done, ckpt, cfg, env)
+        # Data: training faces at vae.image_size (occluded as they are drawn) and the fixed validation set
+        train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
+        # V, its optimiser and loss scaler; restored when resuming
+        model = VAE(**asdict(cfg.vae))
+        net = wrap_model(_Reconstruct(model), env, channels_last=train.channels_last, sync_bn=train.sync_bn,
+                         compile=train.compile)
+        opt = adam(model.parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay,
+                   device=env.device)
+        scaler = make_scaler(env, train.amp)
+        states = {"models": {"vae": model}, "optimizers": {"vae": opt}, "scalers": {"vae": scaler}}
+        step, pos, best = (0, (0, 0), {}) if ckpt is None else restore_checkpoint(ckpt, env=env, **states)
+        del ckpt
+        # The run folder, written only now that the start is known to succeed, and what watches the run
+        run_dir = prepare_run_dir(cfg, env, resume_step=step if resume is not None else None)
+        describe(run_dir, env, len(train_set), len(val_set), {"vae": sum(p.numel() for p in model.parameters())})
+        predict = partial(_structure, model, env, train.amp)
+        monitor = Monitor(cfg=cfg, env=env, run_dir=run_dir, **states, predict=predict, val=val,
+                          best_key=f"val/structure_{train.best_metric}", best=best, step=step, extra=data_state)
+        batches = device_batches(loader, sampler, train_set, pos, cfg.data, train, env)  # from the resume position
 
-    def __init__(self, vae: VAE):
-        super().__init__()
-        self.vae = vae
+        # Training loop
+        model.train()
+        with StopSignal(verbose=env.is_main) as stop, monitor:
+            while step < train.steps:
+                # The batch, and the learning rate of this step (warm-up, decay)
+                epoch, index, b = next(batches)
+                set_lr(opt, optim.lr * lr_factor(step, train.steps, optim.warmup_steps, optim.decay,
+                                                 optim.min_lr_ratio))
+                # One step: Eq. 4 on the occluded faces against the clean ones
+                terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
+                                 cast=autocast(env, train.amp))
+                step, pos = step + 1, (epoch, index + 1)
 
-    def forward(self, x: torch.Tensor):
-        return self.vae.reconstruct(x, sample=True)
+                # What falls on this step; the loss terms stay on the device until one of these needs them
+                due = monitor.due(step, {f"loss/{k}": v for k, v in terms.items()}, stop.requested)
+                # Scalars (loss/*, images/s, learning rate); sample grid (occluded, V's structure, clean)
+                monitor.log(step, due)
+                # Validation (best.pt on a better val/structure_<best_metric>), then last.pt and snapshots
+                monitor.validate_and_save(step, pos, due)
+                if due.stop:
+                    break
+        return monitor.result(step)
 
+
+# The step --------------------------------------------------------------------------------
 
 def vae_step(net: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, x: torch.Tensor,
              y: torch.Tensor, kl_weight: float = 1.0, cast=None) -> dict[str, torch.Tensor]:
@@ -59,69 +120,22 @@ def vae_step(net: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradS
     return {k: v.detach() for k, v in terms.items()}
 
 
-def train_vae(
-    *,
-    vae: VAEKwargs,              # VAE constructor arguments (fsggan.models.VAE)
-    data: TrainDataSection,            # faces, identity splits, occluders, loader workers, validation set
-    loss: VAELossSection,         # kl_weight of Eq. 4
-    optim: OptimSection,          # Adam: lr, betas, weight_decay
-    train: TrainSection,          # steps, global batch, device, amp, logging / validation / checkpoint periods
-    resume: str | None = None,   # checkpoint to continue from, exactly (None: fresh run)
-) -> dict:
-    """Train V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
-    cfg = TrainVAEConfig(vae=vae, data=data, loss=loss, optim=optim, train=train)
-    with setup_env(train.device, cudnn_benchmark=train.cudnn_benchmark, tf32=train.tf32) as env:
-        seed_everything(train.seed, env.rank)
-        ckpt = load_checkpoint(resume, stage="vae", version=CHECKPOINT_VERSION, resumable=True,
-                               prefer=("last.pt",)) if resume else None
-        done = check_start(cfg, ckpt)  # nothing is written before this and the loading below succeed
-        if done:
-            check_weights(ckpt, {"vae": VAE(**asdict(vae))})  # complete, but its weights must fit too
-            return already_done(done, ckpt, cfg, env)
-        model, net, opt, scaler, house, batches, step, pos = _setup(cfg, ckpt, env, resumed=resume is not None)
-        del ckpt
+class _Reconstruct(nn.Module):
+    """DDP and torch.compile wrap ``forward``; Stage I trains ``reconstruct(x, sample=True)``."""
 
-        # Training loop
-        model.train()
-        with StopSignal(verbose=env.is_main) as stop, house:
-            while step < train.steps:
-                epoch, index, b = next(batches)
-                set_lr(opt, optim.lr * lr_factor(step, train.steps, optim.warmup_steps, optim.decay,
-                                                 optim.min_lr_ratio))
-                terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
-                                 cast=autocast(env, train.amp))
-                step, pos = step + 1, (epoch, index + 1)
-                if house(step, pos, {f"loss/{k}": v for k, v in terms.items()}, stop.requested):
-                    break
-        return house.result(step)
+    def __init__(self, vae: VAE):
+        super().__init__()
+        self.vae = vae
+
+    def forward(self, x: torch.Tensor):
+        return self.vae.reconstruct(x, sample=True)
 
 
-def _setup(cfg: TrainVAEConfig, ckpt: dict | None, env: Env, resumed: bool) -> tuple:
-    """Stage I before its first step: data (faces at vae.image_size: cfg.data), V, its
-    optimiser and loss scaler (restored when resuming), the run directory (written only
-    now) and the housekeeping between steps. Returns (V, V as trained, optimiser, scaler,
-    housekeeping, batches, step, (epoch, batch))."""
-    train = cfg.train
-    train_set, val_set, data_state, sampler, loader, val = setup_data(cfg.data, train, env=env, ckpt=ckpt)
-    model = VAE(**asdict(cfg.vae))
-    net = wrap_model(_Reconstruct(model), env, channels_last=train.channels_last, sync_bn=train.sync_bn,
-                     compile=train.compile)
-    opt = adam(model.parameters(), lr=cfg.optim.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay,
-               device=env.device)
-    scaler = make_scaler(env, train.amp)
-    states = {"models": {"vae": model}, "optimizers": {"vae": opt}, "scalers": {"vae": scaler}}
-    step, pos, best = (0, (0, 0), {}) if ckpt is None else restore_checkpoint(ckpt, env=env, **states)
-    run_dir = prepare_run_dir(cfg, env, resume_step=step if resumed else None)
-    describe(run_dir, env, len(train_set), len(val_set), {"vae": sum(p.numel() for p in model.parameters())})
-
-    @torch.no_grad()
-    def predict(x: torch.Tensor) -> dict[str, torch.Tensor]:
-        model.eval()
-        with autocast(env, train.amp):
-            g = model(x)
-        model.train()
-        return {"structure": g.float().clamp(-1, 1)}
-
-    house = Housekeeping(cfg=cfg, env=env, run_dir=run_dir, **states, predict=predict, val=val,
-                         best_key=f"val/structure_{train.best_metric}", best=best, step=step, extra=data_state)
-    return model, net, opt, scaler, house, device_batches(loader, sampler, train_set, pos, cfg.data, train, env), step, pos
+@torch.no_grad()
+def _structure(model: VAE, env: Env, amp: str, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    """V's structure g = V(x) in eval mode: what validation and the sample grids show."""
+    model.eval()
+    with autocast(env, amp):
+        g = model(x)
+    model.train()
+    return {"structure": g.float().clamp(-1, 1)}
