@@ -63,16 +63,16 @@ __all__ = ["train_gan", "g_step", "d_step", "build_identity_net"]
 
 def train_gan(
     *,
-    gan: GANSection,                          # vae_checkpoint (Stage I), d_arch: multi_rf | global | patch
+    gan: GANSection,                         # vae_checkpoint (Stage I), d_arch: multi_rf | global | patch
     vae: VAEKwargs,                          # replaced by the Stage I checkpoint's VAE arguments
     generator: GeneratorKwargs,              # UNetGenerator constructor arguments
     discriminator: MultiRFKwargs,            # MultiRFDiscriminator arguments (trunk_mode, head_channels, lam, levels)
     global_discriminator: GlobalKwargs,      # GlobalDiscriminator arguments (d_arch: global, the paper's "regular D")
     patch_discriminator: PatchKwargs,        # PatchDiscriminator arguments (d_arch: patch)
-    data: TrainDataSection,                        # faces, identity splits, occluders, workers, validation set
-    loss: GANLossSection,                     # Eq. 8 weights and the options beyond it; identity network F
-    optim: OptimSection,                      # Adam for G and D (lr_d: D's own learning rate)
-    train: TrainSection,                      # steps, global batch, device, amp, periods
+    data: TrainDataSection,                  # faces, identity splits, occluders, workers, validation set
+    loss: GANLossSection,                    # Eq. 8 weights and the options beyond it; identity network F
+    optim: OptimSection,                     # Adam for G and D (lr_d: D's own learning rate)
+    train: TrainSection,                     # steps, global batch, device, amp, periods
     resume: str | None = None,               # Stage II checkpoint to continue from, exactly
 ) -> dict:
     """Train G and D against the frozen V; returns {"step", "run_dir", "best", "val", "interrupted"}."""

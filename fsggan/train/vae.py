@@ -38,12 +38,12 @@ __all__ = ["train_vae", "vae_step"]
 
 def train_vae(
     *,
-    vae: VAEKwargs,              # VAE constructor arguments (fsggan.models.VAE)
-    data: TrainDataSection,            # faces, identity splits, occluders, loader workers, validation set
+    vae: VAEKwargs,               # VAE constructor arguments (fsggan.models.VAE)
+    data: TrainDataSection,       # faces, identity splits, occluders, loader workers, validation set
     loss: VAELossSection,         # kl_weight of Eq. 4
     optim: OptimSection,          # Adam: lr, betas, weight_decay
     train: TrainSection,          # steps, global batch, device, amp, logging / validation / checkpoint periods
-    resume: str | None = None,   # checkpoint to continue from, exactly (None: fresh run)
+    resume: str | None = None,    # checkpoint to continue from, exactly (None: fresh run)
 ) -> dict:
     """Train V; returns {"step", "run_dir", "best", "val", "interrupted"}."""
     cfg = TrainVAEConfig(vae=vae, data=data, loss=loss, optim=optim, train=train)
