@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip", action="store_true", help="--aligned/--crop: also write strips to OUT/strip/")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="faces per model batch (default: 32)")
     p.add_argument("--smooth", type=float, default=0.6, metavar="S",
-                   help="videos: weight of the past in each face's landmark average, 0 to 0.95 (default: 0.6; 0: off)")
+                   help="videos: landmark smoothing over frames, 0 (off) to 0.95 (default: 0.6)")
     add_common_options(p)
     return p
 
