@@ -75,7 +75,7 @@ def main() -> None:
         export_onnx(model, path)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads, opts.inter_op_num_threads = args.threads, 1
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
     def torch_run(batch):
         return model.run(torch.from_numpy(batch))[0].numpy()
@@ -84,7 +84,7 @@ def main() -> None:
     model.amp = torch.bfloat16
     rate16, out16 = images_per_s(torch_run, x, args.repeats)
     model.amp = None
-    rate_ort, out_ort = images_per_s(lambda b: session.run(["deoccluded"], {"occluded": b})[0], x, args.repeats)
+    rate_ort, out_ort = images_per_s(lambda b: sess.run(["deoccluded"], {"occluded": b})[0], x, args.repeats)
     print(f"{size}x{size} px, batch {args.batch}, {args.threads} thread(s), torch {torch.__version__}, "
           f"onnxruntime {ort.__version__}")
     print(f"  PyTorch float32       {rate32:8.1f} images/s")

@@ -152,9 +152,9 @@ def test_onnx_graph_matches_pytorch_on_cpu(run, tmp_path):
     meta = json.loads((out / "model.json").read_text())
     assert meta["files"]["onnx"]["outputs"] == ["deoccluded", "structure", "map"]
     model = FSGGAN.from_pretrained(out, device="cpu")  # the ONNX file is checked too
-    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     x = torch.rand(3, 3, 32, 32) * 2 - 1  # batch 3: the graph was traced at 1 (dynamic batch)
-    y, g, m = session.run(None, {"occluded": x.numpy()})
+    y, g, m = sess.run(None, {"occluded": x.numpy()})
     y_pt, g_pt = model.run(x)
     _, m_pt = model.generator(x, g_pt, return_mask=True)
     assert y.shape == (3, 3, 32, 32) and m.shape == (3, 1, 32, 32)
