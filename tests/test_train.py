@@ -402,14 +402,3 @@ def test_validation_reports_residue_and_harm_to_clean_faces():
     assert m["val/clean_changed"] > 0.005 and m["val/clean_psnr"] < 40
     m = validate(lambda x: {"output": x}, val, Env(), batch_size=4)
     assert m["val/output_residue"] == 1.0 and m["val/clean_changed"] == 0.0 and m["val/clean_psnr"] == float("inf")
-
-
-def test_occluder_augmentation_is_for_training_only():
-    from fsggan.data import load_data_config
-    from fsggan.train.data import plain_appearance
-
-    prep = load_data_config(REPO / "configs" / "data" / "lfw.yaml",
-                            ["synthesis.recolour=0.5", "synthesis.retexture=0.25", "synthesis.flip=false"])
-    plain = plain_appearance(prep)
-    assert (plain.synthesis.recolour, plain.synthesis.retexture) == (0.0, 0.0)
-    assert plain.synthesis.flip is False and prep.synthesis.recolour == 0.5   # the rest kept, prep untouched

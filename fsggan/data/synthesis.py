@@ -45,7 +45,6 @@ import torch
 import torch.nn.functional as F
 
 from .landmarks import LANDMARK_NAMES
-from .appearance import restyle
 from .occluders import OccluderLibrary
 
 __all__ = ["Placement", "OcclusionSynthesizer", "SynthesisResult", "item_rng", "similarity_fit"]
@@ -79,8 +78,6 @@ class Placement:
     max_coverage: float = 0.6
     max_tries: int = 6
     mask_threshold: float = 0.5
-    recolour: float = 0.0    # beyond the paper, for training: chance an occluder's colours change
-    retexture: float = 0.0   # beyond the paper, for training: chance its texture is another patch of the photo
 
     def __post_init__(self):
         if not 0.0 <= self.min_coverage <= self.max_coverage <= 1.0:
@@ -90,9 +87,6 @@ class Placement:
             raise ValueError(f"mask_threshold={self.mask_threshold}: must be in (0, 1)")
         if self.max_tries < 1:
             raise ValueError(f"max_tries={self.max_tries}: must be >= 1")
-        for name in ("recolour", "retexture"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name}={getattr(self, name)}: a chance per occluder, in [0, 1] (0: off)")
 
 
 class SynthesisResult(NamedTuple):
@@ -413,8 +407,6 @@ class OcclusionSynthesizer:
                 pending, tries = again, tries + 1
             empty = torch.zeros_like(accepted[todo[0]][1])  # alpha 0: the whole batch at once, no index tensor
             w = torch.stack([accepted[b][1] if b in accepted else empty for b in range(B)]).to(clean.dtype)
-            if p.recolour > 0 or p.retexture > 0:
-                w = restyle(w, clean, [rngs[b] if b in accepted else None for b in range(B)], p)
             a = w[:, 3:4]
             out = out * (1 - a) + (2 * w[:, :3] - a)
             mask = torch.maximum(mask, (a > p.mask_threshold).to(clean.dtype))

@@ -35,13 +35,6 @@ Output head (``output``):
   still needs no mask: G predicts it. ``forward(..., return_mask=True)`` also returns m
   (for the optional map loss, ``loss.map_bce``). docs/experiments.md has the measurements.
 
-Erasing (``erase``, beyond the paper, off in the paper configs; blend head only): G fills a face
-whose occluder it cannot see. A first pass predicts the map m; the second pass sees x with m's
-region replaced by V's structure image g (``x' = (1 - m) x + m g``, m detached), as inpainting
-models see a masked image, and its RGB fills m's region: ``y = m * tanh(rgb') + (1 - m) * x``.
-With a user's map in ``replace`` mode the first pass is skipped. Twice G's compute; the blend
-head alone can copy the occluder's texture into its fill, and a soft m leaves it as a ghost.
-
 Up-sampling (``upsample``): ``"nearest"`` (default; the paper names no method) or
 ``"bilinear"`` (beyond the paper: no 8x8 block grid in large fills, see
 :class:`fsggan.models.blocks.UpSample`). Same parameters either way.
@@ -85,7 +78,7 @@ class DecoderBlock(nn.Sequential):
 class UNetGenerator(nn.Module):
     def __init__(self, in_channels: int = 6, out_channels: int = 3, base_channels: int = 64,
                  hdc: bool = True, hdc_rates: tuple[int, ...] = (1, 2, 5), output: str = "direct",
-                 upsample: str = "nearest", erase: bool = False):
+                 upsample: str = "nearest"):
         super().__init__()
         if output not in OUTPUT_MODES:
             raise ValueError(f"output must be one of {OUTPUT_MODES}, got {output!r}")
@@ -93,10 +86,7 @@ class UNetGenerator(nn.Module):
             raise ValueError(f"upsample must be one of {UPSAMPLE_MODES}, got {upsample!r}")
         if output == "blend" and in_channels < out_channels:
             raise ValueError("output='blend' needs x among the inputs (in_channels >= out_channels)")
-        if erase and output != "blend":
-            raise ValueError("erase=True needs output='blend' (the map it erases)")
         c = base_channels
-        self.erase = erase
         self.output = output
         self.in_channels = in_channels
         self.encoders = nn.ModuleList([
@@ -138,21 +128,13 @@ class UNetGenerator(nn.Module):
         if mask_mode not in MASK_MODES:
             raise ValueError(f"mask_mode must be one of {MASK_MODES}, got {mask_mode!r}")
         n = self.out.out_channels - (self.output == "blend")
-        if self.erase and fill_mask is not None and mask_mode == "replace":
-            rgb, mask = None, fill_mask.to(x.dtype)        # the user's map: no first pass needed
-        else:
-            rgb, logits = self._heads(x, g)
-            if self.output == "direct" and fill_mask is None:
-                return (torch.tanh(rgb), None) if return_mask else torch.tanh(rgb)
-            mask = torch.sigmoid(logits) if self.output == "blend" else fill_mask
-            if fill_mask is not None:
-                mask = (fill_mask.to(mask.dtype) if mask_mode == "replace"
-                        else torch.maximum(mask, fill_mask.to(mask.dtype)))
-        if self.erase:  # the second pass sees the map's region erased (filled with g, or 0 without g)
-            m = mask.detach()
-            structure = g[:, :n] if g is not None else (x[:, n:2 * n] if x.shape[1] >= 2 * n else 0.0)
-            erased = (1.0 - m) * x[:, :n] + m * structure
-            rgb, _ = self._heads(torch.cat([erased, x[:, n:]], dim=1) if g is None else erased, g)
+        rgb, logits = self._heads(x, g)
+        if self.output == "direct" and fill_mask is None:
+            return (torch.tanh(rgb), None) if return_mask else torch.tanh(rgb)
+        mask = torch.sigmoid(logits) if self.output == "blend" else fill_mask
+        if fill_mask is not None:
+            mask = (fill_mask.to(mask.dtype) if mask_mode == "replace"
+                    else torch.maximum(mask, fill_mask.to(mask.dtype)))
         out = mask * torch.tanh(rgb) + (1.0 - mask) * x[:, :n]
         return (out, mask) if return_mask else out
 

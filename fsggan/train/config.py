@@ -85,9 +85,6 @@ def check_section(section) -> None:
         if section.output == "blend" and section.in_channels < section.out_channels:
             raise ValueError(f"output=blend: needs the face x among G's inputs (in_channels "
                              f"{section.in_channels} >= out_channels {section.out_channels})")
-        if section.erase and section.output != "blend":
-            raise ValueError(f"erase=true: erases the blend head's predicted map; needs output: blend "
-                             f"(got {section.output})")
     elif kind == "MultiRFKwargs":
         _at_least(section, 1, "head_channels")
         _finite(section, ("lam",))
@@ -110,9 +107,6 @@ def check_section(section) -> None:
         _at_least(section, 1, "val_images")
         if section.max_images is not None:
             _at_least(section, 1, "max_images")
-        if not 0.0 <= section.clean_share < 1.0:
-            raise ValueError(f"clean_share={section.clean_share}: give a share in [0, 1) of the training faces "
-                             "to leave un-occluded (0: every face occluded, the paper)")
     elif kind == "OptimSection":
         if not all(0.0 <= b < 1.0 for b in section.betas):
             raise ValueError(f"betas={list(section.betas)}: Adam's betas must be in [0, 1)")
@@ -176,7 +170,6 @@ class GeneratorKwargs(_Checked):
     hdc_rates: tuple[int, ...] = (1, 2, 5)
     output: Literal["direct", "blend"] = "direct"   # blend: m * G_rgb + (1 - m) * x (beyond the paper)
     upsample: Literal["nearest", "bilinear"] = "nearest"   # bilinear: no 8x8 block grid in fills (beyond the paper)
-    erase: bool = False   # blend only: the fill sees x with the predicted map's region erased (beyond the paper)
 
 
 @dataclass
@@ -238,7 +231,6 @@ class TrainDataSection(PrepareConfig):
     max_images: int | None = None        # cap the training images (smoke runs)
     val_images: int = 256                # fixed validation set: images spread over the val identities
     val_seed: int = 12345                # its occlusions, drawn once
-    clean_share: float = 0.0             # beyond the paper: share of training faces left un-occluded
 
     def __post_init__(self):
         super().__post_init__()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import signal
 import warnings
-from dataclasses import fields, replace
+from dataclasses import fields
 from typing import Iterator
 
 import numpy as np
@@ -148,10 +148,10 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
                           f"checkpoint; the run continues with the stored one", stacklevel=2)
         prep = relocated(stored_prep, origin)
     train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers",
-                                      clean_share=data.clean_share)
+)
     if data.max_images:
         train_set.records = train_set.records[:data.max_images]
-    val_set = make_occluded_dataset(plain_appearance(prep), "val", seed=data.val_seed)
+    val_set = make_occluded_dataset(prep, "val", seed=data.val_seed)
     if len(val_set.records) > data.val_images:  # evenly over the identity-sorted records
         idx = np.linspace(0, len(val_set.records) - 1, data.val_images).round().astype(int)
         val_set.records = [val_set.records[i] for i in idx]
@@ -162,13 +162,6 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
     return train_set, val_set, {"data_yaml": data_yaml, "origin": origin}, sampler, loader, val
 
 
-def plain_appearance(prep: PrepareConfig) -> PrepareConfig:
-    """``prep`` without the training-only occluder appearance augmentation
-    (``synthesis.recolour``, ``synthesis.retexture``): validation sees the occluders as the
-    prepared test sets do."""
-    return replace(prep, synthesis=replace(prep.synthesis, recolour=0.0, retexture=0.0))
-
-
 def occlude_batch(dataset, batch: dict, epoch: int, host: dict | None = None) -> dict:
     """``data.occlude_on: device``: occlude a batch of clean faces where it lies (GPU),
     image for image the same as the workers would (same per-item generators). ``host``: the
@@ -177,12 +170,7 @@ def occlude_batch(dataset, batch: dict, epoch: int, host: dict | None = None) ->
     meta = batch if host is None else host
     rngs = [item_rng(dataset.seed, epoch, i) for i in meta["index"].tolist()]
     res = dataset.synthesizer(batch["clean"], meta["landmarks"], rngs)
-    occluded, mask = res.occluded, res.mask
-    if dataset.clean_share > 0:  # data.clean_share: these faces stay un-occluded, as in the workers
-        keep = torch.tensor([dataset.kept_clean(j, epoch) for j in meta["index"].tolist()])
-        keep = keep.view(-1, 1, 1, 1).to(occluded.device, non_blocking=True)  # no index tensor: no sync
-        occluded, mask = torch.where(keep, batch["clean"], occluded), torch.where(keep, 0.0, mask)
-    return {**batch, "occluded": occluded, "mask": mask}
+    return {**batch, "occluded": res.occluded, "mask": res.mask}
 
 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:
