@@ -156,12 +156,13 @@ def evaluate_set(
     for batch in tqdm(loader, desc=f"{set_dir.name}", unit="batch", disable=not progress, leave=False):
         bnames = list(batch["name"])
         pred, ok = _batch_predictions(batch, bnames, model, pred_files, save_dir, tally)
-        tally.add_quality(bnames, batch["clean"], batch["occluded"], pred, ok)
+        clean8, occ8 = to_uint8(batch["clean"]), to_uint8(batch["occluded"])   # once per batch, for every score
+        tally.add_quality(bnames, clean8, occ8, pred, ok)
         tally.add_features(bnames, batch["clean"], batch["occluded"], pred, ok, device)
         if pred is not None and "mask" in batch:
-            tally.add_residue(bnames, batch, pred, ok)
+            tally.add_residue(bnames, batch, clean8, occ8, pred, ok)
         if model is not None and harm:
-            tally.add_harm(bnames, batch["clean"], model, device)
+            tally.add_harm(bnames, batch["clean"], clean8, model, device)
     missing, unreadable = tally.missing, tally.unreadable
     if (missing or unreadable) and not allow_missing:
         raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))
@@ -252,37 +253,36 @@ class _Tally:
         self.scores = {OCCLUDED: {}, **({self.method: {}} if self.method is not None else {})}
         self.feats = {r: {"clean": {}, "occluded": {}, "method": {}, "harm": {}} for r in self.recognizers}
 
-    def add_residue(self, names: list[str], batch: dict, pred, ok: list[bool]) -> None:
-        """The occluder residue of each usable prediction, and the worst cases' images."""
+    def add_residue(self, names: list[str], batch: dict, clean8, occ8, pred, ok: list[bool]) -> None:
+        """The occluder residue of each usable prediction, and the worst cases' images
+        (``clean8``, ``occ8``: the batch's faces at 8 bits)."""
         good = [i for i in range(len(names)) if ok[i]]
         if not good:
             return
-        r = occluder_residue(to_uint8(pred[good]), to_uint8(batch["occluded"][good]), to_uint8(batch["clean"][good]),
-                             batch["mask"][good].numpy() > 0.5)
+        r = occluder_residue(to_uint8(pred[good]), occ8[good], clean8[good], batch["mask"][good].numpy() > 0.5)
         for j, i in enumerate(good):
             self.residue[names[i]] = float(r[j])
             if self.worst and r[j] == r[j]:
                 self.worst_cases.append((float(r[j]), names[i], batch["occluded"][i], pred[i], batch["clean"][i]))
         self.worst_cases = sorted(self.worst_cases, key=lambda c: -c[0])[:self.worst]
 
-    def add_harm(self, names: list[str], clean, model, device) -> None:
-        """The model run on the clean faces: its change to each, and the recognisers'
-        features of the outputs of clean queries."""
+    def add_harm(self, names: list[str], clean, clean_u8, model, device) -> None:
+        """The model run on the clean faces (``clean_u8``: them at 8 bits): its change to each,
+        and the recognisers' features of the outputs of clean queries."""
         out = quantize(model.run(clean)[0].float()).cpu()
-        out_u8, clean_u8 = to_uint8(out), to_uint8(clean)
+        out_u8 = to_uint8(out)
         changed = changed_share(out_u8, clean_u8)
         for i, (n, m) in enumerate(zip(names, image_metrics_batch(out_u8, clean_u8))):
             self.harm[n] = {**m, "changed": float(changed[i])}
         for rec_name, recognizer in self.recognizers.items():
             _embed_subset(recognizer, out, names, self.queries, self.feats[rec_name]["harm"], device)
 
-    def add_quality(self, names: list[str], clean, occ, pred, ok: list[bool]) -> None:
+    def add_quality(self, names: list[str], clean8, occ8, pred, ok: list[bool]) -> None:
         """Image quality of the occluded inputs and of the usable predictions, per image
-        (computed for the batch at once)."""
-        target = to_uint8(clean)
-        m_occ_batch = image_metrics_batch(to_uint8(occ), target)
+        (computed for the batch at once; ``clean8``, ``occ8``: the batch's faces at 8 bits)."""
+        m_occ_batch = image_metrics_batch(occ8, clean8)
         good = [i for i in range(len(names)) if ok[i]]
-        m_pred_batch = (dict(zip(good, image_metrics_batch(to_uint8(pred[good]), target[good])))
+        m_pred_batch = (dict(zip(good, image_metrics_batch(to_uint8(pred[good]), clean8[good])))
                         if pred is not None and good else {})
         for i, n in enumerate(names):
             m_occ = self.scores[OCCLUDED][n] = m_occ_batch[i]

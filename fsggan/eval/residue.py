@@ -25,9 +25,10 @@ def seen_by_a_person(prepared: PreparedSet, tally, kept: Sequence[str], protocol
     names = prepared.names
     result: dict = {}
     if tally.residue:
+        occ_of = _occluders(prepared)
         result["residue"] = spread(tally.residue[n] for n in kept if n in tally.residue)
-        result["per_occluder"] = _per_occluder(prepared, tally, kept, protocol, ks)
-        result["worst"] = [{"name": n, "occluder": _occluders(prepared).get(n), "residue": r}
+        result["per_occluder"] = _per_occluder(occ_of, tally, kept, protocol, ks)
+        result["worst"] = [{"name": n, "occluder": occ_of.get(n), "residue": r}
                            for r, n, *_ in tally.worst_cases]
         if tally.worst_cases:   # rows: occluded, output, clean (popped by write_results into a picture)
             result["worst_images"] = [torch.stack([c[k] for c in tally.worst_cases]) for k in (2, 3, 4)]
@@ -46,13 +47,12 @@ def _occluders(prepared: PreparedSet) -> dict[str, str]:
     return {e["name"]: e.get("occluder") or "unknown" for e in (prepared.manifest or {}).get("images", [])}
 
 
-def _per_occluder(prepared: PreparedSet, tally, kept: Sequence[str], protocol: dict | None,
+def _per_occluder(occ_of: dict[str, str], tally, kept: Sequence[str], protocol: dict | None,
                   ks: Sequence[int]) -> dict:
     """occluder -> images, PSNR gain over the occluded input (mean, dB), residue (median,
     mean) and, per recogniser, the rank-1 gain of the method's queries over the occluded
     ones under that occluder (on the protocol's repeats)."""
     by_occ: dict[str, list[str]] = {}
-    occ_of = _occluders(prepared)
     for n in kept:
         if n in tally.residue:
             by_occ.setdefault(occ_of.get(n, "unknown"), []).append(n)
