@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fsggan.detect.base import DetectedFace
+
 __all__ = ["VIDEO_EXTENSIONS", "VideoError", "VideoSummary", "FaceTracks", "alignment_jitter", "is_video",
            "deocclude_video"]
 
@@ -59,8 +61,6 @@ class FaceTracks:
         self.previous: list[np.ndarray] = []   # the last frame's smoothed landmarks, one (5, 2) per face
 
     def __call__(self, frame) -> list:
-        from fsggan.detect.base import DetectedFace
-
         faces, now = self.detect(frame), []
         for det in faces:
             lm = np.asarray(det.landmarks, np.float64).reshape(5, 2)
