@@ -25,7 +25,7 @@ import torch
 
 from fsggan.export import verify_model_folder, write_model_folder
 from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
 
 PRESETS = {  # (VAE kwargs, generator kwargs)
     "paper128": ({"base_channels": 32, "latent_dim": 256, "image_size": 128}, {"base_channels": 64, "output": "blend"}),

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from fsggan.onnx_export import export_onnx
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
 
 
 def build(args) -> FSGGAN:

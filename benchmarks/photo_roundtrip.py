@@ -43,7 +43,7 @@ from fsggan.images import crop_resize, read_rgb, save_png, to_tensor, to_uint8
 from fsggan.photos import deocclude_photos
 from fsggan.photos.deocclude import paste_faces
 from fsggan.photos.paste import feather_mask
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
 
 from benchmarks.photo_sets import occluder_renderer
 

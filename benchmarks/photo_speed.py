@@ -27,7 +27,7 @@ from fsggan.inputs import collect_inputs
 from fsggan.photos import deocclude_photo_files
 from fsggan.photos.deocclude import align_faces, face_finder, model_template, paste_faces, run_faces
 from fsggan.photos.paste import feather_mask
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
 
 
 def make_photo(lfw_photo: Path, size: tuple[int, int], path: Path) -> None:

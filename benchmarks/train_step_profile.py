@@ -16,7 +16,11 @@ G step with L1 + identity + adversarial, the D step), paper widths at ``--size``
   step computed; Adam's step counters are host tensors, not counted);
 - the launch-bound floor: operators x ``--launch-us`` (the assumed host time per eager
   operator: Python, dispatcher and ``cudaLaunchKernel``; about 5-10 us on a current CPU), the
-  shortest a step can take however fast the GPU, and the images/s cap it sets at batch 32/64.
+  shortest a step can take however fast the GPU, and the images/s cap it sets at batch 32/64;
+- the same counts for the step as a CUDA run took it before the hot loop was made lean
+  ("before"): Adam's default on CUDA (``foreach``: about a dozen operators per group of
+  tensors instead of one fused one) and the step's losses read back to the host every step
+  (the non-finite check then ran each step; now it runs at ``train.log_every`` steps).
 
 The FLOPs and operators are counted at ``--batch`` (FLOPs per image do not depend on it).
 """
@@ -86,33 +90,50 @@ def main(argv=None) -> None:
     from fsggan.train.runtime import Env
     from fsggan.train.speed import StepSpec, build_step
 
-    # Adam as on CUDA (fused: one kernel per parameter group and step); on a CPU training uses the
-    # per-tensor loop, about a dozen operators per parameter tensor, which a GPU run never launches
-    speed.adam = lambda params, device, **kw: torch.optim.Adam(params, fused=True, **kw)
     env = Env()
     print(f"{args.size} px, paper widths, counted at batch {args.batch} on a CPU, one thread; "
           f"launch floor at {args.launch_us:g} us per operator")
     for stage, name in (("vae", "Stage I"), ("gan", "Stage II")):
-        step = build_step(StepSpec(stage, batch_size=args.batch, image_size=args.size,
-                                   identity_net=args.identity_net if stage == "gan" else None), env)
-        t0 = time.perf_counter()
-        step()  # warm-up: lazy initialisation, optimiser state
-        seconds = time.perf_counter() - t0
-        flops = flops_by_network(step)
-        launched, leaves = operators(step)
-        with Reads() as reads:
-            step()
-        floor_ms = launched * args.launch_us / 1e3
-        total = flops.pop("Global", sum(flops.values()))
-        print(f"\n{name}: {total / args.batch / 1e9:.1f} GFLOP per image (forward + backward), "
-              f"{seconds:.1f} s per step here")
-        for net, f in sorted(flops.items(), key=lambda kv: -kv[1]):
-            print(f"  {net:28s} {f / args.batch / 1e9:7.2f} GFLOP per image (as the counter attributes it)")
-        print(f"  operators per step: {launched} that launch work ({leaves} leaf aten operators)")
-        print(f"  host synchronisations per step: {reads.count}")
-        print(f"  launch-bound floor: {floor_ms:.1f} ms per step -> at most "
-              f"{32 / floor_ms * 1e3:,.0f} images/s at batch 32, {64 / floor_ms * 1e3:,.0f} at batch 64")
+        spec = StepSpec(stage, batch_size=args.batch, image_size=args.size,
+                        identity_net=args.identity_net if stage == "gan" else None)
+        for when in ("before", "now"):
+            _as_on_cuda(speed, when)
+            step = _step_as(build_step(spec, env), when)
+            t0 = time.perf_counter()
+            step()  # warm-up: lazy initialisation, optimiser state
+            seconds = time.perf_counter() - t0
+            launched, leaves = operators(step)
+            with Reads() as reads:
+                step()
+            floor_ms = launched * args.launch_us / 1e3
+            if when == "now":
+                flops = flops_by_network(step)
+                total = flops.pop("Global", sum(flops.values()))
+                print(f"\n{name}: {total / args.batch / 1e9:.1f} GFLOP per image (forward + backward), "
+                      f"{seconds:.1f} s per step here")
+                for net, f in sorted(flops.items(), key=lambda kv: -kv[1]):
+                    print(f"  {net:28s} {f / args.batch / 1e9:7.2f} GFLOP per image (as the counter attributes it)")
+            print(f"  {when:6s} operators per step: {launched} that launch work ({leaves} leaf aten operators); "
+                  f"host synchronisations per step: {reads.count}; launch-bound floor {floor_ms:.1f} ms "
+                  f"-> at most {32 / floor_ms * 1e3:,.0f} images/s at batch 32, {64 / floor_ms * 1e3:,.0f} at 64")
 
 
-if __name__ == "__main__":
-    main()
+def _as_on_cuda(speed, when: str):
+    """Make :func:`fsggan.train.speed.build_step` use Adam as a CUDA run does ``now`` (fused: one
+    kernel per parameter group) or did ``before`` the hot loop was made lean (torch's CUDA
+    default, ``foreach``). On a CPU training keeps the per-tensor loop, which a GPU run never
+    launches."""
+    speed.adam = lambda params, device, **kw: torch.optim.Adam(params, fused=when == "now",
+                                                                foreach=True if when == "before" else None, **kw)
+
+
+def _step_as(step, when: str):
+    """``step`` as it runs ``now``, or followed by a read-back of its losses as ``before`` (the
+    non-finite check then ran every step; now it runs at ``train.log_every`` steps)."""
+    if when == "now":
+        return step
+
+    def reading_back():
+        losses = step()
+        torch.stack([v.float() for v in losses.values()]).tolist()
+    return reading_back

@@ -67,7 +67,7 @@ def main() -> None:
             print(f"smooth {smooth}: alignment jitter {alignment_jitter(lms):.4f} eye distances per frame "
                   f"(face found in {len(lms)} of {len(decoded)} frames)")
         if args.gan:
-            from fsggan.pipeline import FSGGAN
+            from fsggan.api import FSGGAN
 
             model = FSGGAN.from_checkpoints(gan=args.gan, device="cpu")
             for smooth in (0.0, 0.6):

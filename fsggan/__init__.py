@@ -24,7 +24,7 @@ _EXPORTS = {
     "fsggan.models": ("VAE", "DiscOutput", "GlobalDiscriminator", "HDCModule", "MultiRFDiscriminator",
                       "PatchDiscriminator", "UNetGenerator", "VAEDecoder", "VAEEncoder", "VAEOutput"),
     "fsggan.models.identity": ("EMBEDDER_NAMES", "FaceEmbedder", "WeightsError", "build_embedder"),
-    "fsggan.pipeline": ("FSGGAN",),
+    "fsggan.api": ("FSGGAN",),
 }
 _HOME = {name: module for module, names in _EXPORTS.items() for name in names}
 

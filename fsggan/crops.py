@@ -63,7 +63,7 @@ def read_input_mask(path: Path, *, aligned: bool, crop: str, image_size: int) ->
 
 
 def deocclude_files(
-    model,                       # an fsggan.pipeline.FSGGAN
+    model,                       # an fsggan.api.FSGGAN
     files: Sequence[InputFile],  # fsggan.inputs.collect_inputs(..., recursive=False, keep_format=False)
     out: str | Path,
     *,
@@ -74,7 +74,7 @@ def deocclude_files(
     batch_size: int = 32,
     progress: bool = True,       # tqdm progress bar
     masks: Mapping[Path, Path] | None = None,  # input path -> its mask file (white = the region G fills)
-    mask_mode: str = "replace",  # "replace" or "union" (with G's own map): fsggan.pipeline.FSGGAN.run
+    mask_mode: str = "replace",  # "replace" or "union" (with G's own map): fsggan.api.FSGGAN.run
 ) -> list[str]:
     """Write ``out/<name>`` per input file, each whole or not at all; returns "<file>: <error>"
     for each input that could not be read (the others are written). Nothing is created for

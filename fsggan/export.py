@@ -69,7 +69,7 @@ def sha256_of(path: str | Path) -> str:
 
 def fsggan_version() -> str:
     """The installed fsggan's version (read from its metadata: importing the package itself
-    from here would make an import cycle through fsggan.pipeline)."""
+    from here would make an import cycle through fsggan.api)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -158,7 +158,7 @@ def _short(path: str | None, parts: int = 3) -> str | None:
 
 
 def model_metadata(model, report: str | Path | None = None) -> dict:
-    """model.json without its file entries, for an :class:`fsggan.pipeline.FSGGAN` built
+    """model.json without its file entries, for an :class:`fsggan.api.FSGGAN` built
     from checkpoints (``model.kwargs``, ``model.data``, ``model.provenance``)."""
     if not model.kwargs.get("generator"):
         raise ModelFolderError("the model records no generator constructor arguments; build it with "

@@ -195,7 +195,7 @@ def _evaluate(gan_dir: Path, test_sets: list[Path], *, device: str, recognizer_w
     nothing trained against it) and by MobileFaceNet (G's identity loss: marked, not a fair
     judge) when its weights are here; the de-occlusion grid of the first set goes to `grid`."""
     from fsggan.eval.evaluate import evaluate_sets
-    from fsggan.pipeline import FSGGAN
+    from fsggan.api import FSGGAN
 
     model = FSGGAN.from_checkpoints(gan=gan_dir, device=device)
     recognizers, infos = _recognizers(model, recognizer_weights)

@@ -40,7 +40,7 @@ from PIL import Image
 
 from fsggan.images import read_rgb
 from fsggan.photos import deocclude_photo
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
 
 DEMO_CASES = ((None, 0), ("bar", 3), ("round_glasses", 3), ("scarf", 3), ("stripes", 3), ("coffee", 0))  # (object, seed)
 

@@ -12,11 +12,10 @@ import sys
 import pytest
 import yaml
 
-from conftest import REPO
+from helpers.files import REPO
 from fsggan.cli import deocclude, evaluate, export, prepare_data, quickstart
 from fsggan.cli import train as train_cli
 from fsggan.cli import train_vae as vae_cli
-from test_pipeline import runs  # noqa: F401 (fixture)
 
 PARSERS = {
     "fsggan-deocclude": deocclude.build_parser,
@@ -162,7 +161,7 @@ def test_prepare_data_out_inside_the_dataset_is_refused(tmp_path, capsys):
 
 
 def test_eval_out_inside_a_set_is_refused(tmp_path, capsys):
-    from test_eval import make_prepared_set
+    from helpers.prepared import make_prepared_set
 
     prepared = make_prepared_set(tmp_path / "set1-toy", n_ids=2, per_id=2, repeats=1)
     before = sorted(p.name for p in prepared.iterdir())
@@ -176,7 +175,7 @@ def test_eval_out_inside_a_set_is_refused(tmp_path, capsys):
     assert sorted(p.name for p in prepared.iterdir()) == before
 
 
-def test_export_never_replaces_the_run_it_reads(runs, capsys):  # noqa: F811
+def test_export_never_replaces_the_run_it_reads(runs, capsys):
     run = runs["gan_run"]
     before = sorted(str(p) for p in run.parent.rglob("*"))
     for out in (run, run.parent, run / "checkpoints" / "model"):

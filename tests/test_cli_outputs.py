@@ -4,8 +4,8 @@ nothing is created for inputs that are not written, outputs are whole files (eve
 process is killed half-way), one rule for symbolic links and multi-frame images, and the
 exit status says what was written (docs/cli.md, "Safety of your files").
 
-Tiny models (32 px, widths 4) as in tests/test_pipeline.py; faces from the stub detector of
-tests/test_photos.py where photos need one.
+Tiny models (32 px, widths 4: the ``runs`` fixture of tests/conftest.py); faces from the stub detector of
+tests/helpers/photos.py where photos need one.
 """
 
 from __future__ import annotations
@@ -20,20 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
-from conftest import REPO
+from helpers.cli import one_line
+from helpers.files import REPO
 from fsggan.cli.deocclude import main as deocclude_main
-from test_pipeline import runs  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 PROG = "fsggan-deocclude"
-
-
-def one_line(err: str) -> str:
-    assert err.startswith(f"{PROG}: error: ") and err.count("\n") == 1, err
-    return err[len(f"{PROG}: error: "):-1]
 
 
 def face(path: Path, seed: int = 0, size: int = 40) -> Path:
@@ -49,7 +43,7 @@ def digest(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def gan(runs):  # noqa: F811
+def gan(runs):
     return str(runs["gan_run"])
 
 
@@ -58,7 +52,7 @@ def no_model(monkeypatch):
     """Fails the test if the model is loaded: the case must be decided before."""
     def refuse(*a, **k):
         raise AssertionError("the model was loaded")
-    monkeypatch.setattr("fsggan.pipeline.FSGGAN.from_checkpoints", refuse)
+    monkeypatch.setattr("fsggan.api.FSGGAN.from_checkpoints", refuse)
 
 
 # 1. inputs are never overwritten ----------------------------------------------------------
@@ -69,7 +63,7 @@ def test_out_equal_to_the_folder_of_a_named_input(mode, gan, tmp_path, monkeypat
     before = digest(tmp_path)
     monkeypatch.chdir(tmp_path)
     assert deocclude_main(["photo.png", "--gan", gan, "--out", ".", "--device", "cpu", *mode]) == 2
-    msg = one_line(capsys.readouterr().err)
+    msg = one_line(capsys.readouterr().err, PROG)
     assert msg.startswith("--out .: would write photo.png over the input photo.png; give an output folder outside")
     assert digest(tmp_path) == before and photo.exists()
 
@@ -83,7 +77,7 @@ def test_out_in_or_below_an_input_folder(spelling, mode, gan, tmp_path, monkeypa
     before = digest(tmp_path / "in")
     monkeypatch.chdir(tmp_path)
     assert deocclude_main(["in", "--gan", gan, "--out", spelling, "--device", "cpu", *mode]) == 2
-    msg = one_line(capsys.readouterr().err)
+    msg = one_line(capsys.readouterr().err, PROG)
     assert msg.startswith(f"--out {spelling}: lies in the input folder in, which this command reads")
     assert digest(tmp_path / "in") == before and not (tmp_path / "in" / "deeper").exists()
 
@@ -93,7 +87,7 @@ def test_out_through_a_symlink_onto_a_named_file(gan, tmp_path, capsys, no_model
     (tmp_path / "elsewhere").symlink_to(tmp_path / "album")
     before = photo.read_bytes()
     assert deocclude_main([str(photo), "--gan", gan, "--out", str(tmp_path / "elsewhere"), "--aligned"]) == 2
-    assert "over the input" in one_line(capsys.readouterr().err)
+    assert "over the input" in one_line(capsys.readouterr().err, PROG)
     assert photo.read_bytes() == before
 
 
@@ -103,7 +97,7 @@ def test_face_crops_cannot_land_on_an_input(gan, tmp_path, capsys, no_model):
     crop = face(tmp_path / "faces" / "x.png.face0.input.png", 1)
     assert deocclude_main([str(photo), str(crop), "--gan", gan, "--out", str(tmp_path / "faces" / ".."),
                            "--save-faces"]) == 2
-    assert "over the input" in one_line(capsys.readouterr().err)
+    assert "over the input" in one_line(capsys.readouterr().err, PROG)
 
 
 # 2. checked before the model loads, written only on success -------------------------------
@@ -121,7 +115,7 @@ def test_a_single_unusable_input_is_one_line_and_creates_nothing(kind, gan, tmp_
         path.write_bytes(b"")
     out = tmp_path / "out"
     assert deocclude_main([str(path), "--gan", gan, "--out", str(out)]) == 2
-    msg = one_line(capsys.readouterr().err)
+    msg = one_line(capsys.readouterr().err, PROG)
     assert str(path) in msg and not out.exists()
 
 
@@ -130,14 +124,14 @@ def test_a_folder_without_images_is_one_line_before_the_model(gan, tmp_path, cap
     (tmp_path / "in" / "notes.txt").write_text("hello\n")
     out = tmp_path / "out"
     assert deocclude_main([str(tmp_path / "in"), "--gan", gan, "--out", str(out)]) == 2
-    assert one_line(capsys.readouterr().err).startswith(f"no image in {tmp_path / 'in'} (looked for .png")
+    assert one_line(capsys.readouterr().err, PROG).startswith(f"no image in {tmp_path / 'in'} (looked for .png")
     assert not out.exists()
 
 
 def test_an_output_that_cannot_be_written_is_one_line_before_the_model(gan, tmp_path, capsys, no_model):
     face(tmp_path / "a.png")
     assert deocclude_main([str(tmp_path / "a.png"), "--gan", gan, "--out", "/proc/x"]) == 2
-    assert one_line(capsys.readouterr().err).startswith("--out /proc/x: no file can be written in /proc")
+    assert one_line(capsys.readouterr().err, PROG).startswith("--out /proc/x: no file can be written in /proc")
 
 
 def test_an_output_that_fails_half_way_is_one_line(gan, tmp_path, capsys, monkeypatch):
@@ -148,7 +142,7 @@ def test_an_output_that_fails_half_way_is_one_line(gan, tmp_path, capsys, monkey
         raise OSError(28, "No space left on device", str(src))
     monkeypatch.setattr(os, "replace", full)
     assert deocclude_main([str(tmp_path / "in"), "--gan", gan, "--out", str(out), "--aligned", "--no-progress"]) == 2
-    msg = one_line(capsys.readouterr().err)
+    msg = one_line(capsys.readouterr().err, PROG)
     assert msg.startswith(f"{out / 'a.png'}: cannot write it (No space left on device)")
 
 
@@ -205,12 +199,12 @@ def test_multi_frame_images_refused_named_or_in_a_folder(gan, tmp_path, capsys):
     assert f"{src / 'moving.webp'}: holds 2 frames (animated or multi-page)" in err
     assert sorted(p.name for p in out.iterdir()) == ["still.png"]
     assert deocclude_main([str(tmp_path / "anim.gif"), "--gan", gan, "--out", str(out), "--aligned"]) == 2
-    assert one_line(capsys.readouterr().err).startswith(f"{tmp_path / 'anim.gif'}: not an image type fsggan reads")
+    assert one_line(capsys.readouterr().err, PROG).startswith(f"{tmp_path / 'anim.gif'}: not an image type fsggan reads")
 
 
 # atomic writes: a killed run leaves whole files ---------------------------------------------
 
-def test_killed_half_way_leaves_only_whole_files(runs, tmp_path):  # noqa: F811
+def test_killed_half_way_leaves_only_whole_files(runs, tmp_path):
     src = tmp_path / "in"
     for i in range(400):
         face(src / f"f{i:03d}.png", i, size=64)

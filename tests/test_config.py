@@ -15,7 +15,7 @@ from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchD
 from fsggan.train.config import (GeneratorKwargs, GlobalKwargs, MultiRFKwargs, PatchKwargs, TrainGANConfig,
                                  TrainVAEConfig, VAEKwargs)
 
-from conftest import REPO
+from helpers.files import REPO
 
 CONFIGS = sorted(p for p in (REPO / "configs").rglob("*.yaml") if "data" not in p.relative_to(REPO / "configs").parts)
 

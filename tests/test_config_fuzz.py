@@ -144,7 +144,7 @@ def test_config_loader_fuzz(tmp_path):
         except ConfigError as exc:
             assert "\n" not in str(exc), f"case {case}: a message of several lines: {exc}"
             outcomes["error"] += 1
-        except Exception as exc:  # noqa: BLE001 - the point of the test
+        except Exception as exc:
             pytest.fail(f"case {case} ({cls.__name__}, files {[f.read_bytes()[:300] for f in chosen]}, "
                         f"overrides {overrides}): {type(exc).__name__}: {exc}")
         else:

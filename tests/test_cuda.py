@@ -15,7 +15,7 @@ from fsggan.models import VAE, MultiRFDiscriminator, UNetGenerator
 from fsggan.train import gan, runtime
 from fsggan.train.config import TrainSection
 from fsggan.train.runtime import Env, make_scaler, set_cuda_backends, setup_env, wrap_model
-from conftest import REPO
+from helpers.files import REPO
 
 
 

@@ -36,7 +36,7 @@ from fsggan.cli.prepare_data import main as prepare_data_main
 from fsggan.data.config import load_data_config
 from fsggan.data.prepare import prepare_data
 
-from conftest import REPO, SHARED, need
+from helpers.files import REPO, SHARED, need
 
 LFW = SHARED / "lfw"
 

@@ -33,7 +33,7 @@ from fsggan.data.occluders import read_ocfr_csv
 from fsggan.data.procedural import NEW_KINDS, PROCEDURAL_KINDS, SEEN_KINDS
 from fsggan.data.synthesis import similarity_fit
 
-from conftest import REPO, SHARED, need
+from helpers.files import REPO, SHARED, need
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 OCC = SHARED / "occluders"

@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED, need
+from helpers.files import SHARED, need
 from fsggan.data.landmarks import LANDMARK_NAMES, MEAN_LANDMARKS
 from fsggan.detect import DETECTORS, DetectorError, detect_faces, get_detector
 

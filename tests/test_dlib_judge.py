@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import SHARED, genuine_impostor, need
+from helpers.files import SHARED, need
+from helpers.identity import genuine_impostor
 from fsggan.models.identity.dlib_resnet import DlibResNetEmbedder, packaged_weights
 
 LFW = SHARED / "lfw"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -20,48 +19,10 @@ from fsggan.eval import evaluate, recognition, report
 from fsggan.eval.evaluate import CLEAN, OCCLUDED, MissingPredictionsError, evaluate_set
 from fsggan.cli.evaluate import main as eval_main
 from fsggan.models.identity import FaceEmbedder
-
-SIZE = 32
+from helpers.prepared import SIZE, copy_as_predictions, make_prepared_set
 
 
 # ---------------------------------------------------------------- fixtures
-
-def make_prepared_set(root, n_ids=6, per_id=3, repeats=2, seed=0):
-    """A tiny prepared set: identity = a fixed random 4x4 colour pattern (upsampled) plus
-    per-image noise; occluded = a random block pattern over the top three quarters."""
-    rng = np.random.default_rng(seed)
-    for sub in ("clean", "occluded", "mask"):
-        (root / sub).mkdir(parents=True)
-    images, by_id = [], {}
-    for i in range(n_ids):
-        ident = f"person_{i}"
-        base = rng.uniform(0, 255, (4, 4, 3))
-        base = np.kron(base, np.ones((SIZE // 4, SIZE // 4, 1)))
-        for j in range(per_id):
-            name = f"{ident}_{j:04d}.png"
-            clean = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
-            occ, mask = clean.copy(), np.zeros((SIZE, SIZE), np.uint8)
-            blocks = np.kron(rng.uniform(0, 255, (3, 4, 3)), np.ones((SIZE // 4, SIZE // 4, 1)))
-            occ[: 3 * SIZE // 4], mask[: 3 * SIZE // 4] = blocks.astype(np.uint8), 255  # a random "object"
-            Image.fromarray(clean).save(root / "clean" / name)
-            Image.fromarray(occ).save(root / "occluded" / name)
-            Image.fromarray(mask).save(root / "mask" / name)
-            images.append({"name": name, "source": f"src/{name}", "identity": ident, "occluder": "square",
-                           "placement": [8, 4], "seed": seed})
-            by_id.setdefault(ident, []).append(name)
-    (root / "manifest.json").write_text(json.dumps({"images": images}))
-    reps = []
-    for r in range(repeats):
-        gallery, queries = {}, {}
-        for ident, names in by_id.items():
-            g = names[r % per_id]
-            gallery[ident] = g
-            queries[ident] = [n for n in names if n != g]
-        reps.append({"seed": r, "gallery": gallery, "queries": queries})
-    (root / "protocol.json").write_text(json.dumps({"version": 1, "num_identities": n_ids,
-                                                    "queries_per_identity": per_id - 1, "repeats": reps}))
-    return root
-
 
 class PoolEmbedder(FaceEmbedder):
     """A weight-free 'recognizer': the 4x4 average-pooled image, flattened (48-d)."""
@@ -76,13 +37,6 @@ class PoolEmbedder(FaceEmbedder):
 @pytest.fixture
 def prepared(tmp_path):
     return make_prepared_set(tmp_path / "set1-toy")
-
-
-def copy_as_predictions(set_dir, dest, sub="clean"):
-    dest.mkdir(parents=True)
-    for p in sorted((set_dir / sub).iterdir()):
-        shutil.copy(p, dest / p.name)
-    return dest
 
 
 # ---------------------------------------------------------------- metrics

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED
+from helpers.files import SHARED
 
 LFW_BOX = (61.0, 66.0, 189.0, 194.0)  # fsggan.data.DEFAULT_CROPS["lfw"] on 250x250 LFW images
 

@@ -14,12 +14,13 @@ from fsggan.cli.deocclude import main as deocclude_main
 from fsggan.cli.export import main as export_main
 from fsggan.export import ModelFolderError, load_model_folder
 from fsggan.models import VAE, UNetGenerator
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
+from helpers.checkpoints import write_checkpoint
+from helpers.training import VAE_KW
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
-GEN_KW = {"base_channels": 4, "output": "blend"}
+BLEND_KW = {"base_channels": 4, "output": "blend"}   # G with a map head, as the shipped configs train it
 DATA = {"dataset": {"kind": "lfw", "root": "../shared/data/lfw", "crop": None, "image_size": 32},
         "occluders": {"seen": [{"path": "../shared/data/occluders/ocfr", "include": ["eye/*.png"]}]}}
 
@@ -27,17 +28,12 @@ DATA = {"dataset": {"kind": "lfw", "root": "../shared/data/lfw", "crop": None, "
 def write_run(folder, *, ema: bool = True):
     """A Stage II run folder in the training checkpoint format, with its training state."""
     torch.manual_seed(0)
-    vae, gen, avg = VAE(**VAE_KW), UNetGenerator(**GEN_KW), UNetGenerator(**GEN_KW)
-    (folder / "checkpoints").mkdir(parents=True)
-    models = {"generator": gen.state_dict(), "vae": vae.state_dict(), "discriminator": {}}
-    if ema:
-        models["generator_ema"] = avg.state_dict()
-    opt = torch.optim.Adam(gen.parameters())
-    torch.save({"version": 1, "step": 7, "models": models, "optimizers": {"g": opt.state_dict()},
-                "rng": [torch.get_rng_state()],
-                "config": {"generator": GEN_KW, "vae": VAE_KW, "data": DATA,
-                           "loss": {"identity": 1.0, "identity_net": "mobilefacenet"}}},
-               folder / "checkpoints" / "best.pt")
+    vae, gen, avg = VAE(**VAE_KW), UNetGenerator(**BLEND_KW), UNetGenerator(**BLEND_KW)
+    models = {"generator": gen, "vae": vae, **({"generator_ema": avg} if ema else {})}
+    write_checkpoint(folder / "checkpoints" / "best.pt", models, step=7,
+                     optimizers={"g": torch.optim.Adam(gen.parameters())},
+                     config={"generator": BLEND_KW, "vae": VAE_KW, "data": DATA,
+                             "loss": {"identity": 1.0, "identity_net": "mobilefacenet"}})
     return folder
 
 
@@ -57,7 +53,7 @@ def test_model_folder_loads_without_torch_load_and_equals_the_run_to_the_bit(run
     assert sorted(p.name for p in exported.iterdir()) == ["README.md", "generator.safetensors", "model.json",
                                                           "vae.safetensors"]
     meta = json.loads((exported / "model.json").read_text())
-    assert meta["networks"] == {"generator": GEN_KW, "vae": VAE_KW} and meta["image_size"] == 32
+    assert meta["networks"] == {"generator": BLEND_KW, "vae": VAE_KW} and meta["image_size"] == 32
     assert meta["training"]["generator_weights"] == "EMA" and meta["training"]["step"] == 7
     assert len(meta["files"]["generator"]["sha256"]) == 64
     from_run = FSGGAN.from_checkpoints(gan=run, device="cpu")
@@ -71,7 +67,7 @@ def test_model_folder_loads_without_torch_load_and_equals_the_run_to_the_bit(run
     y, g = shared.run(x)
     assert torch.equal(y, y_run) and torch.equal(g, g_run)
     torch.manual_seed(0)  # the networks write_run made, in its order: the EMA copy was exported, not G
-    _, gen, avg = VAE(**VAE_KW), UNetGenerator(**GEN_KW), UNetGenerator(**GEN_KW)
+    _, gen, avg = VAE(**VAE_KW), UNetGenerator(**BLEND_KW), UNetGenerator(**BLEND_KW)
     assert torch.equal(shared.generator.out.weight, avg.out.weight)
     assert not torch.equal(shared.generator.out.weight, gen.out.weight)
     assert shared.data["dataset"]["kind"] == "lfw" and shared.identity_net == "mobilefacenet"
@@ -194,7 +190,7 @@ def test_mps_is_a_known_device_refused_in_one_line_where_absent():
 
 def test_eval_amp_runs_the_model_in_bf16_and_refuses_fp16_on_the_cpu(run, tmp_path, capsys):
     from fsggan.cli.evaluate import main as eval_main
-    from test_eval import make_prepared_set
+    from helpers.prepared import make_prepared_set
 
     prepared = make_prepared_set(tmp_path / "set1-toy", n_ids=2, per_id=2, repeats=1)
     common = [str(prepared), "--gan", str(run), "--recognizer", "none", "--workers", "0", "--device", "cpu",

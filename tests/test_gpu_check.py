@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from conftest import REPO
+from helpers.files import REPO
 
 SCRIPTS = REPO / "scripts"
 

@@ -4,7 +4,7 @@ non-finite loss and trains tied / copied trunks with heads on shallow levels onl
 leaner pieces (persistent loader workers, cached alignment grids, multi-tensor EMA, fused
 Adam, batched validation SSIM, wall-clock images/s) do what they say.
 
-Tiny widths, 32 px faces, the synthetic data of tests/test_train.py; every test takes seconds.
+Tiny widths, 32 px faces, the synthetic data of tests/helpers/training.py; every test takes seconds.
 """
 
 from __future__ import annotations
@@ -30,8 +30,8 @@ from fsggan.train import gan, runtime, vae
 from fsggan.train.config import TrainGANConfig, TrainVAEConfig
 from fsggan.train.monitor import NonFiniteLossError
 
-from conftest import REPO
-from test_train import TRAIN, data_config, gan_config, stage1, vae_config  # noqa: F401 (fixtures)
+from helpers.files import REPO
+from helpers.training import TRAIN, gan_config, vae_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -297,7 +297,7 @@ def ddp_worker(rank: int, world: int, ports: list[int], out: str, stage: str, jo
             report["steps"].append(train(**vars(load_config(config, None, overrides)), resume=resume)["step"])
     except NonFiniteLossError as exc:
         report["error"] = str(exc)
-    except Exception:  # noqa: BLE001 - reported to the test
+    except Exception:
         report["crash"] = traceback.format_exc()[-2000:]
     Path(out, f"rank{rank}.json").write_text(json.dumps(report))
 

@@ -14,7 +14,8 @@ from fsggan.models.identity import (
 )
 from fsggan.models.identity.base import center_crop_aspect
 
-from conftest import SHARED, genuine_impostor
+from helpers.files import SHARED
+from helpers.identity import genuine_impostor
 
 LIGHTCNN_KEYS = SHARED / "reference" / "lightcnn_official_keys.json"
 MOBILEFACENET = SHARED / "weights" / "mobilefacenet_casia_068.ckpt"

@@ -10,64 +10,24 @@ test photo that is not blank holds one LFW photo, whose landmarks are LFW's mean
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import SHARED, need
+from helpers.photos import DATA, OTHER_PHOTO, TILE, lfw, occluded, stub_detect
+from helpers.checkpoints import write_checkpoint
+from helpers.training import GEN_KW, VAE_KW
 from fsggan.cli.deocclude import main as deocclude_main
 from fsggan.data.faces import DEFAULT_CROPS
-from fsggan.data.landmarks import MEAN_LANDMARKS
-from fsggan.images import crop_resize, read_rgba
+from fsggan.images import crop_resize
 from fsggan.models import VAE, UNetGenerator
 from fsggan.photos import deocclude_photo, deocclude_photos, estimate_similarity, feather_mask, paste_back, warp_to_crop
 from fsggan.photos.align import apply, invert
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
-DATA = {"dataset": {"kind": "lfw", "crop": None, "image_size": 32}}
-TILE = 250
-LFW_PHOTO = SHARED / "lfw" / "Aaron_Peirsol" / "Aaron_Peirsol_0001.jpg"
-OTHER_PHOTO = SHARED / "lfw" / "Abdoulaye_Wade" / "Abdoulaye_Wade_0001.jpg"
-
-
-def stub_detect(image: np.ndarray) -> list:
-    """One face per non-blank 250x250 tile, with the default detector's mean landmarks on LFW
-    (the points faces are aligned to)."""
-    from fsggan.detect import DEFAULT_DETECTOR
-    from fsggan.photos.template import DETECTOR_LFW_LANDMARKS
-
-    mean = DETECTOR_LFW_LANDMARKS.get(DEFAULT_DETECTOR, MEAN_LANDMARKS["lfw"][0])
-    faces = []
-    for y in range(0, image.shape[0] - TILE + 1, TILE):
-        for x in range(0, image.shape[1] - TILE + 1, TILE):
-            if image[y:y + TILE, x:x + TILE].std() > 2:
-                lm = (mean + np.array([x, y])).astype(np.float32)
-                faces.append(SimpleNamespace(box=(x + 61.0, y + 66.0, x + 189.0, y + 194.0), landmarks=lm, score=1.0))
-    return faces
-
-
-def lfw(path=LFW_PHOTO) -> np.ndarray:
-    need(path, "LFW")
-    return np.asarray(Image.open(path).convert("RGB"))
-
-
-def occluded(photo: np.ndarray) -> np.ndarray:
-    """``photo`` with a real occluder cut-out (a surgical mask) composited over mouth and nose."""
-    path = SHARED / "occluders" / "fsg" / "seen" / "SC-1.png"
-    need(path, "occluders")
-    rgba = np.asarray(Image.fromarray(read_rgba(path)).resize((90, 60), Image.Resampling.BICUBIC), np.float32)
-    out = photo.astype(np.float32)
-    y, x = 125, 80  # below the eyes, across nose and mouth of a 250x250 LFW photo
-    a = rgba[..., 3:] / 255
-    out[y:y + 60, x:x + 90] = out[y:y + 60, x:x + 90] * (1 - a) + rgba[..., :3] * a
-    return np.rint(out).astype(np.uint8)
-
 
 @pytest.fixture(scope="module")
 def model():
@@ -78,14 +38,11 @@ def model():
 
 
 @pytest.fixture
-def gan_run(tmp_path):
+def photo_checkpoint(tmp_path):
     """A Stage II checkpoint whose config names its dataset (LFW, 32 px)."""
     torch.manual_seed(0)
-    path = tmp_path / "gan.pt"
-    torch.save({"version": 1, "step": 1, "models": {"generator": UNetGenerator(base_channels=4).state_dict(),
-                                                    "vae": VAE(**VAE_KW).state_dict()},
-                "config": {"generator": {"base_channels": 4}, "vae": VAE_KW, "data": DATA}}, path)
-    return path
+    return write_checkpoint(tmp_path / "gan.pt", {"generator": UNetGenerator(**GEN_KW), "vae": VAE(**VAE_KW)},
+                            {"generator": GEN_KW, "vae": VAE_KW, "data": DATA})
 
 
 @pytest.fixture
@@ -230,7 +187,7 @@ def test_two_photos_side_by_side_with_the_real_detector(name):
 
 # ---------------------------------------------------------------- fsggan-deocclude
 
-def test_cli_photos_sidecars_faces_and_exif(gan_run, stub, tmp_path, capsys):
+def test_cli_photos_sidecars_faces_and_exif(photo_checkpoint, stub, tmp_path, capsys):
     src = tmp_path / "in"
     (src / "sub").mkdir(parents=True)
     Image.fromarray(occluded(lfw())).save(src / "one.jpg", quality=95)
@@ -240,7 +197,7 @@ def test_cli_photos_sidecars_faces_and_exif(gan_run, stub, tmp_path, capsys):
     Image.fromarray(pair).transpose(Image.Transpose.ROTATE_90).save(src / "sub" / "pair.jpg", exif=exif, quality=95)
     Image.fromarray(np.full((TILE, TILE, 3), 200, np.uint8)).save(src / "wall.png")
     out = tmp_path / "out"
-    assert deocclude_main([str(src), "--gan", str(gan_run), "--out", str(out), "--save-faces", "--batch-size", "2",
+    assert deocclude_main([str(src), "--gan", str(photo_checkpoint), "--out", str(out), "--save-faces", "--batch-size", "2",
                            "--device", "cpu"]) == 1  # one photo skipped: not all written
     captured = capsys.readouterr()
     assert "wrote 2 photo(s) with 3 face(s)" in captured.out
@@ -255,7 +212,7 @@ def test_cli_photos_sidecars_faces_and_exif(gan_run, stub, tmp_path, capsys):
         assert Image.open(out / "faces" / "sub" / f"pair.jpg.face1.{kind}.png").size == (32, 32)
 
 
-def test_cli_bad_photos_behave_as_crops(gan_run, stub, tmp_path, capsys, monkeypatch):
+def test_cli_bad_photos_behave_as_crops(photo_checkpoint, stub, tmp_path, capsys, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
     good = occluded(lfw())
@@ -268,7 +225,7 @@ def test_cli_bad_photos_behave_as_crops(gan_run, stub, tmp_path, capsys, monkeyp
     Image.fromarray(np.tile(good, (2, 2, 1))).save(src / "huge.png")
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200_000)  # 500x500 counts as implausibly large
     out = tmp_path / "out"
-    assert deocclude_main([str(src), "--gan", str(gan_run), "--out", str(out), "--device", "cpu"]) == 1
+    assert deocclude_main([str(src), "--gan", str(photo_checkpoint), "--out", str(out), "--device", "cpu"]) == 1
     err = capsys.readouterr().err.splitlines()
     i = err.index("3 input(s) could not be read:")
     listed = sorted(err[i + 1:])
@@ -278,7 +235,7 @@ def test_cli_bad_photos_behave_as_crops(gan_run, stub, tmp_path, capsys, monkeyp
     assert sorted(p.name for p in out.glob("*.*g")) == ["deep.png", "good.jpg", "print.jpg"]
 
 
-def test_cli_without_a_detection_module(gan_run, tmp_path, capsys, monkeypatch):
+def test_cli_without_a_detection_module(photo_checkpoint, tmp_path, capsys, monkeypatch):
     src = tmp_path / "in"
     src.mkdir()
     Image.fromarray(lfw()).save(src / "a.jpg")
@@ -286,6 +243,6 @@ def test_cli_without_a_detection_module(gan_run, tmp_path, capsys, monkeypatch):
     def missing(detector, min_face):
         raise ImportError("face detection is not available (no module); for face crops use --aligned")
     monkeypatch.setattr("fsggan.photos.deocclude.face_finder", missing)
-    assert deocclude_main([str(src), "--gan", str(gan_run), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
+    assert deocclude_main([str(src), "--gan", str(photo_checkpoint), "--out", str(tmp_path / "o"), "--device", "cpu"]) == 2
     assert capsys.readouterr().err == ("fsggan-deocclude: error: face detection is not available (no module); "
                                        "for face crops use --aligned\n")

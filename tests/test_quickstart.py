@@ -10,7 +10,7 @@ from PIL import Image
 
 from fsggan.quickstart import run_quickstart
 
-from conftest import REPO, SHARED
+from helpers.files import REPO, SHARED
 
 OCCLUDERS = SHARED / "occluders"
 

@@ -4,14 +4,13 @@ change on resume, a complete run is left alone, a failed start leaves no run dir
 and a save killed half-way (SIGKILL) leaves neither a stale temp file nor duplicate
 ``stats.jsonl`` records once the run is resumed.
 
-Same tiny setting as tests/test_train.py (32 px synthetic faces, widths of 4, CPU).
+Same tiny setting as tests/test_train.py (tests/helpers/training.py: 32 px synthetic faces, widths of 4, CPU).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -27,8 +26,10 @@ from fsggan.cli import train_vae as vae_cli
 from fsggan.train import vae
 from fsggan.train.monitor import Monitor
 from fsggan.train.state import RESUMABLE_KEYS
-from conftest import REPO
-from test_train import TRAIN, data_config, same_state, stage1, vae_config  # noqa: F401 (fixtures)
+from helpers.checkpoints import KINDS, copy_with_misfit_weights, damage
+from helpers.cli import one_line
+from helpers.files import REPO, snapshot
+from helpers.training import TRAIN, same_state, vae_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 EXPECT_VAE = ("expected an fsggan Stage I (VAE) training checkpoint, as fsggan-train-vae writes "
@@ -37,65 +38,12 @@ EXPECT_GAN = ("expected an fsggan Stage II (GAN) training checkpoint, as fsggan-
               "(checkpoints/last.pt)")
 
 
-class Evil:
-    """Unpickling this would run a shell command; weights_only refuses to import os.system."""
-
-    def __reduce__(self):
-        return (os.system, ("echo owned",))
-
-
-def damage(path: Path, kind: str, good: Path, gan_ckpt: Path) -> str:
-    """Write a damaged checkpoint of ``kind`` at ``path`` (from the good one); returns what
-    the message says is wrong."""
-    data = good.read_bytes()
-    if kind == "truncated":
-        path.write_bytes(data[: len(data) // 2])
-        return "truncated or damaged (an incomplete torch.save zip archive)"
-    if kind == "empty":
-        path.write_bytes(b"")
-        return "empty file (0 bytes)"
-    if kind == "garbage":
-        path.write_bytes(bytes((i * 97 + 13) % 256 for i in range(4000)))
-        return "not a PyTorch checkpoint (unrecognised binary content)"
-    if kind == "text":
-        path.write_text("step: 3\nmodels: none\n")
-        return "a text file, not a PyTorch checkpoint"
-    if kind == "forbidden global":
-        torch.save({"models": {"vae": {}}, "hook": Evil()}, path)
-        return "refused: loading it would import posix.system (code, not data)"
-    if kind == "raw pickle":
-        path.write_bytes(pickle.dumps(Evil(), protocol=4))
-        return "refused: loading it would import posix.system (code, not data)"
-    if kind == "wrong stage":
-        shutil.copy(gan_ckpt, path)
-        return "a Stage II (GAN) checkpoint (models: discriminator, generator, vae)"
-    raise ValueError(kind)
-
-
-KINDS = ["truncated", "empty", "garbage", "text", "forbidden global", "raw pickle", "wrong stage"]
-
-
-def snapshot(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def gan_run(data_config, stage1, tmp_path_factory) -> Path:  # noqa: F811
-    """A finished Stage II run of 2 steps (its last.pt is a Stage II training checkpoint)."""
-    from fsggan.train import gan
-    from test_train import gan_config
-
-    run = tmp_path_factory.mktemp("gan") / "run"
-    gan.train_gan(**vars(gan_config(data_config, run, stage1, "train.steps=2")))
-    return run
-
-
 @pytest.mark.parametrize("where", ["file", "run dir"])
 @pytest.mark.parametrize("kind", KINDS)
-def test_vae_resume_damaged_checkpoint_is_one_line(kind, where, stage1, gan_run, tmp_path, capsys):  # noqa: F811
+def test_vae_resume_damaged_checkpoint_is_one_line(kind, where, stage1, stage2, tmp_path, capsys):
     run = Path(shutil.copytree(stage1.parents[1], tmp_path / "run"))
     last = run / "checkpoints" / "last.pt"
-    what = damage(last, kind, stage1.parent / "last.pt", gan_run / "checkpoints" / "last.pt")
+    what = damage(last, kind, stage1.parent / "last.pt", stage2 / "checkpoints" / "last.pt")
     before = snapshot(run)
     assert vae_cli.main(["--resume", str(last if where == "file" else run)]) == 2
     err = capsys.readouterr().err
@@ -104,21 +52,21 @@ def test_vae_resume_damaged_checkpoint_is_one_line(kind, where, stage1, gan_run,
 
 
 @pytest.mark.parametrize("kind", ["truncated", "text", "forbidden global", "wrong stage (Stage I)"])
-def test_gan_resume_damaged_checkpoint_is_one_line(kind, stage1, gan_run, tmp_path, capsys):  # noqa: F811
-    run = Path(shutil.copytree(gan_run, tmp_path / "run"))
+def test_gan_resume_damaged_checkpoint_is_one_line(kind, stage1, stage2, tmp_path, capsys):
+    run = Path(shutil.copytree(stage2, tmp_path / "run"))
     last = run / "checkpoints" / "last.pt"
     if kind.startswith("wrong stage"):
         shutil.copy(stage1.parent / "last.pt", last)
         what = "a Stage I (VAE) checkpoint (models: vae)"
     else:
-        what = damage(last, kind, gan_run / "checkpoints" / "last.pt", last)
+        what = damage(last, kind, stage2 / "checkpoints" / "last.pt", last)
     before = snapshot(run)
     assert gan_cli.main(["--resume", str(run)]) == 2
     assert capsys.readouterr().err == f"fsggan-train-gan: error: {last}: {what}; {EXPECT_GAN}\n"
     assert snapshot(run) == before
 
 
-def test_mapped_checkpoint_reads_as_the_loaded_one(stage1):  # noqa: F811
+def test_mapped_checkpoint_reads_as_the_loaded_one(stage1):
     # the command line maps a checkpoint (mmap) to read its config before a resume
     read = load_checkpoint(stage1.parent / "last.pt", stage="vae", resumable=True)
     mapped = load_checkpoint(stage1.parent / "last.pt", stage="vae", resumable=True, mmap=True)
@@ -127,17 +75,7 @@ def test_mapped_checkpoint_reads_as_the_loaded_one(stage1):  # noqa: F811
     assert all(torch.equal(mapped["models"]["vae"][k], v) for k, v in read["models"]["vae"].items())
 
 
-def copy_with_misfit_weights(stage1: Path, tmp_path: Path) -> Path:
-    """A copy of the Stage I run whose last.pt config says base_channels 8 (its weights are 4)."""
-    run = Path(shutil.copytree(stage1.parents[1], tmp_path / "run"))
-    last = run / "checkpoints" / "last.pt"
-    ckpt = torch.load(last, weights_only=True)
-    ckpt["config"]["vae"]["base_channels"] = 8
-    torch.save(ckpt, last)
-    return run
-
-
-def test_resume_weights_that_do_not_fit_the_config(stage1, tmp_path, capsys):  # noqa: F811
+def test_resume_weights_that_do_not_fit_the_config(stage1, tmp_path, capsys):
     run = copy_with_misfit_weights(stage1, tmp_path)
     last = run / "checkpoints" / "last.pt"
     before = snapshot(run)
@@ -149,7 +87,7 @@ def test_resume_weights_that_do_not_fit_the_config(stage1, tmp_path, capsys):  #
     assert snapshot(run) == before
 
 
-def test_resume_refuses_unsafe_overrides_and_changes_nothing(stage1, tmp_path, capsys):  # noqa: F811
+def test_resume_refuses_unsafe_overrides_and_changes_nothing(stage1, tmp_path, capsys):
     run = Path(shutil.copytree(stage1.parents[1], tmp_path / "run"))
     last = run / "checkpoints" / "last.pt"
     before = snapshot(run)
@@ -163,7 +101,7 @@ def test_resume_refuses_unsafe_overrides_and_changes_nothing(stage1, tmp_path, c
 
 
 @pytest.mark.parametrize("steps", [3, 2])
-def test_resume_of_a_complete_run_says_so_and_writes_nothing(steps, stage1, tmp_path, capsys):  # noqa: F811
+def test_resume_of_a_complete_run_says_so_and_writes_nothing(steps, stage1, tmp_path, capsys):
     run = Path(shutil.copytree(stage1.parents[1], tmp_path / "run"))
     before = snapshot(run)
     assert vae_cli.main(["--resume", str(run), "--set", f"train.steps={steps}"]) == 0
@@ -173,7 +111,7 @@ def test_resume_of_a_complete_run_says_so_and_writes_nothing(steps, stage1, tmp_
     assert snapshot(run) == before
 
 
-def test_failed_start_leaves_no_run_directory(data_config, tmp_path, capsys):  # noqa: F811
+def test_failed_start_leaves_no_run_directory(data_config, tmp_path, capsys):
     run = tmp_path / "run"
     argv = ["--config", str(REPO / "configs" / "tiny_cpu_vae.yaml"), "--run-dir", str(run),
             "--set", f"data.config={data_config}", "--set", f"data.dataset.root={tmp_path / 'no_faces'}",
@@ -184,12 +122,12 @@ def test_failed_start_leaves_no_run_directory(data_config, tmp_path, capsys):  #
     assert not run.exists()
 
 
-def test_gan_vae_checkpoint_that_is_not_stage1(data_config, gan_run, tmp_path, capsys):  # noqa: F811
+def test_gan_vae_checkpoint_that_is_not_stage1(data_config, stage2, tmp_path, capsys):
     base = ["--config", str(REPO / "configs" / "tiny_cpu_gan.yaml"), "--run-dir", str(tmp_path / "run"),
             "--set", f"data.config={data_config}", "--set", "loss.identity=0", "--set", "train.device=cpu"]
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint\n")
-    stage2 = gan_run / "checkpoints" / "last.pt"
+    stage2 = stage2 / "checkpoints" / "last.pt"
     expected = "expected an fsggan Stage I (VAE) checkpoint, as fsggan-train-vae writes"
     for path, what in [(text, "a text file, not a PyTorch checkpoint"),
                        (stage2, "a Stage II (GAN) checkpoint (models: discriminator, generator, vae)")]:
@@ -235,7 +173,7 @@ vae.train_vae(**vars(load_config(TrainVAEConfig, None, sys.argv[1:])))
 """
 
 
-def test_kill_during_save_then_resume(data_config, tmp_path, monkeypatch):  # noqa: F811
+def test_kill_during_save_then_resume(data_config, tmp_path, monkeypatch):
     script = tmp_path / "killed.py"
     script.write_text(textwrap.dedent(KILL_SCRIPT))
     run, ref = tmp_path / "run", tmp_path / "ref"
@@ -272,3 +210,71 @@ def test_kill_during_save_then_resume(data_config, tmp_path, monkeypatch):  # no
     vae.train_vae(**vars(vae_config(data_config, ref)))
     a, b = (load_checkpoint(d / "checkpoints" / "last.pt") for d in (ref, run))
     assert b["step"] == 6 and same_state(a["models"], b["models"]) and same_state(a["optimizers"], b["optimizers"])
+
+
+# Run folders that travel and never collide ------------------------------------------------
+
+VAE_SMALL = ["vae.base_channels=4", "vae.latent_dim=8", "vae.image_size=32"]
+
+
+def start_relative_run(data_config: Path, run: str, steps: int) -> None:
+    """A Stage I run started from the data folder with RELATIVE paths (data YAML, faces, run)."""
+    (data_config.parent / "empty.yaml").write_text("{}\n")  # every setting below, as tests/helpers/training.py's
+    assert vae_cli.main(["--config", "empty.yaml", "--run-dir", run, "--set", "data.config=tiny_data.yaml",
+                         "--set", "data.dataset.root=faces", *(f"--set={o}" for o in [*VAE_SMALL, *TRAIN]),
+                         "--set", f"train.steps={steps}"]) == 0
+
+
+def test_copied_run_resumes_elsewhere_from_another_directory(data_config, tmp_path, monkeypatch, capsys):
+    home = data_config.parent
+    monkeypatch.chdir(home)
+    start_relative_run(data_config, "runs/r18", 3)
+    start_relative_run(data_config, "runs/r18_ref", 6)  # the uninterrupted run to compare with
+    original = home / "runs" / "r18"
+    before = snapshot(original)
+    assert "runs/r18" in (original / "config.yaml").read_text()  # paths as they were given
+    moved = Path(shutil.copytree(original, tmp_path / "elsewhere" / "moved", symlinks=True))
+    monkeypatch.chdir(tmp_path)  # outside the folder the run started from: relative paths no longer resolve here
+    assert vae_cli.main(["--resume", str(moved), "--set", "train.steps=6"]) == 0, capsys.readouterr().err
+    assert snapshot(original) == before  # the original is byte-identical
+    a = load_checkpoint(home / "runs" / "r18_ref" / "checkpoints" / "last.pt")
+    b = load_checkpoint(moved / "checkpoints" / "last.pt")
+    assert b["step"] == 6 and same_state(a["models"], b["models"]) and same_state(a["optimizers"], b["optimizers"])
+    assert b["origin"] == str(home)  # the data config and faces were read relative to where it started
+    assert "train.run_dir" not in str(b["config"]["train"]["run_dir"])
+    assert b["config"]["train"]["run_dir"] == str(moved)
+
+
+def test_gan_copy_resumes_into_itself_only(stage2, tmp_path, monkeypatch):
+    before = snapshot(stage2)
+    moved = Path(shutil.copytree(stage2, tmp_path / "gan_moved"))
+    monkeypatch.chdir(tmp_path)
+    assert gan_cli.main(["--resume", str(moved), "--set", "train.steps=3"]) == 0
+    assert snapshot(stage2) == before
+    assert load_checkpoint(moved / "checkpoints" / "last.pt")["step"] == 3
+    assert len((moved / "stats.jsonl").read_text().splitlines()) >= len((stage2 / "stats.jsonl").read_text()
+                                                                        .splitlines())
+
+
+def test_resume_into_another_runs_folder_is_refused(stage2, stage1, tmp_path, capsys):
+    gan = Path(shutil.copytree(stage2, tmp_path / "gan"))
+    vae = Path(shutil.copytree(stage1.parents[1], tmp_path / "vae"))
+    before = snapshot(vae), snapshot(gan)
+    assert gan_cli.main(["--resume", str(gan), "--run-dir", str(vae), "--set", "train.steps=3"]) == 2
+    msg = one_line(capsys.readouterr().err, "fsggan-train-gan")
+    assert msg.startswith(f"{vae} holds another run ({vae / 'checkpoints' / 'last.pt'}); resume "
+                          f"{gan / 'checkpoints' / 'last.pt'} in its own folder ({gan})")
+    assert (snapshot(vae), snapshot(gan)) == before
+    # a new folder is fine: the run forks there, the original stays as it was
+    assert gan_cli.main(["--resume", str(gan), "--run-dir", str(tmp_path / "fork"), "--set", "train.steps=3"]) == 0
+    assert snapshot(gan) == before[1] and load_checkpoint(tmp_path / "fork")["step"] == 3
+
+
+def test_complete_run_whose_weights_do_not_fit_its_config(stage1, tmp_path, capsys):
+    run = copy_with_misfit_weights(stage1, tmp_path)
+    last = run / "checkpoints" / "last.pt"
+    before = snapshot(run)
+    assert vae_cli.main(["--resume", str(run)]) == 2  # step 3 of 3: complete, yet checked
+    msg = one_line(capsys.readouterr().err, "fsggan-train-vae")
+    assert msg.startswith(f"{last}: the stored 'vae' weights do not fit the VAE built from the config")
+    assert snapshot(run) == before

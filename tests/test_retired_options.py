@@ -16,7 +16,8 @@ from fsggan.checkpoint import CheckpointError, RETIRED_AT, load_checkpoint, mode
 from fsggan.cli import train_gan
 from fsggan.models import UNetGenerator
 
-from conftest import REPO
+from helpers.checkpoints import write_checkpoint
+from helpers.files import REPO
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 QUICKSTART = str(REPO / "configs" / "cpu" / "quickstart_gan.yaml")
@@ -51,7 +52,7 @@ def _old_checkpoint(path, **generator):
               "loss": {"identity": 0.0, "identity_blur": 0.0, "identity_views": False, "identity_layers": 0.0,
                        "identity_every": 1},
               "train": {"frame_jitter": 0.0, "frame_jitter_loss": "framed"}}
-    torch.save({"version": 1, "step": 3, "config": config, "models": {"generator": gen.state_dict()}}, path)
+    write_checkpoint(path, {"generator": gen}, config, step=3)
     return gen
 
 

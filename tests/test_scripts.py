@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import REPO
+from helpers.files import REPO
 
 SCRIPTS = REPO / "scripts"
 

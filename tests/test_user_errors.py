@@ -1,7 +1,12 @@
-"""What a new user meets with bad input, outside training: damaged checkpoints given to
-fsggan-eval / fsggan-deocclude (one line, exit 2), option values that cannot work (--ks 0,
-an unknown --recognizer), tiny and very elongated photos, tensors outside [-1, 1] in the
-notebook API, fsggan-quickstart without a download option, the skipped-predictions line
+"""What a new user meets with bad input: one line (exit status 2) before anything is written,
+and nothing silently wrong.
+
+Damaged checkpoints given to fsggan-eval / fsggan-deocclude, option values that cannot work
+(--ks 0, an unknown --recognizer, devices that do not exist, --out that is a file), config
+files that are not UTF-8 or not YAML, model values the networks cannot take, tiny and very
+elongated photos, tensors outside [-1, 1] and other edge cases of the notebook API, PIL
+images read as the file path reads them, fsggan-quickstart without a download option,
+nothing usable to score, a model and a set of different sizes, the skipped-predictions line
 printed once."""
 
 from __future__ import annotations
@@ -12,15 +17,22 @@ import torch
 from PIL import Image
 
 from fsggan.cli import quickstart as quickstart_cli
+from fsggan.cli import train_gan as gan_cli
+from fsggan.cli import train_vae as vae_cli
 from fsggan.cli.deocclude import main as deocclude_main
 from fsggan.cli.evaluate import main as eval_main
 from fsggan.eval.recognition import recognizer_names
-from fsggan.pipeline import FSGGAN
-from test_eval import copy_as_predictions, make_prepared_set
-from test_pipeline import runs  # noqa: F401 (fixture)
-from test_resume import KINDS, damage
+from fsggan.images import read_rgb
+from fsggan.api import FSGGAN
+from helpers.checkpoints import KINDS, damage
+from helpers.cli import one_line
+from helpers.files import REPO
+from helpers.prepared import copy_as_predictions, make_prepared_set
 
 EXPECT_GAN = "expected an fsggan Stage II (GAN) checkpoint, as fsggan-train-gan writes"
+TINY_GAN = str(REPO / "configs" / "tiny_cpu_gan.yaml")
+SHORT = ["train.steps=2", "train.batch_size=4", "train.progress=false", "data.num_workers=0", "data.val_images=4",
+         "train.num_samples=2", "generator.base_channels=4", "discriminator.head_channels=4"]
 
 
 @pytest.fixture
@@ -35,7 +47,7 @@ def faces(tmp_path):
 
 
 @pytest.mark.parametrize("kind", [k for k in KINDS if k != "wrong stage"] + ["wrong stage (Stage I)", "shapes"])
-def test_damaged_gan_checkpoint_for_eval_and_deocclude(kind, runs, faces, tmp_path, capsys):  # noqa: F811
+def test_damaged_gan_checkpoint_for_eval_and_deocclude(kind, runs, faces, tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     good = runs["gan_run"] / "checkpoints" / "last.pt"
     if kind.startswith("wrong stage"):
@@ -63,7 +75,7 @@ def test_damaged_gan_checkpoint_for_eval_and_deocclude(kind, runs, faces, tmp_pa
     assert not out.exists()
 
 
-def test_deocclude_minimum_size_and_elongated_photo(runs, faces, tmp_path, capsys):  # noqa: F811
+def test_deocclude_minimum_size_and_elongated_photo(runs, faces, tmp_path, capsys):
     Image.fromarray(np.full((1, 1, 3), 128, np.uint8)).save(faces / "dot.png")
     rng = np.random.default_rng(1)
     Image.fromarray(rng.integers(0, 256, (200, 2000, 3), dtype=np.uint8)).save(faces / "banner.jpg")
@@ -112,7 +124,7 @@ def test_allow_missing_skip_line_printed_once(tmp_path, capsys):
     assert "- set1-toy: 5 images of 3 identities (1 of 6 left out of every row: no usable prediction)" in both
 
 
-def test_notebook_api_range_check(runs):  # noqa: F811
+def test_notebook_api_range_check(runs):
     m = FSGGAN.from_checkpoints(gan=runs["gan_run"], device="cpu")
     x = torch.rand(2, 3, 32, 32) * 255
     with pytest.raises(ValueError) as e:
@@ -147,7 +159,6 @@ def test_quickstart_has_no_download_option_and_says_where_lfw_comes_from(tmp_pat
     ("optim.min_lr_ratio=2", "optim.min_lr_ratio=2.0: must be in [0, 1]"),
 ])
 def test_config_range_errors_name_key_and_value(override, expected, tmp_path, capsys):
-    from conftest import REPO
     from fsggan.cli import train_vae
 
     tiny = str(REPO / "configs" / "tiny_cpu_vae.yaml")
@@ -159,7 +170,6 @@ def test_config_range_errors_name_key_and_value(override, expected, tmp_path, ca
 def test_saved_run_config_used_elsewhere_names_only_the_users_file(tmp_path, monkeypatch, capsys):
     import yaml
 
-    from conftest import REPO
     from fsggan.cli import train_vae
     from fsggan.config import load_config, to_dict
     from fsggan.train.config import TrainVAEConfig
@@ -181,7 +191,7 @@ def test_saved_run_config_used_elsewhere_names_only_the_users_file(tmp_path, mon
 
 # The notebook API takes what a notebook holds ---------------------------------------------------
 
-def test_deocclude_refuses_a_whole_photo_instead_of_squashing_it(runs):  # noqa: F811
+def test_deocclude_refuses_a_whole_photo_instead_of_squashing_it(runs):
     m = FSGGAN.from_checkpoints(gan=runs["gan_run"], device="cpu")
     photo = np.random.default_rng(0).integers(0, 256, (250, 250, 3), dtype=np.uint8)
     for given in (photo, Image.fromarray(photo), [photo[:32, :32], photo], torch.zeros(3, 250, 250)):
@@ -194,7 +204,8 @@ def test_deocclude_refuses_a_whole_photo_instead_of_squashing_it(runs):  # noqa:
 
 
 def test_deocclude_photo_takes_a_path_and_a_float_array(tmp_path):
-    from test_photos import DATA, VAE_KW, stub_detect
+    from helpers.photos import DATA, stub_detect
+    from helpers.training import VAE_KW
 
     from fsggan.models import VAE, UNetGenerator
 
@@ -210,3 +221,170 @@ def test_deocclude_photo_takes_a_path_and_a_float_array(tmp_path):
         assert np.array_equal(got, want)
     with pytest.raises(ValueError, match=r"a float photo must hold values in \[0, 1\] .*got values in \[0, 255\]"):
         m.deocclude_photo(photo.astype(np.float32), detect=stub_detect)
+
+
+# One-line errors before anything is written -------------------------------------------------
+
+def test_out_that_is_a_file(runs, tmp_path, capsys):
+    out = tmp_path / "taken.txt"
+    out.write_text("not a folder\n")
+    faces = tmp_path / "in"
+    faces.mkdir()
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(faces / "a.png")
+    assert deocclude_main([str(faces), "--gan", str(runs["gan_run"]), "--out", str(out), "--device", "cpu"]) == 2
+    assert one_line(capsys.readouterr().err, "fsggan-deocclude") == (
+        f"--out {out}: a file, not a folder; give a folder (new or existing)")
+    prepared = make_prepared_set(tmp_path / "set1-toy", n_ids=2, per_id=2, repeats=1)
+    assert eval_main([str(prepared), "--gan", str(runs["gan_run"]), "--out", str(out), "--workers", "0",
+                      "--no-progress", "--device", "cpu"]) == 2
+    assert one_line(capsys.readouterr().err, "fsggan-eval") == (
+        f"--out {out}: a file, not a folder; give a folder (new or existing)")
+    assert eval_main([str(prepared), "--gan", str(runs["gan_run"]), "--save-predictions", str(out / "sub"),
+                      "--workers", "0", "--no-progress"]) == 2
+    assert "is a file, so no folder can be made there" in capsys.readouterr().err
+    assert out.read_text() == "not a folder\n"
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda", "cuda:7", "cpu:x"])
+def test_devices_that_do_not_exist(device, runs, tmp_path, capsys):
+    if device.startswith("cuda") and torch.cuda.is_available() and (
+            device == "cuda" or torch.cuda.device_count() > 7):
+        pytest.skip("this machine has that CUDA device")
+    out = tmp_path / "out"
+    assert deocclude_main([str(tmp_path), "--gan", str(runs["gan_run"]), "--out", str(out), "--device", device]) == 2
+    msg = one_line(capsys.readouterr().err, "fsggan-deocclude")
+    assert msg.startswith(f"--device {device!r}: ") and not out.exists()
+    prepared = make_prepared_set(tmp_path / "set1-toy", n_ids=2, per_id=2, repeats=1)
+    assert eval_main([str(prepared), "--gan", str(runs["gan_run"]), "--device", device, "--workers", "0"]) == 2
+    assert one_line(capsys.readouterr().err, "fsggan-eval") == msg
+    with pytest.raises(ValueError, match=f"^device {device!r}: "):
+        FSGGAN.from_checkpoints(gan=runs["gan_run"], device=device)
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"\xff\xfe", "not UTF-8 text (byte 0xff at offset 0); save it as UTF-8 YAML"),
+    (b"train:\n  steps: [1,\n  batch_size: 2\n", "not valid YAML ("),
+    (b"train: {steps: 3\n", "not valid YAML ("),
+    (b"- a\n- b\n", "top level must be a mapping of sections, got list"),
+])
+def test_config_file_that_is_not_utf8_or_not_yaml(content, expected, tmp_path, capsys):
+    bad = tmp_path / "b.yaml"
+    bad.write_bytes(content)
+    run = tmp_path / "run"
+    assert vae_cli.main(["--config", str(bad), "--run-dir", str(run)]) == 2
+    msg = one_line(capsys.readouterr().err, "fsggan-train-vae")
+    assert expected in msg and str(bad) in msg and not run.exists()
+
+
+@pytest.mark.parametrize("override, expected", [
+    ("vae.image_size=60", "vae.image_size=60: V halves the image 4 times, so it must be a multiple of 16"),
+    ("discriminator.levels=[5]", "discriminator.levels=[5]: give distinct levels from [1, 2, 3, 4]"),
+    ("discriminator.lam=-1", "discriminator.lam=-1.0: must be a finite number >= 0"),
+    ("generator.hdc_rates=[]", "generator.hdc_rates=[]: give one or more dilation rates >= 1"),
+    ("generator.in_channels=3", "generator.in_channels=3: Stage II feeds G the face x and V's structure image"),
+    ("loss.map_bce=1", "loss.map_bce=1: this term trains the blend head's occlusion map; set generator.output: blend"),
+    ("optim.lr=.nan", "optim.lr: expected a finite number, got nan"),
+    ("train.batch_size=0", "train.batch_size must be >= 1, got 0"),
+])
+def test_values_the_models_cannot_take(override, expected, data_config, stage1, tmp_path, capsys):
+    run = tmp_path / "run"
+    argv = ["--config", TINY_GAN, "--run-dir", str(run), "--set", f"data.config={data_config}",
+            "--set", f"gan.vae_checkpoint={stage1}", "--set", "loss.identity=0", "--set", "train.device=cpu",
+            "--set", "generator.output=direct", *(f"--set={o}" for o in SHORT), "--set", override]
+    assert gan_cli.main(argv) == 2
+    msg = one_line(capsys.readouterr().err, "fsggan-train-gan")
+    assert msg == f"{TINY_GAN}: {msg.split(': ', 1)[1]}" and expected in msg
+    assert not run.exists()
+
+
+def test_size_checked_again_with_the_stage1_v(data_config, stage1, tmp_path, capsys):
+    # V of stage1 works at 32 px: a PatchGAN of 4 halvings leaves nothing to judge (fine for the YAML's 128 px)
+    run = tmp_path / "run"
+    argv = ["--config", TINY_GAN, "--run-dir", str(run), "--set", f"data.config={data_config}",
+            "--set", f"gan.vae_checkpoint={stage1}", "--set", "loss.identity=0", "--set", "train.device=cpu",
+            *(f"--set={o}" for o in SHORT), "--set", "gan.d_arch=patch", "--set", "patch_discriminator.n_layers=4"]
+    assert gan_cli.main(argv) == 2
+    msg = one_line(capsys.readouterr().err, "fsggan-train-gan")
+    assert msg.startswith("patch_discriminator.n_layers=4: too deep for 32x32 faces") and not run.exists()
+
+
+# Nothing silently wrong ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["I;16", "I", "F", "LA", "P"])
+def test_api_reads_pil_images_as_the_file_path_does(mode, runs, tmp_path):
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 65536, (32, 32)).astype(np.uint16)
+    if mode in ("I;16", "I"):
+        im = Image.fromarray(gray)
+        im = im if mode == "I;16" else im.convert("I")
+        assert im.mode == mode
+    elif mode == "F":
+        im = Image.fromarray(gray.astype(np.float32) / 65535, "F")
+    elif mode == "LA":
+        im = Image.fromarray(np.stack([gray >> 8, gray & 255], -1).astype(np.uint8), "LA")
+    else:
+        im = Image.fromarray((gray >> 8).astype(np.uint8), "L").convert("P")
+    path = tmp_path / ("face.tif" if mode in ("F", "I") else "face.png")
+    im.save(path)
+    m = FSGGAN.from_checkpoints(gan=runs["gan_run"], device="cpu")
+    with Image.open(path) as reread:
+        reread.load()
+    try:
+        arr, _ = read_rgb(path)
+    except ValueError as exc:  # the file path refuses this mode: the API refuses it the same way
+        with pytest.raises(ValueError, match="pixel format"):
+            m.deocclude(reread)
+        assert "pixel format" in str(exc)
+        return
+    assert 5 < arr.mean() < 250  # not all white
+    out = m.deocclude(reread)
+    assert np.array_equal(np.asarray(out), m.deocclude(arr))
+
+
+def test_allow_missing_with_nothing_usable(tmp_path, capsys):
+    prepared = make_prepared_set(tmp_path / "set1-toy", n_ids=2, per_id=2, repeats=1)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    wrong = copy_as_predictions(prepared, tmp_path / "wrong")
+    for p in wrong.iterdir():
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(p)
+    for folder, why in [(empty, "4 missing, 0 unreadable"), (wrong, "0 missing, 4 unreadable")]:
+        out = tmp_path / f"res_{folder.name}"
+        assert eval_main([str(prepared), "--predictions", str(folder), "--allow-missing", "--out", str(out),
+                          "--workers", "0", "--no-progress"]) == 2
+        msg = one_line(capsys.readouterr().err, "fsggan-eval")
+        assert msg.startswith(f"set {prepared}: no usable prediction in {folder} ({why}") and "nothing to score" in msg
+        assert not out.exists()
+
+
+@pytest.mark.parametrize("images, kwargs, expected", [
+    (torch.zeros(0, 3, 32, 32), {}, "a tensor batch of 0 images"),
+    (torch.zeros(1, 3, 32, 32), {"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
+    (torch.zeros(1, 3, 32, 32), {"batch_size": -1}, "batch_size must be an integer >= 1, got -1"),
+    (torch.zeros(1, 3, 32, 32, dtype=torch.complex64), {}, "must be a float tensor in [-1, 1], got torch.complex64"),
+    (torch.zeros(1, 3, 0, 0), {}, "images need at least one pixel"),
+    (torch.ones(1, 3, 32, 32, dtype=torch.uint8), {}, "must be a float tensor in [-1, 1], got torch.uint8"),
+    (torch.ones(1, 3, 32, 32, dtype=torch.bool), {}, "must be a float tensor in [-1, 1], got torch.bool"),
+    (np.zeros((0, 0, 3), np.uint8), {}, "images need at least one pixel"),
+    (np.zeros((32, 32, 3), np.int64), {}, "must be uint8 in [0, 255] or float in [0, 1], got int64"),
+])
+def test_api_edge_cases(images, kwargs, expected, runs):
+    m = FSGGAN.from_checkpoints(gan=runs["gan_run"], device="cpu")
+    with pytest.raises(ValueError) as e:
+        m.deocclude(images, **kwargs)
+    assert expected in str(e.value) and "\n" not in str(e.value)
+
+
+def test_model_and_set_of_different_sizes(runs, tmp_path, capsys):
+    prepared = make_prepared_set(tmp_path / "set1-big", n_ids=2, per_id=2, repeats=1)
+    for sub in ("clean", "occluded", "mask"):
+        for p in (prepared / sub).iterdir():
+            with Image.open(p) as im:
+                im.resize((64, 64)).save(p)
+    out = tmp_path / "res"
+    assert eval_main([str(prepared), "--gan", str(runs["gan_run"]), "--out", str(out), "--workers", "0",
+                      "--no-progress", "--device", "cpu"]) == 2
+    msg = one_line(capsys.readouterr().err, "fsggan-eval")
+    assert msg.startswith(f"--gan {runs['gan_run']} works at 32x32 (its vae.image_size), but {prepared} holds "
+                          "64x64 faces") and "dataset.image_size=32" in msg
+    assert not out.exists()

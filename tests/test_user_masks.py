@@ -12,11 +12,10 @@ from PIL import Image
 
 from fsggan.masks import MaskError
 from fsggan.models import VAE, UNetGenerator
-from fsggan.pipeline import FSGGAN
+from fsggan.api import FSGGAN
+from helpers.training import VAE_KW
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
 
 
 def tiny(output: str = "blend") -> FSGGAN:
@@ -78,7 +77,7 @@ def test_bad_masks_are_one_line_errors():
 def test_photo_mask_is_warped_with_the_face_and_the_rest_of_the_photo_is_kept():
     from scipy.ndimage import binary_dilation
 
-    from test_photos import lfw, occluded, stub_detect
+    from helpers.photos import lfw, occluded, stub_detect
 
     model = tiny()
     photo = occluded(lfw())
@@ -141,7 +140,7 @@ def test_cli_mask_for_crops_keeps_the_rest_and_refuses_bad_masks_in_one_line(tmp
 
 def test_cli_mask_for_photos(tmp_path, monkeypatch):
     from fsggan.cli.deocclude import main as deocclude_main
-    from test_photos import lfw, occluded, stub_detect
+    from helpers.photos import lfw, occluded, stub_detect
 
     monkeypatch.setattr("fsggan.photos.deocclude.face_finder", lambda detector, min_face: stub_detect)
     run = write_run(tmp_path / "gan.pt")
@@ -164,7 +163,7 @@ def test_cli_mask_for_photos(tmp_path, monkeypatch):
 def test_video_frames_are_deoccluded_with_their_time_stamps(tmp_path, monkeypatch, capsys):
     av = pytest.importorskip("av", reason="PyAV is not installed (pip install 'fsggan[video]')")
     from fsggan.cli.deocclude import main as deocclude_main
-    from test_photos import lfw, occluded, stub_detect
+    from helpers.photos import lfw, occluded, stub_detect
 
     monkeypatch.setattr("fsggan.photos.deocclude.face_finder", lambda detector, min_face: stub_detect)
     run = write_run(tmp_path / "gan.pt")

@@ -94,7 +94,7 @@ def _check_model(args) -> str | None:
 
 def _check_amp(args) -> str | None:
     from fsggan.device import resolve_device
-    from fsggan.pipeline import amp_dtype
+    from fsggan.api import amp_dtype
 
     try:
         amp_dtype(args.amp, resolve_device(args.device))
@@ -105,7 +105,7 @@ def _check_amp(args) -> str | None:
 
 def _load(args):
     """The model of --gan or --model (ValueError / FileNotFoundError: one line)."""
-    from fsggan.pipeline import FSGGAN
+    from fsggan.api import FSGGAN
 
     if args.model is not None:
         return FSGGAN.from_pretrained(args.model, device=args.device, amp=args.amp)

@@ -120,7 +120,7 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
     from fsggan.eval.evaluate import evaluate_sets
     from fsggan.eval.recognition import DLIB_NAME, build_recognizer
     from fsggan.device import resolve_device
-    from fsggan.pipeline import FSGGAN, amp_dtype
+    from fsggan.api import FSGGAN, amp_dtype
 
     if args.compare:
         if args.sets or args.gan or args.predictions:

@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if problem:
         return fail(PROG, problem)
     from fsggan.export import ModelFolderError, find_report, write_model_folder
-    from fsggan.pipeline import FSGGAN
+    from fsggan.api import FSGGAN
 
     if args.onnx:
         try:

@@ -9,7 +9,7 @@ One job per module:
     deocclude.py   photos in memory -> (photo, faces): deocclude_photo, deocclude_photos
     files.py       photo files -> photo files, JSON sidecars, face crops (fsggan-deocclude)
 
-Faces are found by ``fsggan.detect.detect_faces``; the layer sits below ``fsggan.pipeline``
+Faces are found by ``fsggan.detect.detect_faces``; the layer sits below ``fsggan.api``
 (``FSGGAN.deocclude_photo`` calls it) and above ``fsggan.data`` and ``fsggan.images``.
 """
 

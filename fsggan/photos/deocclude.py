@@ -4,7 +4,7 @@ de-occlude all faces of all photos in batches, paste each back with a feathered 
     photo, faces = deocclude_photo(model, image)               # one photo
     results = deocclude_photos(model, [a, b, c], batch_size=32)  # [(photo, faces), ...]
 
-``model`` is an :class:`fsggan.pipeline.FSGGAN` (anything with ``run(x) -> (y, g)``,
+``model`` is an :class:`fsggan.api.FSGGAN` (anything with ``run(x) -> (y, g)``,
 ``image_size`` and ``data``, the data section of its training config). Photos are file
 paths, RGB arrays (H, W, 3) - uint8, or float in [0, 1] - or PIL images (EXIF orientation
 applied, read as :func:`fsggan.images.read_rgb` reads files: :func:`photo_array`); the
@@ -18,7 +18,7 @@ takes any callable ``image -> list of faces with box, landmarks, score`` instead
 
 The user's own masks (``masks=``, one per photo, white = occluded, the photo's size): each is
 warped with its face into the crop (``PhotoFace.mask``) and given to the model as the region G
-fills (``mask_mode`` "replace" or "union", :meth:`fsggan.pipeline.FSGGAN.run`). In "replace"
+fills (``mask_mode`` "replace" or "union", :meth:`fsggan.api.FSGGAN.run`). In "replace"
 mode the crop outside the mask comes back unchanged, so the paste-back changes the photo only
 inside the mask and within the few pixels its interpolation and ``keep_detail`` blur reach.
 """

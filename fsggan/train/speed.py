@@ -47,8 +47,9 @@ class StepSpec:
     compile: bool = False
 
 
-def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
-    """A callable that runs one optimisation step of ``spec`` on ``env.device``."""
+def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], dict[str, torch.Tensor]]:
+    """A callable that runs one optimisation step of ``spec`` on ``env.device`` and returns its
+    losses ({term: detached scalar on the device}; Stage II: G's)."""
     torch.manual_seed(seed)
     dev, fmt = env.device, torch.channels_last if spec.channels_last else torch.contiguous_format
     x = torch.rand(spec.batch_size, 3, spec.image_size, spec.image_size, device=dev).mul(2).sub(1)
@@ -61,8 +62,8 @@ def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
         net = wrap_model(_Reconstruct(v), env, **wrap)
         opt, scaler = adam(v.parameters(), **adam_args), make_scaler(env, spec.amp)
 
-        def step() -> None:
-            vae_step(net, opt, scaler, x=x, y=y, cast=autocast(env, spec.amp))
+        def step() -> dict[str, torch.Tensor]:
+            return vae_step(net, opt, scaler, x=x, y=y, cast=autocast(env, spec.amp))
         return step
 
     v.eval().requires_grad_(False).to(dev, memory_format=fmt)
@@ -81,11 +82,12 @@ def build_step(spec: StepSpec, env: Env, seed: int = 0) -> Callable[[], None]:
     loss = GeneratorLoss(LossWeights(identity=50.0 if ident is not None else 0.0), ident)
     cast = autocast(env, spec.amp)
 
-    def step() -> None:
+    def step() -> dict[str, torch.Tensor]:
         with torch.no_grad(), cast:
             g = v(x)
-        _, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, loss=loss, cast=cast)
+        losses, fake = g_step(gen_net, disc, opt_g, scaler_g, x=x, g=g, y=y, loss=loss, cast=cast)
         d_step(disc_net, opt_d, scaler_d, real=y, fake=fake, cast=cast)
+        return losses
     return step
 
 

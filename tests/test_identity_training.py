@@ -13,8 +13,8 @@ from fsggan.losses import ramp
 from fsggan.train import gan
 from fsggan.train.config import TrainGANConfig
 
-from conftest import SHARED, need
-from test_train import data_config, gan_config, stage1, vae_config  # noqa: F401
+from helpers.files import SHARED, need
+from helpers.training import gan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 MOBILEFACENET = SHARED / "weights" / "mobilefacenet_casia_068.ckpt"
@@ -31,7 +31,7 @@ def test_paper_configs_keep_identity_options_off():
         assert tuple(loss.identity_ramp) == (0, 0)
 
 
-def test_train_gan_logs_training_and_independent_judge_cosines(data_config, stage1, tmp_path):  # noqa: F811
+def test_train_gan_logs_training_and_independent_judge_cosines(data_config, stage1, tmp_path):
     """With the identity loss on MobileFaceNet and a ramp: validation logs the mean
     output-to-clean cosine of MobileFaceNet (train_) and of dlib's recogniser (judge_)."""
     need(MOBILEFACENET, "pretrained MobileFaceNet weights")
@@ -54,7 +54,7 @@ def test_train_gan_logs_training_and_independent_judge_cosines(data_config, stag
         assert -1.0 <= val[-1][key] <= 1.0, key
 
 
-def test_init_generator_starts_g_from_another_runs_g_and_checks_its_shape(data_config, stage1, tmp_path):  # noqa: F811
+def test_init_generator_starts_g_from_another_runs_g_and_checks_its_shape(data_config, stage1, tmp_path):
     """gan.init_generator (the 128 px recipe starts G from the 64 px run's): G begins as the
     source's EMA weights; a G built differently is a one-line error before anything runs."""
     from fsggan.checkpoint import CheckpointError, load_checkpoint

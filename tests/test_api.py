@@ -14,27 +14,8 @@ from fsggan.checkpoint import CheckpointError, load_checkpoint, resolve_checkpoi
 from fsggan.cli.deocclude import main as deocclude_main
 from fsggan.cli.evaluate import main as eval_main
 from fsggan.models import VAE, UNetGenerator
-from fsggan.pipeline import FSGGAN
-
-VAE_KW = {"base_channels": 4, "latent_dim": 8, "image_size": 32}
-GEN_KW = {"base_channels": 4}
-
-
-@pytest.fixture
-def runs(tmp_path):
-    """Stage I and Stage II run directories in the fsggan.train checkpoint format."""
-    torch.manual_seed(0)
-    vae, gen = VAE(**VAE_KW), UNetGenerator(**GEN_KW)
-    vae_run, gan_run = tmp_path / "vae_run", tmp_path / "gan_run"
-    (vae_run / "checkpoints").mkdir(parents=True)
-    (gan_run / "checkpoints").mkdir(parents=True)
-    vae_ckpt = vae_run / "checkpoints" / "best.pt"
-    torch.save({"version": 1, "step": 1, "config": {"vae": VAE_KW}, "models": {"vae": vae.state_dict()}}, vae_ckpt)
-    torch.save({"version": 1, "step": 1, "models": {"generator": gen.state_dict(), "discriminator": {}},
-                "config": {"generator": GEN_KW, "vae": VAE_KW, "gan": {"vae_checkpoint": str(vae_ckpt)}}},
-               gan_run / "checkpoints" / "last.pt")
-    return {"vae": vae.eval(), "gen": gen.eval(), "vae_run": vae_run, "gan_run": gan_run}
-
+from fsggan.api import FSGGAN
+from helpers.training import VAE_KW
 
 def test_round_trip_all_input_kinds(runs):
     m = FSGGAN.from_checkpoints(gan=runs["gan_run"], device="cpu")  # VAE found through the config
@@ -104,7 +85,7 @@ def test_deocclude_cli(runs, tmp_path):
 
 
 def test_eval_with_checkpoints_matches_saved_predictions(runs, tmp_path):
-    from test_eval import make_prepared_set
+    from helpers.prepared import make_prepared_set
 
     s = make_prepared_set(tmp_path / "set1-toy", n_ids=3, per_id=2, repeats=1)
     res, preds = tmp_path / "res", tmp_path / "preds"

@@ -17,7 +17,7 @@ from fsggan.train.config import TrainGANConfig
 from fsggan.train.state import EMA
 from fsggan.train.runtime import lr_factor
 
-from test_train import data_config, gan_config, fixed_batch, stage1, vae_config  # noqa: F401
+from helpers.training import fixed_batch, gan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -136,8 +136,8 @@ def test_g_step_with_blend_hole_and_mask_terms_reduces_them():
                    loss=GeneratorLoss(LossWeights(pixel=1.0, identity=0.0, adversarial=0.0, map_bce=1.0)), occ_mask=mask)
 
 
-def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_config, stage1, tmp_path):  # noqa: F811
-    from fsggan.pipeline import FSGGAN
+def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_config, stage1, tmp_path):
+    from fsggan.api import FSGGAN
     from fsggan.checkpoint import load_checkpoint
 
     run = tmp_path / "run"
