@@ -168,3 +168,16 @@ def test_functions_fit_one_screen():
                     long.append(f"{path}:{node.lineno} {node.name} has {n} lines")
     assert exempt == LONG_FUNCTIONS, f"exempt functions that no longer exist: {LONG_FUNCTIONS - exempt}"
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines (split them):\n" + "\n".join(long)
+
+
+def test_no_test_module_imports_another():
+    """Test modules share fixtures through tests/conftest.py and helpers through tests/helpers/,
+    never by importing each other (or conftest, which pytest loads by itself)."""
+    offenders = []
+    for path in sorted((REPO / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}:{node.lineno} imports {n}" for n in names
+                          if n.split(".")[0].startswith("test_") or n.split(".")[0] == "conftest"]
+    assert not offenders, offenders
