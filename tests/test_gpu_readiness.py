@@ -477,6 +477,19 @@ def test_loader_workers_persist_across_epochs_and_see_each_epoch():
     assert sorted(int(v) % 100 for e, _, b in seen if e == 1 for v in b["value"]) == [0, 1, 2, 3]
 
 
+def test_compile_covers_every_network_of_the_step(data_config, stage1, tmp_path, monkeypatch):
+    """train.compile: G, D (in G's step and in its own) and V(x) all run compiled, not G and
+    one D pass only."""
+    compiled = []
+
+    def record(model, *args, **kwargs):
+        compiled.append(type(model).__name__)
+        return model
+    monkeypatch.setattr(torch, "compile", record)
+    gan.train_gan(**vars(gan_config(data_config, tmp_path / "g", stage1, "train.steps=1", "train.compile=true")))
+    assert sorted(compiled) == ["MultiRFDiscriminator", "MultiRFDiscriminator", "UNetGenerator", "VAE"]
+
+
 def test_images_per_second_counts_validation_time(data_config, tmp_path, monkeypatch):
     from fsggan.train import monitor
 

@@ -313,6 +313,8 @@ class TrainSection:
     bf16 convolutions crash (AMX not enabled by the kernel, some VMs) training first tries
     ONEDNN_MAX_CPU_ISA=AVX512_CORE_BF16, else falls back to fp32 with a warning
     (fsggan.train.runtime.cpu_bf16_usable). fp16 is for CUDA.
+    compile: ``torch.compile`` every network a training step runs (Stage I: V; Stage II: G, D
+    in G's step and in its own, V(x), F), so the whole step runs compiled.
     sync_bn: under DDP on CUDA, SyncBatchNorm (statistics over the global batch).
     Default off: each process normalises over its own share of the batch, and DDP copies
     rank 0's running statistics to the other processes at every forward (checkpoints hold

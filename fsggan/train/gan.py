@@ -105,7 +105,8 @@ def train_gan(
         monitor = Monitor(cfg=cfg, env=env, run_dir=run_dir, **nets.states(), predict=nets.predict, val=val,
                           best_key=f"val/output_{train.best_metric}", best=best, step=step, extra=data_state,
                           judges=validation_judges(loss, identity_net, env))
-        g_loss, cast = GeneratorLoss(loss, identity_net), autocast(env, train.amp)
+        g_loss = GeneratorLoss(loss, torch.compile(identity_net) if train.compile and identity_net else identity_net)
+        cast = autocast(env, train.amp)
         batches = device_batches(loader, sampler, train_set, pos, cfg.data, train, env)  # from the resume position
 
         # Training loop
@@ -118,8 +119,8 @@ def train_gan(
                 nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
                 # One step: g = V(x) without gradient, G's update (Eq. 8), then D's (Eq. 11) on the same G(x, g)
                 with torch.no_grad(), cast:
-                    g = nets.v_net(x)
-                g_terms, fake = g_step(nets.gen_net, nets.disc, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
+                    g = nets.v_step(x)
+                g_terms, fake = g_step(nets.gen_net, nets.disc_g, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
                                        loss=g_loss, occ_mask=b.get("mask"), step=step, cast=cast)
                 d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, cast=cast)
                 if nets.ema:
@@ -266,6 +267,10 @@ class _Nets:
         wrap = dict(channels_last=train.channels_last, sync_bn=train.sync_bn, compile=train.compile)
         self.gen_net = wrap_model(self.gen, env, **wrap)
         self.disc_net = wrap_model(self.disc, env, **wrap, find_unused=env.distributed and _unused_in_d(self.disc, cfg))
+        # what each step calls besides those: V(x), and D inside G's step (never DDP-wrapped: no D gradients
+        # there); with train.compile the whole step runs compiled
+        self.v_step = torch.compile(v_net) if train.compile else v_net
+        self.disc_g = torch.compile(self.disc) if train.compile else self.disc
         opt = dict(betas=optim.betas, weight_decay=optim.weight_decay, device=env.device)
         self.opt_g = adam(self.gen.parameters(), lr=optim.lr, **opt)
         self.opt_d = adam(self.disc.parameters(), lr=optim.lr_d or optim.lr, **opt)
