@@ -39,16 +39,17 @@ def find_lfw(lfw: str | None, data: Path) -> Path:
     """The LFW root (`<root>/<Person>/<Person>_NNNN.jpg`): given, or ``lfw`` in the data folder ``data``.
 
     There is no download option: torchvision's LFW download no longer works, and no option
-    may promise what it cannot do. The README says where LFW comes from."""
+    may promise what it cannot do. The README says where LFW comes from. A missing folder is a
+    ValueError whose message names it and where LFW comes from."""
     if lfw is not None:
         root = Path(lfw)
         if not root.is_dir():
-            raise SystemExit(f"{PROG}: error: --lfw {root}: no such folder (expected the standard 'lfw' "
+            raise ValueError(f"--lfw {root}: no such folder (expected the standard 'lfw' "
                              f"layout, <root>/<Person>/<Person>_NNNN.jpg; {LFW_SOURCE})")
         return root
     if (data / "lfw").is_dir():
         return data / "lfw"
-    raise SystemExit(f"{PROG}: error: no LFW folder at {data / 'lfw'} (the data folder: set {ENV}); pass --lfw DIR, "
+    raise ValueError(f"no LFW folder at {data / 'lfw'} (the data folder: set {ENV}); pass --lfw DIR, "
                      f"a folder in the standard 'lfw' layout (<root>/<Person>/<Person>_NNNN.jpg; {LFW_SOURCE})")
 
 
@@ -67,13 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    """Returns 0, or 2 for a bad config (one line on stderr)."""
+    """Returns 0, or 2 for a missing LFW folder, a bad device, output folder or config (one line
+    on stderr)."""
     from fsggan.cli.safety import folder_overlap
 
     args = build_parser().parse_args(argv)
     root = data_root().resolve()   # before the chdir below: relative to the caller's directory
-    lfw = find_lfw(args.lfw, root).resolve()
     try:
+        lfw = find_lfw(args.lfw, root).resolve()
         device = training_device(args.device)
     except ValueError as e:
         return fail(PROG, e)

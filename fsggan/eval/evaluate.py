@@ -49,7 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from fsggan.data import PreparedSet
 from fsggan.images import IMAGE_EXTENSIONS, load_image, quantize, save_image, to_uint8
-from fsggan.metrics import changed_share, image_metrics_batch, occluder_residue, spread, summarize
+from fsggan.metrics import changed_share, image_metrics_batch, occluder_residue, summarize
 
 from .recognition import evaluate_protocol, load_protocol, protocol_names, protocol_summary
 from .residue import seen_by_a_person
