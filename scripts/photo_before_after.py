@@ -16,10 +16,10 @@ Set1-LFW's first three identities (people the model never saw), with the occlude
 places on it (kinds from the training pool; ``--set data128/set2-lfw`` gives occluders it never
 saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of the repository.
 
-``--demo`` needs no data and makes the README's picture (docs/images/before_after.png, its
+``--demo`` needs no data and makes the README's picture (docs/images/before_after.jpg, its
 sources and licences in docs/images/README.md):
 
-    python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out docs/images/before_after.png
+    python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out docs/images/before_after.jpg
 
 Two public-domain portraits that ship inside scikit-image, ``astronaut`` (Eileen Collins, a NASA
 photograph) and ``camera`` (Lav Varshney's cameraman, CC0; grey, made RGB), each with nothing over
