@@ -3,12 +3,12 @@ CUDA device and skip, with one reason, where torch sees none (``pytest -m cuda``
 scripts/gpu_check.py runs them). Helpers that are not fixtures live in tests/helpers/.
 
 - ``one_thread``: torch on one thread for a module (``pytestmark = pytest.mark.usefixtures("one_thread")``);
-- ``data_config``: a data-preparation config over synthetic faces (helpers.training), session-wide;
-- ``stage1``: a trained Stage I run of 3 steps (its best.pt), session-wide;
-- ``stage2``: a trained Stage II run of 2 steps on ``stage1`` (its folder), session-wide;
+- ``data_config``: a data-preparation config over synthetic faces (helpers.training), built once per test run;
+- ``stage1``: a trained Stage I run of 3 steps (its best.pt), built once per test run;
+- ``stage2``: a trained Stage II run of 2 steps on ``stage1`` (its folder), built once per test run;
 - ``runs``: untrained tiny Stage I and Stage II run folders, fresh for each test.
 
-The session-wide ones are read-only: a test that changes a run copies it first.
+The ones built once are read-only: a test that changes a run copies it first.
 """
 
 from __future__ import annotations
