@@ -147,8 +147,7 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
             warnings.warn(f"the data config ({data.config or 'data section'}) differs from the one stored in the "
                           f"checkpoint; the run continues with the stored one", stacklevel=2)
         prep = relocated(stored_prep, origin)
-    train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers",
-)
+    train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers")
     if data.max_images:
         train_set.records = train_set.records[:data.max_images]
     val_set = make_occluded_dataset(prep, "val", seed=data.val_seed)
