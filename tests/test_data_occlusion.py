@@ -282,6 +282,43 @@ def test_occluded_faces_real_lfw_epochs(monkeypatch):
     assert torch.allclose(res.occluded[1], b["occluded"], atol=1e-5)
 
 
+def test_clean_share_leaves_faces_unoccluded_in_workers_and_on_device(tmp_path):
+    from fsggan.train.data import occlude_batch
+
+    faces = []
+    for i in range(24):
+        path = tmp_path / f"f{i}.png"
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+        faces.append(FaceRecord(path, f"id{i % 6}"))
+    lib = OccluderLibrary(procedural_occluders(count=4, seed=0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        every = OccludedFaces(faces, lib, image_size=32, seed=3)
+        some = OccludedFaces(faces, lib, image_size=32, seed=3, clean_share=0.5)
+        plain = OccludedFaces(faces, lib, image_size=32, seed=3, clean_share=0.5, occlude=False)
+    kept = [some.kept_clean(i) for i in range(24)]
+    assert 4 <= sum(kept) <= 20                       # about half, drawn per (seed, epoch, index)
+    for i in range(24):
+        a, b = every[i], some[i]
+        if kept[i]:
+            assert torch.equal(b["occluded"], b["clean"]) and b["mask"].sum() == 0
+        else:                                          # the occluded ones are the same as without the option
+            assert torch.equal(a["occluded"], b["occluded"]) and torch.equal(a["mask"], b["mask"])
+    some.set_epoch(1)
+    assert [some.kept_clean(i) for i in range(24)] != kept   # another draw each epoch
+    # occlude_on: device keeps the same faces clean as the workers
+    items = [plain[i] for i in range(8)]
+    batch = {"clean": torch.stack([it["clean"] for it in items]),
+             "landmarks": torch.stack([it["landmarks"] for it in items]), "index": torch.arange(8)}
+    some.set_epoch(0)
+    on_device = occlude_batch(plain, batch, 0)
+    for i in range(8):
+        assert torch.allclose(on_device["occluded"][i], some[i]["occluded"], atol=1e-5)
+        assert torch.equal(on_device["mask"][i], some[i]["mask"])
+    with pytest.raises(ValueError, match="clean_share"):
+        OccludedFaces(faces, lib, image_size=32, clean_share=1.0)
+
+
 def test_occluded_faces_bad_image(tmp_path):
     good = tmp_path / "a.png"
     Image.fromarray(np.full((100, 100, 3), 128, np.uint8)).save(good)

@@ -219,3 +219,11 @@ def test_cpu_bf16_autocast_is_float32_on_a_cpu_without_bf16(monkeypatch):
             assert torch.nn.Linear(2, 2)(torch.randn(1, 2)).dtype == torch.float32
     finally:
         runtime.cpu_bf16_usable.cache_clear()
+
+
+def test_clean_share_is_checked_when_the_config_loads():
+    from fsggan.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"clean_share=1.0: give a share in \[0, 1\)"):
+        load_config(TrainGANConfig, "configs/cpu/gan128.yaml", ["data.clean_share=1.0"])
+    assert load_config(TrainGANConfig, "configs/cpu/gan.yaml", []).data.clean_share == 0.0   # off unless set

@@ -101,7 +101,8 @@ def make_synthesizer(cfg: PrepareConfig, library: OccluderLibrary) -> OcclusionS
     )
 
 
-def make_occluded_dataset(cfg: PrepareConfig, split: str = "train", *, seed: int = 0, occlude: bool = True, skip_bad: bool = True):
+def make_occluded_dataset(cfg: PrepareConfig, split: str = "train", *, seed: int = 0, occlude: bool = True, skip_bad: bool = True,
+                          clean_share: float = 0.0):
     """`OccludedFaces` over the `split` ("train" or "val") identities with the SEEN occluders.
 
     Landmarks come from the same source as in `prepare_data` (`dataset.landmarks`): the
@@ -125,4 +126,5 @@ def make_occluded_dataset(cfg: PrepareConfig, split: str = "train", *, seed: int
         occlude=occlude,
         skip_bad=skip_bad,
         min_source_size=cfg.dataset.min_source_size,
+        clean_share=clean_share,
     )

@@ -50,6 +50,9 @@ class OccludedFaces(Dataset):
     skip_bad:       True: an unreadable image is replaced by the next readable one (with a
                     warning); False: raise ImageError naming the file.
     min_source_size: smaller source images are bad images.
+    clean_share:    (beyond the paper) this share of the items, drawn per (seed, epoch, index)
+                    apart from the occlusion's own draws, comes back un-occluded (occluded =
+                    clean, empty mask), so a model learns to leave a clean face alone.
     Records without landmarks use the mean template of `kind` (a warning says how many).
     """
 
@@ -65,7 +68,10 @@ class OccludedFaces(Dataset):
         occlude: bool = True,
         skip_bad: bool = False,
         min_source_size: int = 32,
+        clean_share: float = 0.0,
     ):
+        if not 0.0 <= clean_share < 1.0:
+            raise ValueError(f"clean_share must be in [0, 1), got {clean_share}")
         if not records:
             raise DatasetError("OccludedFaces: no records")
         if occlude and occluders is None:
@@ -85,6 +91,7 @@ class OccludedFaces(Dataset):
         self.occlude = occlude
         self.skip_bad = skip_bad
         self.min_source_size = min_source_size
+        self.clean_share = float(clean_share)
         missing = sum(r.landmarks is None for r in self.records)
         if missing and kind not in _TEMPLATE_WARNED:  # once per process: every split and stage would repeat it
             _TEMPLATE_WARNED.add(kind)
@@ -100,6 +107,13 @@ class OccludedFaces(Dataset):
         """Select the occlusions of `epoch` (call before each epoch; works with workers
         because the DataLoader re-pickles the dataset each epoch unless persistent_workers)."""
         self.epoch = int(epoch)
+
+    def kept_clean(self, index: int, epoch: int | None = None) -> bool:
+        """Whether item `index` of `epoch` (default: the current one) stays un-occluded."""
+        if self.clean_share <= 0.0:
+            return False
+        e = self.epoch if epoch is None else epoch
+        return bool(np.random.default_rng([self.seed, int(e), int(index), 0xC1EA]).random() < self.clean_share)
 
     def load(self, index: int) -> tuple[torch.Tensor, np.ndarray]:
         """Clean face (3, S, S) in [-1, 1] and its landmarks (5, 2) in face pixels."""
@@ -122,6 +136,8 @@ class OccludedFaces(Dataset):
             raise DatasetError("OccludedFaces: no readable image at all")
         if not self.occlude:
             return {"clean": clean, "landmarks": torch.from_numpy(np.asarray(lm, np.float32)), "index": index}
+        if self.kept_clean(index):
+            return {"occluded": clean.clone(), "clean": clean, "mask": torch.zeros_like(clean[:1]), "index": index}
         res = self.synthesizer(clean[None], [lm], [item_rng(self.seed, self.epoch, index)])
         return {"occluded": res.occluded[0], "clean": clean, "mask": res.mask[0], "index": index}
 

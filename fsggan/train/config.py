@@ -107,6 +107,9 @@ def check_section(section) -> None:
         _at_least(section, 1, "val_images")
         if section.max_images is not None:
             _at_least(section, 1, "max_images")
+        if not 0.0 <= section.clean_share < 1.0:
+            raise ValueError(f"clean_share={section.clean_share}: give a share in [0, 1) of the training faces "
+                             "to leave un-occluded (0: every face occluded, the paper)")
     elif kind == "OptimSection":
         if not all(0.0 <= b < 1.0 for b in section.betas):
             raise ValueError(f"betas={list(section.betas)}: Adam's betas must be in [0, 1)")
@@ -231,6 +234,7 @@ class TrainDataSection(PrepareConfig):
     max_images: int | None = None        # cap the training images (smoke runs)
     val_images: int = 256                # fixed validation set: images spread over the val identities
     val_seed: int = 12345                # its occlusions, drawn once
+    clean_share: float = 0.0             # beyond the paper: share of training faces left un-occluded
 
     def __post_init__(self):
         super().__post_init__()

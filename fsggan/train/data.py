@@ -147,7 +147,8 @@ def setup_data(data, train, *, env: Env, ckpt: dict | None):
             warnings.warn(f"the data config ({data.config or 'data section'}) differs from the one stored in the "
                           f"checkpoint; the run continues with the stored one", stacklevel=2)
         prep = relocated(stored_prep, origin)
-    train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers")
+    train_set = make_occluded_dataset(prep, "train", seed=train.seed, occlude=data.occlude_on == "workers",
+                                      clean_share=data.clean_share)
     if data.max_images:
         train_set.records = train_set.records[:data.max_images]
     val_set = make_occluded_dataset(prep, "val", seed=data.val_seed)
@@ -169,7 +170,12 @@ def occlude_batch(dataset, batch: dict, epoch: int, host: dict | None = None) ->
     meta = batch if host is None else host
     rngs = [item_rng(dataset.seed, epoch, i) for i in meta["index"].tolist()]
     res = dataset.synthesizer(batch["clean"], meta["landmarks"], rngs)
-    return {**batch, "occluded": res.occluded, "mask": res.mask}
+    occluded, mask = res.occluded, res.mask
+    if dataset.clean_share > 0:  # data.clean_share: these faces stay un-occluded, as in the workers
+        keep = torch.tensor([dataset.kept_clean(j, epoch) for j in meta["index"].tolist()])
+        keep = keep.view(-1, 1, 1, 1).to(occluded.device, non_blocking=True)  # no index tensor: no sync
+        occluded, mask = torch.where(keep, batch["clean"], occluded), torch.where(keep, 0.0, mask)
+    return {**batch, "occluded": occluded, "mask": mask}
 
 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:
