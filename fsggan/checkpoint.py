@@ -49,12 +49,15 @@ class CheckpointError(ValueError):
     """A file is not an fsggan checkpoint (of the expected kind); the message names it."""
 
 
-# Training options that were measured and not adopted (docs/experiments.md), with the value
-# that switched each off; the code of all of them last lived in commit RETIRED_AT.
-RETIRED_AT = "9d7745f5129f3136abfcbe48c30380082d973b2c"
-RETIRED_OPTIONS = {"generator": {"fill": "free"},
-                   "loss": {"identity_blur": 0.0, "identity_views": False, "identity_layers": 0.0, "identity_every": 1},
-                   "train": {"frame_jitter": 0.0, "frame_jitter_loss": "framed"}}
+# Training options that were measured and not adopted (docs/experiments.md): section (dotted for a
+# nested one) -> {option: (the value that switched it off, the commit where its code last lived)}.
+_J_SERIES = "9d7745f5129f3136abfcbe48c30380082d973b2c"   # identity and framing options (J-, R128c/e)
+_O_SERIES = "56343622b9339a96fb24b5903aeb1e286d682f56"   # occluder-removal options (O-series, R128h)
+RETIRED_OPTIONS = {"generator": {"fill": ("free", _J_SERIES), "erase": (False, _O_SERIES)},
+                   "loss": {"identity_blur": (0.0, _J_SERIES), "identity_views": (False, _J_SERIES),
+                            "identity_layers": (0.0, _J_SERIES), "identity_every": (1, _J_SERIES)},
+                   "train": {"frame_jitter": (0.0, _J_SERIES), "frame_jitter_loss": ("framed", _J_SERIES)},
+                   "data.synthesis": {"recolour": (0.0, _O_SERIES), "retexture": (0.0, _O_SERIES)}}
 
 
 def drop_retired_options(config: dict, where: str) -> dict:
@@ -62,14 +65,16 @@ def drop_retired_options(config: dict, where: str) -> dict:
     that models trained before their removal still load, resume and export; a model trained
     with one switched on cannot be rebuilt here, and CheckpointError says where it can."""
     for section, options in RETIRED_OPTIONS.items():
-        stored = config.get(section)
-        for key, off in options.items():
+        stored = config
+        for part in section.split("."):
+            stored = stored.get(part) if isinstance(stored, dict) else None
+        for key, (off, commit) in options.items():
             if not isinstance(stored, dict) or key not in stored:
                 continue
             value = stored.pop(key)
             if value != off:
                 raise CheckpointError(f"{where}: trained with {section}.{key}={value!r}, an option removed from fsggan "
-                                      f"(measured and not adopted); run it with the code of commit {RETIRED_AT[:7]}")
+                                      f"(measured and not adopted); run it with the code of commit {commit[:7]}")
     return config
 
 

@@ -12,7 +12,7 @@ import sys
 import pytest
 import torch
 
-from fsggan.checkpoint import CheckpointError, RETIRED_AT, load_checkpoint, model_from_checkpoint
+from fsggan.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from fsggan.cli import train_gan
 from fsggan.models import UNetGenerator
 
@@ -46,12 +46,13 @@ def test_each_removed_option_is_an_unknown_key(override, tmp_path, capsys):
 
 def _old_checkpoint(path, **generator):
     """A Stage II checkpoint as fsggan wrote it while the options existed."""
-    kwargs = {"base_channels": 4, "fill": "free", **generator}
-    gen = UNetGenerator(**{k: v for k, v in kwargs.items() if k != "fill"})
+    kwargs = {"base_channels": 4, "fill": "free", "erase": False, **generator}
+    gen = UNetGenerator(**{k: v for k, v in kwargs.items() if k not in ("fill", "erase")})
     config = {"generator": kwargs,
               "loss": {"identity": 0.0, "identity_blur": 0.0, "identity_views": False, "identity_layers": 0.0,
                        "identity_every": 1},
-              "train": {"frame_jitter": 0.0, "frame_jitter_loss": "framed"}}
+              "train": {"frame_jitter": 0.0, "frame_jitter_loss": "framed"},
+              "data": {"clean_share": 0.2, "synthesis": {"max_coverage": 0.6, "recolour": 0.0, "retexture": 0.0}}}
     write_checkpoint(path, {"generator": gen}, config, step=3)
     return gen
 
@@ -60,12 +61,16 @@ def test_a_model_trained_before_the_removal_still_loads(tmp_path):
     gen = _old_checkpoint(tmp_path / "old.pt")
     ckpt = load_checkpoint(tmp_path / "old.pt", stage="gan")
     assert "fill" not in ckpt["config"]["generator"] and "frame_jitter" not in ckpt["config"]["train"]
-    assert set(ckpt["config"]["loss"]) == {"identity"}
+    assert set(ckpt["config"]["loss"]) == {"identity"} and "erase" not in ckpt["config"]["generator"]
+    assert ckpt["config"]["data"] == {"clean_share": 0.2, "synthesis": {"max_coverage": 0.6}}   # clean_share is kept
     loaded = model_from_checkpoint(UNetGenerator, ckpt, "generator")
     assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), loaded.state_dict().values()))
 
 
 def test_a_model_trained_with_a_removed_option_names_the_commit_that_runs_it(tmp_path):
     _old_checkpoint(tmp_path / "fill.pt", fill="structure")
-    with pytest.raises(CheckpointError, match=f"generator.fill='structure'.*{RETIRED_AT[:7]}"):
+    with pytest.raises(CheckpointError, match="generator.fill='structure'.*commit 9d7745f"):
         load_checkpoint(tmp_path / "fill.pt", stage="gan")
+    _old_checkpoint(tmp_path / "erase.pt", erase=True)
+    with pytest.raises(CheckpointError, match="generator.erase=True.*commit 5634362"):
+        load_checkpoint(tmp_path / "erase.pt", stage="gan")

@@ -164,7 +164,7 @@ def test_paper_configs_keep_the_options_off():
     cfg = load_config(TrainGANConfig, "configs/gan.yaml", [])
     assert cfg.generator.output == "direct"
     assert cfg.loss.pixel_hole == 0 and cfg.loss.map_bce == 0 and cfg.train.ema == 0
-    assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none"
+    assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none" and cfg.data.clean_share == 0
 
 
 def test_cpu_bf16_autocast_falls_back_to_fp32_where_bf16_crashes(monkeypatch):
@@ -226,4 +226,4 @@ def test_clean_share_is_checked_when_the_config_loads():
 
     with pytest.raises(ConfigError, match=r"clean_share=1.0: give a share in \[0, 1\)"):
         load_config(TrainGANConfig, "configs/cpu/gan128.yaml", ["data.clean_share=1.0"])
-    assert load_config(TrainGANConfig, "configs/cpu/gan.yaml", []).data.clean_share == 0.0   # off unless set
+    assert load_config(TrainGANConfig, "configs/cpu/gan128.yaml", []).data.clean_share == 0.2   # the 128 px recipe
