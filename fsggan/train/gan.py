@@ -105,7 +105,8 @@ def train_gan(
         monitor = Monitor(cfg=cfg, env=env, run_dir=run_dir, **nets.states(), predict=nets.predict, val=val,
                           best_key=f"val/output_{train.best_metric}", best=best, step=step, extra=data_state,
                           judges=validation_judges(loss, identity_net, env))
-        g_loss = GeneratorLoss(loss, torch.compile(identity_net) if train.compile and identity_net else identity_net)
+        g_loss = GeneratorLoss(loss, torch.compile(identity_net) if train.compile and identity_net is not None
+                               else identity_net)
         cast = autocast(env, train.amp)
         batches = device_batches(loader, sampler, train_set, pos, cfg.data, train, env)  # from the resume position
 
