@@ -48,18 +48,14 @@ class LossWeights:
                                              # from step b, linear between; (0, 0) = full from the start
 
 
-def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor,
-                 weight: torch.Tensor | None = None) -> torch.Tensor:
+def gaussian_nll(target: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     """-log N(target; mean, sigma^2), summed over all but the batch dim, mean over batch.
 
     Includes the constant 0.5 * log(2 pi) per element; uses exp(-log_sigma) rather than a
-    division so a small sigma cannot divide by zero. ``weight`` (broadcast to the image)
-    multiplies each element's term before the sum.
+    division so a small sigma cannot divide by zero.
     """
     z = (target - mean) * torch.exp(-log_sigma)
     nll = log_sigma + 0.5 * z.square() + _HALF_LOG_2PI
-    if weight is not None:
-        nll = nll * weight
     return nll.flatten(1).sum(1).mean()
 
 
@@ -69,21 +65,12 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return kl.flatten(1).sum(1).mean()
 
 
-def vae_loss(out: VAEOutput, target: torch.Tensor, kl_weight: float = 1.0, hole_weight: float = 0.0,
-             mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+def vae_loss(out: VAEOutput, target: torch.Tensor, kl_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """Stage I loss, Eq. 4: NLL of the clean face under the decoder's Gaussian + KL.
 
-    Beyond the paper, ``hole_weight`` > 0 counts the NLL of the occluded pixels (``mask``
-    (B, 1, H, W), 1 = occluded) 1 + hole_weight times, so that V learns to give the face
-    behind an occluder rather than a blur of the occluder. Returns {"nll", "kl", "total"}
-    (scalars, per image); computed in float32.
+    Returns {"nll", "kl", "total"} (scalars, per image); computed in float32.
     """
-    weight = None
-    if hole_weight:
-        if mask is None:
-            raise ValueError("hole_weight > 0 needs the occlusion mask")
-        weight = 1.0 + hole_weight * mask.float()
-    nll = gaussian_nll(target.float(), out.mean.float(), out.log_sigma.float(), weight)
+    nll = gaussian_nll(target.float(), out.mean.float(), out.log_sigma.float())
     kl = kl_standard_normal(out.mu.float(), out.logvar.float())
     return {"nll": nll, "kl": kl, "total": nll + kl_weight * kl}
 

@@ -14,7 +14,7 @@ import torch
 
 from fsggan.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from fsggan.cli import train_gan
-from fsggan.models import UNetGenerator
+from fsggan.models import VAE, UNetGenerator
 
 from helpers.checkpoints import write_checkpoint
 from helpers.files import REPO
@@ -24,6 +24,7 @@ QUICKSTART = str(REPO / "configs" / "cpu" / "quickstart_gan.yaml")
 RETIRED = ["loss.identity_blur=1.0", "loss.identity_views=true", "loss.identity_layers=20",
            "loss.identity_every=2", "generator.fill=structure", "train.frame_jitter=0.05",
            "train.frame_jitter_loss=canonical"]
+TINY_VAE = {"base_channels": 4, "latent_dim": 8, "image_size": 16}
 
 
 def test_the_documented_command_fails_as_an_unknown_key():
@@ -74,3 +75,15 @@ def test_a_model_trained_with_a_removed_option_names_the_commit_that_runs_it(tmp
     _old_checkpoint(tmp_path / "erase.pt", erase=True)
     with pytest.raises(CheckpointError, match="generator.erase=True.*commit 5634362"):
         load_checkpoint(tmp_path / "erase.pt", stage="gan")
+
+
+def test_a_stage_one_model_trained_with_the_hole_weight_off_loads_and_one_with_it_on_names_its_commit(tmp_path):
+    vae = VAE(**TINY_VAE)
+    write_checkpoint(tmp_path / "off.pt", {"vae": vae}, {"vae": TINY_VAE, "loss": {"kl_weight": 1.0, "hole_weight": 0.0}})
+    ckpt = load_checkpoint(tmp_path / "off.pt", stage="vae")
+    assert ckpt["config"]["loss"] == {"kl_weight": 1.0}
+    assert all(torch.equal(a, b) for a, b in zip(vae.state_dict().values(),
+                                                 model_from_checkpoint(VAE, ckpt, "vae").state_dict().values()))
+    write_checkpoint(tmp_path / "on.pt", {"vae": vae}, {"vae": TINY_VAE, "loss": {"kl_weight": 1.0, "hole_weight": 4.0}})
+    with pytest.raises(CheckpointError, match="loss.hole_weight=4.0.*commit 033daf3"):
+        load_checkpoint(tmp_path / "on.pt", stage="vae")

@@ -40,7 +40,7 @@ def train_vae(
     *,
     vae: VAEKwargs,               # VAE constructor arguments (fsggan.models.VAE)
     data: TrainDataSection,       # faces, identity splits, occluders, loader workers, validation set
-    loss: VAELossSection,         # kl_weight of Eq. 4; hole_weight (beyond the paper)
+    loss: VAELossSection,         # kl_weight of Eq. 4
     optim: OptimSection,          # Adam: lr, betas, weight_decay
     train: TrainSection,          # steps, global batch, device, amp, logging / validation / checkpoint periods
     resume: str | None = None,    # checkpoint to continue from, exactly (None: fresh run)
@@ -87,7 +87,7 @@ def train_vae(
                                                  optim.min_lr_ratio))
                 # One step: Eq. 4 on the occluded faces against the clean ones
                 terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
-                                 hole_weight=loss.hole_weight, mask=b["mask"], cast=autocast(env, train.amp))
+                                 cast=autocast(env, train.amp))
                 step, pos = step + 1, (epoch, index + 1)
 
                 # What falls on this step; the loss terms stay on the device until one of these needs them
@@ -104,17 +104,15 @@ def train_vae(
 # The step --------------------------------------------------------------------------------
 
 def vae_step(net: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, x: torch.Tensor,
-             y: torch.Tensor, kl_weight: float = 1.0, hole_weight: float = 0.0, mask: torch.Tensor | None = None,
-             cast=None) -> dict[str, torch.Tensor]:
-    """One VAE update (Eq. 4) on occluded faces ``x`` and clean targets ``y``; ``hole_weight``
-    with the occlusion ``mask``: see :func:`fsggan.losses.vae_loss`.
+             y: torch.Tensor, kl_weight: float = 1.0, cast=None) -> dict[str, torch.Tensor]:
+    """One VAE update (Eq. 4) on occluded faces ``x`` and clean targets ``y``.
 
     ``net(x)`` must return ``vae.reconstruct(x, sample=True)`` (see ``_Reconstruct``).
     Returns {"nll", "kl", "total"} as detached scalars.
     """
     with cast or contextlib.nullcontext():
         out = net(x)
-    terms = vae_loss(out, y, kl_weight=kl_weight, hole_weight=hole_weight, mask=mask)
+    terms = vae_loss(out, y, kl_weight=kl_weight)
     opt.zero_grad(set_to_none=True)
     scaler.scale(terms["total"]).backward()
     scaler.step(opt)
