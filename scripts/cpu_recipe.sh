@@ -36,12 +36,12 @@ case $SIZE in
     [ -d data128/set2-lfw ] || timed prepare fsggan-prepare-data --config configs/data/lfw.yaml --out data128 --quiet
     [ -d data128/set3-lfw ] || timed prepare_set3 fsggan-prepare-data --config configs/data/lfw.yaml --out data128 \
         --sets set3 --quiet
-    timed stage1_64 train fsggan-train-vae configs/cpu/vae128_stage64.yaml runs/cpu128_vae64$S
+    timed stage1_64 train fsggan-train-vae configs/cpu/vae.yaml runs/cpu_vae$S
     timed stage2_64 train fsggan-train-gan configs/cpu/gan128_stage64.yaml runs/cpu128_gan64$S \
-        --set gan.vae_checkpoint="$(best runs/cpu128_vae64$S)"
-    timed stage1_128 train fsggan-train-vae configs/cpu/vae128.yaml runs/cpu128_vae128$S
+        --set gan.vae_checkpoint="$(best runs/cpu_vae$S)"
+    timed stage1_128 train fsggan-train-vae configs/cpu/vae128.yaml runs/cpu_vae128$S
     timed stage2_128 train fsggan-train-gan configs/cpu/gan128.yaml runs/cpu_gan128$S \
-        --set gan.vae_checkpoint="$(best runs/cpu128_vae128$S)" --set gan.init_generator="$(best runs/cpu128_gan64$S)"
+        --set gan.vae_checkpoint="$(best runs/cpu_vae128$S)" --set gan.init_generator="$(best runs/cpu128_gan64$S)"
     data=data128 gan=runs/cpu_gan128$S out=results/cpu128$S ;;
 *)
     echo "cpu_recipe.sh: error: size $SIZE: give 64 (default) or 128" >&2; exit 2 ;;

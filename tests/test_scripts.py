@@ -154,9 +154,9 @@ def test_cpu_recipe_seed_gives_its_own_chained_run_directories(tmp_path):
     assert [c.split()[0] for c in calls] == ["fsggan-train-vae", "fsggan-train-gan", "fsggan-train-vae",
                                              "fsggan-train-gan", "fsggan-eval"]
     assert all("--set train.seed=1" in c for c in calls[:4])
-    assert "--run-dir runs/cpu128_vae64_s1 " in calls[0] + " " and "--run-dir runs/cpu128_vae128_s1 " in calls[2] + " "
-    assert "--run-dir runs/cpu128_gan64_s1 --set train.seed=1 --set gan.vae_checkpoint=runs/cpu128_vae64_s1/checkpoints/best.pt" in calls[1]
-    assert calls[3].endswith("--set gan.vae_checkpoint=runs/cpu128_vae128_s1/checkpoints/best.pt "
+    assert "--run-dir runs/cpu_vae_s1 " in calls[0] + " " and "--run-dir runs/cpu_vae128_s1 " in calls[2] + " "
+    assert "--run-dir runs/cpu128_gan64_s1 --set train.seed=1 --set gan.vae_checkpoint=runs/cpu_vae_s1/checkpoints/best.pt" in calls[1]
+    assert calls[3].endswith("--set gan.vae_checkpoint=runs/cpu_vae128_s1/checkpoints/best.pt "
                              "--set gan.init_generator=runs/cpu128_gan64_s1/checkpoints/best.pt")
     assert "--gan runs/cpu_gan128_s1 " in calls[4] and calls[4].endswith("--out results/cpu128_s1")
     assert "data128/set1-lfw data128/set2-lfw data128/set3-lfw --gan" in calls[4]
