@@ -87,3 +87,6 @@ def test_a_stage_one_model_trained_with_the_hole_weight_off_loads_and_one_with_i
     write_checkpoint(tmp_path / "on.pt", {"vae": vae}, {"vae": TINY_VAE, "loss": {"kl_weight": 1.0, "hole_weight": 4.0}})
     with pytest.raises(CheckpointError, match="loss.hole_weight=4.0.*commit 033daf3"):
         load_checkpoint(tmp_path / "on.pt", stage="vae")
+    write_checkpoint(tmp_path / "latent.pt", {"vae": vae}, {"vae": TINY_VAE, "loss": {"kl_weight": 1.0, "clean_latent": 10.0}})
+    with pytest.raises(CheckpointError, match="loss.clean_latent=10.0.*commit d85b4aa"):
+        load_checkpoint(tmp_path / "latent.pt", stage="vae")

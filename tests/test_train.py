@@ -47,26 +47,6 @@ def test_vae_step_reduces_loss():
     assert losses[-1] < losses[0]
 
 
-def test_vae_step_clean_latent_pulls_the_occluded_latent_to_the_clean_one():
-    """loss.clean_latent: the term is |mu(x) - mu(y)|^2 (summed over the latent, mean over the
-    batch) with mu(y) a target; it is in the total with its weight and falls when trained."""
-    torch.manual_seed(0)
-    net = VAE(base_channels=4, latent_dim=8, image_size=32)
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cpu", enabled=False)
-    x, y = fixed_batch()
-    with torch.no_grad():
-        expected = (net.encoder(x)[0] - net.encoder(y)[0]).square().sum(1).mean()
-    torch.manual_seed(1)
-    terms = vae.vae_step(vae._Reconstruct(net), opt, scaler, x=x, y=y, clean_latent=2.0)
-    torch.testing.assert_close(terms["clean_latent"], expected)
-    torch.testing.assert_close(terms["total"], terms["nll"] + terms["kl"] + 2.0 * terms["clean_latent"])
-    gaps = [vae.vae_step(vae._Reconstruct(net), opt, scaler, x=x, y=y, clean_latent=100.0)["clean_latent"].item()
-            for _ in range(8)]
-    assert gaps[-1] < 0.5 * expected.item()
-    assert "clean_latent" not in vae.vae_step(vae._Reconstruct(net), opt, scaler, x=x, y=y)
-
-
 def test_gan_steps_reduce_losses_and_adversarial_gradient_reaches_g():
     torch.manual_seed(0)
     v = VAE(base_channels=4, latent_dim=8, image_size=32).eval().requires_grad_(False)

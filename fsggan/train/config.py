@@ -95,9 +95,7 @@ def check_section(section) -> None:
     elif kind in ("GlobalKwargs", "PatchKwargs"):
         _at_least(section, 1, "in_channels", "base_channels", "n_layers")
     elif kind == "VAELossSection":
-        _finite(section, ("kl_weight", "clean_latent"))
-        if section.clean_latent < 0:
-            raise ValueError(f"clean_latent={section.clean_latent}: give 0 (the paper) or a positive weight")
+        _finite(section, ("kl_weight",))
     elif kind == "GANLossSection":
         _finite(section, ("pixel", "identity", "adversarial", "tv", "pixel_hole", "map_bce"))
         start, end = section.identity_ramp
@@ -267,13 +265,8 @@ class TrainDataSection(PrepareConfig):
 
 @dataclass
 class VAELossSection(_Checked):
-    """Stage I, Eq. 4: Gaussian NLL of the clean face + kl_weight * KL(q(z|x) || N(0, I)).
-
-    clean_latent (beyond the paper; 0 = the paper): weight of |mu(x) - mu(clean)|^2, the clean
-    face's latent a fixed target (:func:`fsggan.train.vae.vae_step`).
-    """
+    """Stage I, Eq. 4: Gaussian NLL of the clean face + kl_weight * KL(q(z|x) || N(0, I))."""
     kl_weight: float = 1.0
-    clean_latent: float = 0.0
 
 
 @dataclass

@@ -40,7 +40,7 @@ def train_vae(
     *,
     vae: VAEKwargs,               # VAE constructor arguments (fsggan.models.VAE)
     data: TrainDataSection,       # faces, identity splits, occluders, loader workers, validation set
-    loss: VAELossSection,         # kl_weight of Eq. 4; clean_latent (beyond the paper)
+    loss: VAELossSection,         # kl_weight of Eq. 4
     optim: OptimSection,          # Adam: lr, betas, weight_decay
     train: TrainSection,          # steps, global batch, device, amp, logging / validation / checkpoint periods
     resume: str | None = None,    # checkpoint to continue from, exactly (None: fresh run)
@@ -87,7 +87,7 @@ def train_vae(
                                                  optim.min_lr_ratio))
                 # One step: Eq. 4 on the occluded faces against the clean ones
                 terms = vae_step(net, opt, scaler, x=b["occluded"], y=b["clean"], kl_weight=loss.kl_weight,
-                                 clean_latent=loss.clean_latent, cast=autocast(env, train.amp))
+                                 cast=autocast(env, train.amp))
                 step, pos = step + 1, (epoch, index + 1)
 
                 # What falls on this step; the loss terms stay on the device until one of these needs them
@@ -104,22 +104,15 @@ def train_vae(
 # The step --------------------------------------------------------------------------------
 
 def vae_step(net: nn.Module, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler, *, x: torch.Tensor,
-             y: torch.Tensor, kl_weight: float = 1.0, clean_latent: float = 0.0, cast=None) -> dict[str, torch.Tensor]:
+             y: torch.Tensor, kl_weight: float = 1.0, cast=None) -> dict[str, torch.Tensor]:
     """One VAE update (Eq. 4) on occluded faces ``x`` and clean targets ``y``.
 
-    ``net(x, y)`` must return ``vae.reconstruct(x, sample=True)`` and, when ``y`` is given, the
-    encoder's mean for ``y`` without gradient (see ``_Reconstruct``). Beyond the paper,
-    ``clean_latent`` > 0 adds that weight times the squared distance between the occluded face's
-    latent mean and the clean face's (a target, not trained), so that V encodes the face behind
-    an occluder as it encodes the face itself. Returns {"nll", "kl", "total"[, "clean_latent"]}
-    as detached scalars.
+    ``net(x)`` must return ``vae.reconstruct(x, sample=True)`` (see ``_Reconstruct``).
+    Returns {"nll", "kl", "total"} as detached scalars.
     """
     with cast or contextlib.nullcontext():
-        out, mu_clean = net(x, y if clean_latent else None)
+        out = net(x)
     terms = vae_loss(out, y, kl_weight=kl_weight)
-    if clean_latent:
-        terms["clean_latent"] = (out.mu.float() - mu_clean.float()).square().sum(1).mean()
-        terms["total"] = terms["total"] + clean_latent * terms["clean_latent"]
     opt.zero_grad(set_to_none=True)
     scaler.scale(terms["total"]).backward()
     scaler.step(opt)
@@ -134,12 +127,8 @@ class _Reconstruct(nn.Module):
         super().__init__()
         self.vae = vae
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
-        if y is None:
-            return self.vae.reconstruct(x, sample=True), None
-        with torch.no_grad():
-            mu_clean = self.vae.encoder(y)[0]
-        return self.vae.reconstruct(x, sample=True), mu_clean
+    def forward(self, x: torch.Tensor):
+        return self.vae.reconstruct(x, sample=True)
 
 
 @torch.no_grad()
