@@ -77,7 +77,7 @@ def test_a_model_trained_with_a_removed_option_names_the_commit_that_runs_it(tmp
         load_checkpoint(tmp_path / "erase.pt", stage="gan")
 
 
-def test_a_stage_one_model_trained_with_the_hole_weight_off_loads_and_one_with_it_on_names_its_commit(tmp_path):
+def test_a_stage_one_model_with_a_retired_loss_term_off_loads_and_one_with_it_on_names_its_commit(tmp_path):
     vae = VAE(**TINY_VAE)
     write_checkpoint(tmp_path / "off.pt", {"vae": vae}, {"vae": TINY_VAE, "loss": {"kl_weight": 1.0, "hole_weight": 0.0}})
     ckpt = load_checkpoint(tmp_path / "off.pt", stage="vae")
