@@ -334,6 +334,8 @@ def test_residue_harm_and_per_occluder_table_on_a_tiny_set(prepared, tmp_path):
     assert res2["residue"]["median"] < 0.2
     assert res2["harm"]["changed"]["median"] == pytest.approx(36 / SIZE ** 2, abs=0.01)
     assert res2["harm"]["psnr"]["p5"] < 30
+    assert len(res2["worst_harm"]) == 4 and "worst_harm" not in res   # the ghost changes no clean face
+    assert all(w["psnr"] < 30 for w in res2["worst_harm"])
     # the report shows both, with the worst cases as a picture and the per-occluder CSV
     results = {"method": "ghost", "ks": [1, 5, 10], "recognizers": [{"name": "pool"}], "sets": {"set1-toy": res}}
     out = report.write_results(results, tmp_path / "report")
@@ -343,6 +345,11 @@ def test_residue_harm_and_per_occluder_table_on_a_tiny_set(prepared, tmp_path):
     assert "## Per occluder (set1-toy), worst median residue first" in md and "| square | 18 |" in md
     picture = Image.open(out / "worst_residue_set1-toy.png")
     assert picture.size[1] > 3 * SIZE and "worst_images" not in json.loads((out / "results.json").read_text())["sets"]["set1-toy"]
+    assert not (out / "worst_harm_set1-toy.png").exists()
+    out2 = report.write_results({**results, "method": "patch", "sets": {"set1-toy": res2}}, tmp_path / "report2")
+    harm_picture = Image.open(out2 / "worst_harm_set1-toy.png")   # rows: clean face, output
+    assert 2 * SIZE < harm_picture.size[1] < 3 * SIZE and harm_picture.size[0] > 4 * SIZE
+    assert "worst_harm_images" not in json.loads((out2 / "results.json").read_text())["sets"]["set1-toy"]
     rows = list(csv.DictReader(open(out / "occluders_set1-toy.csv")))
     assert rows[0]["occluder"] == "square" and float(rows[0]["residue_median"]) == pytest.approx(0.5, abs=0.01)
 

@@ -136,7 +136,8 @@ def evaluate_set(
     per_image: bool = False,              # keep per-image metrics in the result
     progress: bool = True,                # tqdm progress bar
     harm: bool = True,                    # with a model: also run it on the clean faces and score the change
-    worst: int = 0,                       # keep the images of this many worst cases by residue (for a grid)
+    worst: int = 0,                       # keep the images of this many worst cases by residue, and of
+                                          # the clean faces the model changed most (for two grids)
 ) -> dict:
     """Score one prepared set; returns the set's entry of the results dict (JSON-ready
     apart from floats, see :func:`fsggan.eval.report.to_json`)."""
@@ -240,7 +241,7 @@ class _Tally:
     gallery: set[str]                    # names whose clean image is a gallery entry
     queries: set[str]                    # names whose images are queries
     per_image: list | None               # per-image records (None: not kept)
-    worst: int = 0                       # how many worst cases by residue to keep the images of
+    worst: int = 0                       # how many worst cases (residue; harm) to keep the images of
     missing: list = field(default_factory=list)      # names without a prediction file
     unreadable: list = field(default_factory=list)   # {"name", "error"} of unusable prediction files
     scores: dict = field(init=False)     # row -> image name -> metrics
@@ -248,6 +249,7 @@ class _Tally:
     residue: dict = field(default_factory=dict)      # image name -> occluder residue of the method's output
     harm: dict = field(default_factory=dict)         # image name -> metrics of the model's output on the clean face
     worst_cases: list = field(default_factory=list)  # (residue, name, occluded, output, clean), worst first
+    worst_harm: list = field(default_factory=list)   # (PSNR, name, clean, output): the clean faces changed most
 
     def __post_init__(self):
         self.scores = {OCCLUDED: {}, **({self.method: {}} if self.method is not None else {})}
@@ -274,6 +276,9 @@ class _Tally:
         changed = changed_share(out_u8, clean_u8)
         for i, (n, m) in enumerate(zip(names, image_metrics_batch(out_u8, clean_u8))):
             self.harm[n] = {**m, "changed": float(changed[i])}
+            if self.worst and m["psnr"] < float("inf"):   # an unchanged face is no case of harm
+                self.worst_harm.append((m["psnr"], n, clean[i], out[i]))
+        self.worst_harm = sorted(self.worst_harm, key=lambda c: c[0])[:self.worst]
         for rec_name, recognizer in self.recognizers.items():
             _embed_subset(recognizer, out, names, self.queries, self.feats[rec_name]["harm"], device)
 

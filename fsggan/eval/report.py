@@ -12,6 +12,9 @@ A results folder (``fsggan-eval --out DIR``) holds
 * ``occluders_<set>.csv``: the per-occluder table (images, PSNR gain, residue, rank-1 gain);
 * ``worst_residue_<set>.png``: the worst cases by occluder residue (rows: occluded input,
   output, clean face), when the evaluation kept them;
+* ``worst_harm_<set>.png``: the clean faces the model changed most, lowest PSNR first (rows:
+  clean face, output). LFW's "clean" faces include real caps, hands and sunglasses, which
+  a de-occlusion model is right to touch: this picture tells them from true harm;
 * ``per_image_<set>.csv`` with ``--per-image``.
 
 Beside the paper's two tables, ``results.md`` shows what a person sees: the occluder residue
@@ -401,6 +404,7 @@ def write_results(results: dict, out: str | Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     per_image = {s: d.pop("per_image") for s, d in results["sets"].items() if "per_image" in d}
     worst = {s: d.pop("worst_images") for s, d in results["sets"].items() if "worst_images" in d}
+    worst_harm = {s: d.pop("worst_harm_images") for s, d in results["sets"].items() if "worst_harm_images" in d}
     _write_text(out / "results.json", json.dumps(to_json(results), indent=2, allow_nan=False))
     _write_text(out / "results.md", markdown([results]))
     _write_csv(out / "quality.csv", _quality_rows(results))
@@ -412,6 +416,8 @@ def write_results(results: dict, out: str | Path) -> Path:
         results["sets"][s]["per_image"] = rows
     for s, images in worst.items():
         save_rows(images, out / f"worst_residue_{s}.png")
+    for s, images in worst_harm.items():
+        save_rows(images, out / f"worst_harm_{s}.png")
     return out
 
 

@@ -21,7 +21,8 @@ def seen_by_a_person(prepared: PreparedSet, tally, kept: Sequence[str], protocol
     """The set result's entries ``residue`` (spread), ``per_occluder``, ``worst`` (and the
     worst cases' images, ``worst_images``, rows: occluded, output, clean), and ``harm``
     (the model on the clean faces: PSNR, SSIM, pixels changed, rank-1 of clean queries and
-    of their outputs): each only when the pass measured it."""
+    of their outputs; the faces it changed most in ``worst_harm``, their images in
+    ``worst_harm_images``, rows: clean face, output): each only when the pass measured it."""
     names = prepared.names
     result: dict = {}
     if tally.residue:
@@ -39,6 +40,9 @@ def seen_by_a_person(prepared: PreparedSet, tally, kept: Sequence[str], protocol
                 rec: {"clean": evaluate_protocol(protocol, f["clean"], f["clean"], ks),
                       "output": evaluate_protocol(protocol, f["clean"], f["harm"], ks)}
                 for rec, f in tally.feats.items()}
+        if tally.worst_harm:    # rows: clean face, output (popped by write_results into a picture)
+            result["worst_harm"] = [{"name": n, "psnr": p} for p, n, *_ in tally.worst_harm]
+            result["worst_harm_images"] = [torch.stack([c[k] for c in tally.worst_harm]) for k in (2, 3)]
     return result
 
 
