@@ -20,6 +20,8 @@ saw). It shows LFW faces and occluder cut-outs, third-party data: keep it out of
 sources and licences in docs/images/README.md):
 
     python scripts/photo_before_after.py --demo --gan runs/cpu_gan128 --out docs/images/before_after.jpg
+    python scripts/photo_before_after.py --demo --kinds bar polygon blob stripes --gan runs/cpu_gan128 \
+        --out docs/images/unseen_kinds.jpg     # the drawn kinds the recipe leaves (docs/results.md)
 
 Two public-domain portraits that ship inside scikit-image, ``astronaut`` (Eileen Collins, a NASA
 photograph) and ``camera`` (Lav Varshney's cameraman, CC0; grey, made RGB), each with nothing over
@@ -41,6 +43,7 @@ from PIL import Image
 from fsggan.images import read_rgb
 from fsggan.photos import deocclude_photo
 from fsggan.api import FSGGAN
+from fsggan.data.procedural import PROCEDURAL_KINDS
 
 DEMO_CASES = ((None, 0), ("bar", 3), ("round_glasses", 3), ("scarf", 3), ("stripes", 3), ("coffee", 0))  # (object, seed)
 
@@ -121,15 +124,16 @@ def face_tile(photo: np.ndarray, box, size: int = 176) -> np.ndarray:
     return np.asarray(Image.fromarray(photo[y0:y1, x0:x1]).resize((size, size), Image.BICUBIC))
 
 
-def demo_figure(model) -> np.ndarray:
-    """Per portrait, a row of faces before and a row after, one column per case of DEMO_CASES."""
+def demo_figure(model, cases=DEMO_CASES) -> np.ndarray:
+    """Per portrait, a row of faces before and a row after, one column per (object, seed) of
+    ``cases`` (object None: nothing over the face)."""
     from fsggan.photos.deocclude import find_faces
 
     rows = []
     for n, photo in enumerate(demo_portraits()):
         box = find_faces(photo)[0].box   # the tiles' frame: the face as found without an occluder
         before, after = [], []
-        for kind, seed in DEMO_CASES:
+        for kind, seed in cases:
             occluded = photo if kind is None else occlude_demo(photo, model, kind, seed)
             out, faces = deocclude_photo(model, occluded)
             if not faces:   # shown unchanged, as fsggan-deocclude leaves a photo without a face
@@ -149,15 +153,21 @@ def main() -> None:
     ap.add_argument("photos", nargs="*")
     ap.add_argument("--demo", action="store_true", help="the README's picture: scikit-image's public-domain portraits "
                     "under drawn occluders of unseen kinds and a CC0 coffee cup, and with nothing over them")
+    ap.add_argument("--kinds", nargs="+", choices=PROCEDURAL_KINDS, metavar="KIND",
+                    help="with --demo: these drawn kinds instead of the README's cases (one column each, after "
+                    f"a column with nothing over the face); any of {', '.join(PROCEDURAL_KINDS)}")
     ap.add_argument("--gan", default="runs/cpu_gan128")
     ap.add_argument("--out", default="before_after.png", help="PNG, or JPEG (quality 90) by the suffix")
     args = ap.parse_args()
     if bool(args.photos) == args.demo:
         ap.error("give photos, or --demo")
+    if args.kinds and not args.demo:
+        ap.error("--kinds goes with --demo")
     model = FSGGAN.from_checkpoints(gan=args.gan, device="cpu")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.demo:
-        Image.fromarray(demo_figure(model)).save(args.out, quality=90)
+        cases = DEMO_CASES if not args.kinds else ((None, 0), *((k, 3) for k in args.kinds))
+        Image.fromarray(demo_figure(model, cases)).save(args.out, quality=90)
         print(f"wrote {args.out}")
         return
     before = side_by_side([read_rgb(p)[0] for p in args.photos])
