@@ -265,7 +265,8 @@ class _Tally:
         for j, i in enumerate(good):
             self.residue[names[i]] = float(r[j])
             if self.worst and r[j] == r[j]:
-                self.worst_cases.append((float(r[j]), names[i], batch["occluded"][i], pred[i], batch["clean"][i]))
+                self.worst_cases.append((float(r[j]), names[i], *(t[i].clone() for t in (batch["occluded"], pred,
+                                                                                          batch["clean"]))))
         self.worst_cases = sorted(self.worst_cases, key=lambda c: -c[0])[:self.worst]
 
     def add_harm(self, names: list[str], clean, clean_u8, model, device) -> None:
@@ -277,7 +278,7 @@ class _Tally:
         for i, (n, m) in enumerate(zip(names, image_metrics_batch(out_u8, clean_u8))):
             self.harm[n] = {**m, "changed": float(changed[i])}
             if self.worst and m["psnr"] < float("inf"):   # an unchanged face is no case of harm
-                self.worst_harm.append((m["psnr"], n, clean[i], out[i]))
+                self.worst_harm.append((m["psnr"], n, clean[i].clone(), out[i].clone()))   # not views: no batch kept
         self.worst_harm = sorted(self.worst_harm, key=lambda c: c[0])[:self.worst]
         for rec_name, recognizer in self.recognizers.items():
             _embed_subset(recognizer, out, names, self.queries, self.feats[rec_name]["harm"], device)
