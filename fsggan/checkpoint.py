@@ -60,7 +60,7 @@ RETIRED_OPTIONS = {"generator": {"fill": ("free", _J_SERIES), "erase": (False, _
                             "identity_layers": (0.0, _J_SERIES), "identity_every": (1, _J_SERIES),
                             "hole_weight": (0.0, _V_SERIES), "clean_latent": (0.0, _V8)},
                    "train": {"frame_jitter": (0.0, _J_SERIES), "frame_jitter_loss": ("framed", _J_SERIES)},
-                   "data.synthesis": {"recolour": (0.0, _O_SERIES), "retexture": (0.0, _O_SERIES)}}
+                   "data.synthesis": {"retexture": (0.0, _O_SERIES)}}
 
 
 def drop_retired_options(config: dict, where: str) -> dict:

@@ -245,6 +245,29 @@ def test_composite_math_opaque_and_transparent():
     assert torch.equal(res.occluded[0, :, far], clean[0, :, far])
 
 
+def test_recolour_changes_an_occluders_colours_not_its_shape():
+    """data.synthesis.recolour: the occluder's colour channels shuffled and scaled, by chance,
+    with its mask and placement kept; off (0), the images are those of before the option."""
+    arr = np.zeros((40, 40, 4), np.uint8)
+    arr[10:30, 10:30] = (200, 40, 10, 255)
+    lib = OccluderLibrary([Occluder(name="sq", rgba=arr, category="nose")])
+    clean = torch.zeros(8, 3, 64, 64)
+    lm = [template_landmarks("lfw", image_size=64)] * 8
+    runs = {rc: OcclusionSynthesizer(lib, image_size=64, placement=Placement(recolour=rc))(
+        clean, lm, [np.random.default_rng(i) for i in range(8)]) for rc in (0.0, 1.0)}
+    plain, recoloured = runs[0.0], runs[1.0]
+    assert torch.equal(plain.mask, recoloured.mask) and plain.info == recoloured.info
+    inside = plain.mask.expand(-1, 3, -1, -1) == 1
+    assert not torch.allclose(plain.occluded[inside], recoloured.occluded[inside], atol=0.05)
+    far = (torch.nn.functional.max_pool2d(plain.mask, 5, 1, 2) == 0).expand(-1, 3, -1, -1)   # off its soft edge
+    assert torch.equal(plain.occluded[far], recoloured.occluded[far])
+    assert recoloured.occluded.min() >= -1 and recoloured.occluded.max() <= 1
+    colours = {tuple(recoloured.occluded[b, :, 32, 32].round(decimals=2).tolist()) for b in range(8)}
+    assert len(colours) > 4                                   # each face's occluder has its own colours
+    with pytest.raises(ValueError, match="recolour=1.5"):
+        Placement(recolour=1.5)
+
+
 # ============================================================ datasets
 def lfw_records(n=6):
     need(LFW)

@@ -63,7 +63,7 @@ def test_a_model_trained_before_the_removal_still_loads(tmp_path):
     ckpt = load_checkpoint(tmp_path / "old.pt", stage="gan")
     assert "fill" not in ckpt["config"]["generator"] and "frame_jitter" not in ckpt["config"]["train"]
     assert set(ckpt["config"]["loss"]) == {"identity"} and "erase" not in ckpt["config"]["generator"]
-    assert ckpt["config"]["data"] == {"clean_share": 0.2, "synthesis": {"max_coverage": 0.6}}   # clean_share is kept
+    assert ckpt["config"]["data"] == {"clean_share": 0.2, "synthesis": {"max_coverage": 0.6, "recolour": 0.0}}  # back
     loaded = model_from_checkpoint(UNetGenerator, ckpt, "generator")
     assert all(torch.equal(a, b) for a, b in zip(gen.state_dict().values(), loaded.state_dict().values()))
 

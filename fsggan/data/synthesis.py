@@ -78,6 +78,7 @@ class Placement:
     max_coverage: float = 0.6
     max_tries: int = 6
     mask_threshold: float = 0.5
+    recolour: float = 0.0    # beyond the paper, for training: chance an occluder's colours change
 
     def __post_init__(self):
         if not 0.0 <= self.min_coverage <= self.max_coverage <= 1.0:
@@ -87,6 +88,8 @@ class Placement:
             raise ValueError(f"mask_threshold={self.mask_threshold}: must be in (0, 1)")
         if self.max_tries < 1:
             raise ValueError(f"max_tries={self.max_tries}: must be >= 1")
+        if not 0.0 <= self.recolour <= 1.0:
+            raise ValueError(f"recolour={self.recolour}: a chance per occluder, in [0, 1] (0: off)")
 
 
 class SynthesisResult(NamedTuple):
@@ -356,6 +359,17 @@ class OcclusionSynthesizer:
             out.mul_(1.0 / self.supersample**2)
         return out
 
+    def recoloured(self, w: torch.Tensor, rngs: Sequence) -> torch.Tensor:
+        """Occluder colour augmentation (``recolour``; training only): each warped occluder ``w``
+        (B, 4, H, W, premultiplied RGB and alpha) whose generator is given has, by chance, its
+        colour channels shuffled and scaled (gains 0.3-1.7), its shape kept."""
+        rgb, a = w[:, :3].clone(), w[:, 3:4]
+        for b, r in enumerate(rngs):
+            if r is not None and r.random() < self.placement.recolour:
+                perm, gain = r.permutation(3).tolist(), r.uniform(0.3, 1.7, 3)
+                rgb[b] = torch.minimum(torch.stack([rgb[b, c] * float(k) for c, k in zip(perm, gain)]), a[b])
+        return torch.cat([rgb, a], 1)
+
     def occlude_photo(self, photo: np.ndarray, placements: Sequence[dict]) -> np.ndarray:
         """A square (S, S, 3) uint8 ``photo`` (S = ``image_size``) with ``placements``
         (matrices from cut-out to photo pixels) composited one over the other, as uint8: how
@@ -407,6 +421,8 @@ class OcclusionSynthesizer:
                 pending, tries = again, tries + 1
             empty = torch.zeros_like(accepted[todo[0]][1])  # alpha 0: the whole batch at once, no index tensor
             w = torch.stack([accepted[b][1] if b in accepted else empty for b in range(B)]).to(clean.dtype)
+            if p.recolour > 0:
+                w = self.recoloured(w, [rngs[b] if b in accepted else None for b in range(B)])
             a = w[:, 3:4]
             out = out * (1 - a) + (2 * w[:, :3] - a)
             mask = torch.maximum(mask, (a > p.mask_threshold).to(clean.dtype))
