@@ -10,9 +10,12 @@ Tiny widths, 32 px faces, the synthetic data of tests/helpers/training.py; every
 from __future__ import annotations
 
 import contextlib
+import faulthandler
+import gc
 import json
 import os
 import socket
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -278,7 +281,10 @@ def free_port() -> int:
 def ddp_worker(rank: int, world: int, ports: list[int], out: str, stage: str, jobs: list, nan_step: int) -> None:
     """One rank: train ``stage`` once per ``(overrides, resume)`` of ``jobs`` (each in a process
     group of its own, on its own port); rank 1 poisons its loss at ``nan_step``; writes what
-    happened to ``out/rank{rank}.json``."""
+    happened to ``out/rank{rank}.json``, then leaves at once (``os._exit``): the process group's
+    C++ threads are torn down while the process runs, not during interpreter shutdown, where
+    gloo can abort a process whose work is already done. A crash prints every thread's stack."""
+    faulthandler.enable()
     os.environ.update(MASTER_ADDR="127.0.0.1", RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world))
     torch.set_num_threads(1)
     if nan_step and rank == 1:
@@ -299,7 +305,10 @@ def ddp_worker(rank: int, world: int, ports: list[int], out: str, stage: str, jo
         report["error"] = str(exc)
     except Exception:
         report["crash"] = traceback.format_exc()[-2000:]
+    gc.collect()  # the models of a failed run (and their process group) go now
     Path(out, f"rank{rank}.json").write_text(json.dumps(report))
+    sys.stdout.flush(), sys.stderr.flush()
+    os._exit(0)
 
 
 def run_ddp(tmp_path: Path, stage: str, jobs: list, nan_step: int = 0, timeout: float = 60) -> list[dict]:

@@ -230,6 +230,14 @@ def _batch_predictions(batch: dict, bnames: list[str], model, pred_files, save_d
     return batch["pred"], ok
 
 
+def _keep_worst(kept: list[tuple], cases: list[tuple], k: int, key) -> list[tuple]:
+    """The ``k`` first by ``key`` of ``kept`` and ``cases`` (tuples ``(score, name, *images)``);
+    the images of the cases that stay are copied, so no view keeps a whole batch in memory."""
+    old = {id(c) for c in kept}
+    return [c if id(c) in old else (*c[:2], *(t.clone() for t in c[2:]))
+            for c in sorted([*kept, *cases], key=key)[:k]]
+
+
 @dataclass
 class _Tally:
     """What the pass over a set's batches collects: per row, the metrics of each image; the
@@ -264,10 +272,9 @@ class _Tally:
         r = occluder_residue(to_uint8(pred[good]), occ8[good], clean8[good], batch["mask"][good].numpy() > 0.5)
         for j, i in enumerate(good):
             self.residue[names[i]] = float(r[j])
-            if self.worst and r[j] == r[j]:
-                self.worst_cases.append((float(r[j]), names[i], *(t[i].clone() for t in (batch["occluded"], pred,
-                                                                                          batch["clean"]))))
-        self.worst_cases = sorted(self.worst_cases, key=lambda c: -c[0])[:self.worst]
+        cases = [(float(r[j]), names[i], batch["occluded"][i], pred[i], batch["clean"][i])
+                 for j, i in enumerate(good) if r[j] == r[j]]
+        self.worst_cases = _keep_worst(self.worst_cases, cases, self.worst, key=lambda c: -c[0])
 
     def add_harm(self, names: list[str], clean, clean_u8, model, device) -> None:
         """The model run on the clean faces (``clean_u8``: them at 8 bits): its change to each,
@@ -277,9 +284,9 @@ class _Tally:
         changed = changed_share(out_u8, clean_u8)
         for i, (n, m) in enumerate(zip(names, image_metrics_batch(out_u8, clean_u8))):
             self.harm[n] = {**m, "changed": float(changed[i])}
-            if self.worst and m["psnr"] < float("inf"):   # an unchanged face is no case of harm
-                self.worst_harm.append((m["psnr"], n, clean[i].clone(), out[i].clone()))   # not views: no batch kept
-        self.worst_harm = sorted(self.worst_harm, key=lambda c: c[0])[:self.worst]
+        cases = [(self.harm[n]["psnr"], n, clean[i], out[i]) for i, n in enumerate(names)
+                 if self.harm[n]["psnr"] < float("inf")]   # an unchanged face is no case of harm
+        self.worst_harm = _keep_worst(self.worst_harm, cases, self.worst, key=lambda c: c[0])
         for rec_name, recognizer in self.recognizers.items():
             _embed_subset(recognizer, out, names, self.queries, self.feats[rec_name]["harm"], device)
 
