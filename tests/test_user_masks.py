@@ -191,6 +191,38 @@ def test_video_frames_are_deoccluded_with_their_time_stamps(tmp_path, monkeypatc
     assert capsys.readouterr().err.strip() == "fsggan-deocclude: error: --mask: not for videos"
 
 
+def test_a_phone_clip_with_a_rotation_flag_is_deoccluded_upright(tmp_path, monkeypatch, capsys):
+    """Stored on its side with a display matrix saying "turn 90 degrees": the faces are found in
+    the frames as shown, and the output is written upright, with no flag."""
+    av = pytest.importorskip("av", reason="PyAV is not installed (pip install 'fsggan[video]')")
+    if not hasattr(av.video.stream.VideoStream, "set_display_rotation"):
+        pytest.skip(f"PyAV {av.__version__} cannot write a rotation flag (PyAV 18 can)")
+    from fsggan.cli.deocclude import main as deocclude_main
+    from helpers.photos import lfw, occluded, stub_detect
+
+    monkeypatch.setattr("fsggan.photos.deocclude.face_finder", lambda detector, min_face: stub_detect)
+    run = write_run(tmp_path / "gan.pt")
+    photo = np.pad(occluded(lfw()), ((0, 0), (0, 30), (0, 0)), constant_values=128)   # 250 high, 280 wide
+    clip = tmp_path / "phone.mp4"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("libx264" if "libx264" in av.codecs_available else "mpeg4", rate=5)
+        stream.width, stream.height, stream.pix_fmt = 250, 280, "yuv420p"
+        stream.set_display_rotation(90)            # shown turned 90 degrees counter-clockwise
+        for _ in range(3):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(np.rot90(photo, -1).copy(), format="rgb24")))
+        out.mux(stream.encode(None))
+    dst = tmp_path / "out.mp4"
+    assert deocclude_main([str(clip), "--gan", str(run), "--out", str(dst), "--device", "cpu", "--no-progress"]) == 0
+    assert "3 face(s)" in capsys.readouterr().out
+    with av.open(str(dst)) as b:
+        frames = list(b.decode(video=0))
+    assert len(frames) == 3 and all(getattr(f, "rotation", 0) == 0 for f in frames)
+    got = np.stack([f.to_ndarray(format="rgb24").astype(np.int16) for f in frames])
+    assert got.shape[1:3] == (250, 280)             # upright: as tall as the photo
+    change = np.abs(got - photo.astype(np.int16)).mean(axis=(0, 3))
+    assert change[:40].mean() < 6 and change[140:175, 105:145].mean() > 2 * change[:40].mean()   # the face changed
+
+
 def test_face_tracks_smooth_detector_noise_and_follow_a_real_move():
     from fsggan.detect.base import DetectedFace
     from fsggan.photos.video import FaceTracks, alignment_jitter

@@ -211,7 +211,8 @@ def _video(args) -> int:
     except (FileNotFoundError, ValueError, ImportError) as exc:  # VideoError, CheckpointError: ValueErrors
         return fail(PROG, exc)
     print(f"wrote {summary.frames} frame(s) with {summary.faces} face(s) to {out} "
-          f"({summary.frames_without_face} frame(s) without a face; audio: {summary.audio})")
+          f"({summary.frames_without_face} frame(s) without a face; audio: {summary.audio}"
+          + (f"; turned {summary.turned} degrees to stand upright, as players show it)" if summary.turned else ")"))
     return EXIT_WRITTEN if summary.frames else EXIT_NONE
 
 

@@ -6,9 +6,10 @@ through the model in batches. Decoding and encoding are PyAV's (FFmpeg; ``pip in
 the video stream is re-encoded with H.264 (``libx264``, CRF 18, or MPEG-4 Part 2 where the
 FFmpeg build has no H.264 encoder) at the input's frame rate and size, each frame keeping its
 time stamp; the first audio stream is copied as it is (not re-encoded) where the output
-container takes its codec, else left out with a note. Frames are read upright as stored (a
-rotation flag in the container is not applied). The file is written whole or not at all (a
-temporary file next to it, then a rename).
+container takes its codec, else left out with a note. A rotation flag (the display matrix of a
+clip filmed on a phone held upright) is applied: the frames are de-occluded and written as they are
+shown, upright, and the output carries no flag (:func:`display_turns`). The file is written whole
+or not at all (a temporary file next to it, then a rename).
 
 Faces are followed from frame to frame (:class:`FaceTracks`): a detection is the same face as
 the previous frame's nearest one when their landmark centres are closer than half the eye
@@ -31,7 +32,7 @@ import numpy as np
 from fsggan.detect.base import DetectedFace
 
 __all__ = ["VIDEO_EXTENSIONS", "VideoError", "VideoSummary", "FaceTracks", "alignment_jitter", "is_video",
-           "deocclude_video"]
+           "display_turns", "deocclude_video"]
 
 # suffix -> FFmpeg container (the formats whose usual codecs include H.264 and MPEG-4)
 VIDEO_EXTENSIONS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".mkv": "matroska", ".avi": "avi"}
@@ -47,6 +48,7 @@ class VideoSummary:
     faces: int = 0
     frames_without_face: int = 0
     audio: str = "none"   # "copied", "none" (the input had none) or why it was left out
+    turned: int = 0       # degrees counter-clockwise the frames were turned to stand upright
 
 
 class FaceTracks:
@@ -113,13 +115,26 @@ def _av():
     return av
 
 
-def _open_output(av, tmp: Path, dst: Path, src_video):
-    """The output container and its video stream (same size and rate as ``src_video``)."""
+def display_turns(av, src: Path) -> int:
+    """Quarter turns counter-clockwise (0-3) that show ``src``'s frames upright: its display
+    matrix, as FFmpeg gives it with the first frame (``VideoFrame.rotation``, counter-clockwise
+    degrees); 0 where there is none, or where PyAV is too old to read it."""
+    with av.open(str(src)) as container:
+        for frame in container.decode(video=0):
+            return round(getattr(frame, "rotation", 0) / 90) % 4
+    return 0
+
+
+def _open_output(av, tmp: Path, dst: Path, src_video, turns: int):
+    """The output container and its video stream (the rate of ``src_video``, its size as shown:
+    width and height swapped when ``turns`` is odd)."""
     out = av.open(str(tmp), mode="w", format=VIDEO_EXTENSIONS[dst.suffix.lower()])
     codec = "libx264" if "libx264" in av.codecs_available else "mpeg4"
     rate = src_video.average_rate or src_video.guessed_rate or 25
     stream = out.add_stream(codec, rate=rate)
     stream.width, stream.height = src_video.codec_context.width, src_video.codec_context.height
+    if turns % 2:
+        stream.width, stream.height = stream.height, stream.width
     even = stream.width % 2 == 0 and stream.height % 2 == 0
     stream.pix_fmt = "yuv420p" if even or codec != "libx264" else "yuv444p"
     if codec == "libx264":
@@ -147,7 +162,8 @@ class _Frames:
         self.pending: list = []
 
     def flush(self) -> None:
-        results = self.run([f.to_ndarray(format="rgb24") for f in self.pending])
+        turns = self.summary.turned // 90
+        results = self.run([np.ascontiguousarray(np.rot90(f.to_ndarray(format="rgb24"), turns)) for f in self.pending])
         for frame, (photo, faces) in zip(self.pending, results):
             new = self.av.VideoFrame.from_ndarray(photo, format="rgb24")
             new.pts, new.time_base = frame.pts, frame.time_base
@@ -210,7 +226,8 @@ def deocclude_video(model, src: str | Path, dst: str | Path, *, detect: Callable
             if not container.streams.video:
                 raise VideoError(f"{src}: no video stream")
             vin = container.streams.video[0]
-            out, vout = _open_output(av, tmp, dst, vin)
+            summary.turned = 90 * display_turns(av, src)
+            out, vout = _open_output(av, tmp, dst, vin, summary.turned // 90)
             with out, tqdm(desc="de-occluding frames", unit="frame", disable=not progress) as bar:
                 _convert(av, container, out, vin, vout, run, frames, summary, bar)
         os.replace(tmp, dst)
