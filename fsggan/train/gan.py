@@ -53,8 +53,8 @@ from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwar
                      OptimSection, PatchKwargs, TrainSection, TrainGANConfig, VAEKwargs)
 from .data import device_batches, setup_data
 from .monitor import Monitor
-from .runtime import (Env, StopSignal, TrainingError, adam, autocast, lr_factor, make_scaler, set_lr, setup_env,
-                      unused_parameters, wrap_model)
+from .runtime import (Env, StopSignal, TrainingError, adam, autocast, compiled, lr_factor, make_scaler, set_lr,
+                      setup_env, unused_parameters, wrap_model)
 from .state import (EMA, already_done, check_start, check_weights, describe, located,
                     prepare_run_dir, restore_checkpoint, seed_everything)
 
@@ -105,8 +105,7 @@ def train_gan(
         monitor = Monitor(cfg=cfg, env=env, run_dir=run_dir, **nets.states(), predict=nets.predict, val=val,
                           best_key=f"val/output_{train.best_metric}", best=best, step=step, extra=data_state,
                           judges=validation_judges(loss, identity_net, env))
-        g_loss = GeneratorLoss(loss, torch.compile(identity_net) if train.compile and identity_net is not None
-                               else identity_net)
+        g_loss = GeneratorLoss(loss, compiled(identity_net, train.compile))
         cast = autocast(env, train.amp)
         batches = device_batches(loader, sampler, train_set, pos, cfg.data, train, env)  # from the resume position
 
@@ -270,8 +269,7 @@ class _Nets:
         self.disc_net = wrap_model(self.disc, env, **wrap, find_unused=env.distributed and _unused_in_d(self.disc, cfg))
         # what each step calls besides those: V(x), and D inside G's step (never DDP-wrapped: no D gradients
         # there); with train.compile the whole step runs compiled
-        self.v_step = torch.compile(v_net) if train.compile else v_net
-        self.disc_g = torch.compile(self.disc) if train.compile else self.disc
+        self.v_step, self.disc_g = compiled(v_net, train.compile), compiled(self.disc, train.compile)
         opt = dict(betas=optim.betas, weight_decay=optim.weight_decay, device=env.device)
         self.opt_g = adam(self.gen.parameters(), lr=optim.lr, **opt)
         self.opt_d = adam(self.disc.parameters(), lr=optim.lr_d or optim.lr, **opt)

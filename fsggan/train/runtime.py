@@ -5,7 +5,7 @@ learning-rate schedule, mixed precision, and the bf16 capability of the CPU.
   :func:`train_device`, a thin wrapper of :func:`fsggan.device.resolve_device`; on CUDA the
   speed settings of :func:`set_cuda_backends`) -> :class:`Env`; :func:`teardown_env`;
 * :func:`gpu_speed_settings`: bf16 autocast + channels_last where the GPU has bf16;
-* :func:`wrap_model` (channels_last, SyncBatchNorm, DDP, torch.compile), :func:`to_device`;
+* :func:`wrap_model` (channels_last, SyncBatchNorm, DDP, torch.compile), :func:`compiled`, :func:`to_device`;
 * :func:`adam` (fused on CUDA), :func:`lr_factor` / :func:`set_lr` (linear warm-up, then
   constant or cosine decay; beyond the paper, whose configs keep it off);
 * :func:`autocast` / :func:`make_scaler` (``train.amp``: none | bf16 | fp16);
@@ -224,9 +224,13 @@ def wrap_model(model: nn.Module, env: Env, *, channels_last: bool = False, sync_
         wrapped = nn.parallel.DistributedDataParallel(
             model, device_ids=[env.device.index] if env.device.type == "cuda" else None,
             find_unused_parameters=find_unused)
-    if compile:
-        wrapped = torch.compile(wrapped)
-    return wrapped
+    return compiled(wrapped, compile)
+
+
+def compiled(module, on: bool):
+    """``torch.compile(module)`` when ``on`` (``train.compile``), else ``module`` itself: the one
+    place that decides what a training step runs compiled (``None`` passes through)."""
+    return torch.compile(module) if on and module is not None else module
 
 
 def unused_parameters(model: nn.Module, score) -> list[str]:
