@@ -4,7 +4,7 @@
 
 The quick run (default) uses `configs/cpu/quickstart_vae.yaml` and
 `configs/cpu/quickstart_gan.yaml`: the CPU recipe's models at 64x64 (V twice as wide), 1,200
-Stage I and 500 Stage II steps, about six minutes end to end on a 2-core AVX-512 CPU, enough to
+Stage I and 700 Stage II steps, under eight minutes end to end on a 2-core AVX-512 CPU, enough to
 see occluders removed (not a paper-quality model). Each phase's wall time is printed and stored in results.json.
 `--full` (``full=True``) uses `configs/lfw_vae.yaml` and `configs/lfw_gan.yaml` (128x128,
 default widths, tens of thousands of steps, MobileFaceNet identity loss) with, on a GPU with

@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/quickstart", help="output folder (default: runs/quickstart)")
     p.add_argument("--full", action="store_true", help="128x128 LFW configs, for a GPU (default: the quick run)")
     p.add_argument("--vae-steps", type=int, default=None, metavar="N", help="Stage I steps (default: 1200; --full: 30000)")
-    p.add_argument("--gan-steps", type=int, default=None, metavar="N", help="Stage II steps (default: 500; --full: 60000)")
+    p.add_argument("--gan-steps", type=int, default=None, metavar="N", help="Stage II steps (default: 700; --full: 60000)")
     p.add_argument("--recognizer-weights", default=None, metavar="PATH",
                    help="MobileFaceNet weights for rank-k (default: the data folder's weights/, if there)")
     add_common_options(p)
