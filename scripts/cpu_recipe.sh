@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The CPU reference recipe end to end, each phase timed (docs/results.md).
 #   bash scripts/cpu_recipe.sh        # 64 px: prepare the 64 px sets, Stage I, Stage II (5,000 steps)
-#   bash scripts/cpu_recipe.sh 128    # the paper's 128 px (R128b in docs/experiments.md): Stage I
-#                                     # at 64 and 128 px, Stage II 1,800 steps at 64 px, then 900 at
+#   bash scripts/cpu_recipe.sh 128    # the paper's 128 px (R128b, R128r in docs/experiments.md): Stage I
+#                                     # at 64 and 128 px, Stage II 2,400 steps at 64 px, then 1,800 at
 #                                     # 128 px from that G (G is fully convolutional), 128 px sets
 #   bash scripts/cpu_recipe.sh 128 1  # the same with train.seed 1 in every stage: run directories and
 #                                     # results get the suffix _s1 (seed 0, the default, has none)
