@@ -3,7 +3,7 @@
     from fsggan import FSGGAN
     m = FSGGAN.from_checkpoints(vae="runs/vae", gan="runs/gan")   # run dirs or .pt files
     m = FSGGAN.from_pretrained("fsggan-lfw128")   # a model folder (fsggan-export; docs/model_file.md)
-    out = m.deocclude(images)        # y_hat = G(x, V(x))
+    out = m.deocclude(images)        # y_hat = G(x, V(x)) (structure_passes: fsggan.models.deoccluder)
     out = m.deocclude(images, mask=masks)   # fill the user's masks (white = occluded), see deocclude
     g = m.structure(images)          # g = V(x), the blurry facial structure
 
@@ -44,6 +44,7 @@ from torch import nn
 from fsggan.checkpoint import load_checkpoint, model_from_checkpoint, state_dicts_differ, vae_path_of_gan
 from fsggan.device import resolve_device
 from fsggan.images import from_batch, resize_batch, to_batch
+from fsggan.models.deoccluder import check_structure_passes, deocclude
 
 __all__ = ["FSGGAN", "AMP_DTYPES", "amp_dtype"]
 
@@ -71,12 +72,16 @@ class FSGGAN:
     device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", or a torch.device.
     image_size: the size the models work at (default: the VAE's, else 128).
     amp: None (float32), "bf16" (autocast, CPU or GPU) or "fp16" (autocast, GPU only).
+    structure_passes: how often V sees the face, the first time as given, then as G's output
+        (:mod:`fsggan.models.deoccluder`); 1 = the paper. ``from_checkpoints`` and
+        ``from_pretrained`` take the value the model was trained with unless one is given.
     """
 
     def __init__(self, vae: nn.Module | None, generator: nn.Module, device="auto", image_size: int | None = None,
-                 amp: str | None = None):
+                 amp: str | None = None, structure_passes: int = 1):
         self.device = resolve_device(device)
         self.amp = amp_dtype(amp, self.device)  # checked before the weights move
+        self.structure_passes = check_structure_passes(structure_passes)
         self.vae = None if vae is None else vae.to(self.device).eval().requires_grad_(False)
         self.generator = generator.to(self.device).eval().requires_grad_(False)
         self.uses_structure = getattr(generator, "in_channels", 6) != 3
@@ -95,14 +100,15 @@ class FSGGAN:
 
     @classmethod
     def from_checkpoints(cls, vae: str | Path | None = None, gan: str | Path | None = None,
-                         device="auto", amp: str | None = None) -> FSGGAN:
+                         device="auto", amp: str | None = None, structure_passes: int | None = None) -> FSGGAN:
         """Build from a Stage II checkpoint (``gan``) and a Stage I checkpoint (``vae``).
 
         Each is a ``.pt`` file or a run directory (``checkpoints/best.pt`` preferred).
         ``vae=None`` (recommended): the VAE saved inside the Stage II checkpoint - the V
         that G was trained with, which differs from Stage I's after ``trunk_mode: tied`` -
         else the file its ``config["gan"]["vae_checkpoint"]`` names. An explicit ``vae``
-        that differs from the stored one gives a warning. ``amp``: see the class.
+        that differs from the stored one gives a warning. ``amp``: see the class;
+        ``structure_passes``: the class's, default the Stage II config's ``gan.structure_passes``.
         """
         from fsggan.models import VAE, UNetGenerator
         from fsggan.photos.template import data_section
@@ -128,7 +134,9 @@ class FSGGAN:
                               "which is the one G was trained with (trunk_mode 'tied' updates it); "
                               "leave vae unset to use the stored one", stacklevel=2)
         size = (vae_kwargs or gckpt["config"].get("vae") or {}).get("image_size", 128)
-        model = cls(vae_model, generator, device=device, image_size=size, amp=amp)
+        if structure_passes is None:
+            structure_passes = (gckpt["config"].get("gan") or {}).get("structure_passes", 1)
+        model = cls(vae_model, generator, device=device, image_size=size, amp=amp, structure_passes=structure_passes)
         model.checkpoints = paths
         loss = gckpt["config"].get("loss") or {}
         model.identity_net = loss.get("identity_net") if loss.get("identity") else None
@@ -139,17 +147,22 @@ class FSGGAN:
         return model
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, device="auto", amp: str | None = None) -> FSGGAN:
+    def from_pretrained(cls, folder: str | Path, device="auto", amp: str | None = None,
+                        structure_passes: int | None = None) -> FSGGAN:
         """Build from a model folder that ``fsggan-export`` wrote (safetensors weights and
         model.json; no training state, no pickle). Every weight file is checked against the
         sha256 model.json records; a missing or altered file is a one-line
         :class:`fsggan.export.ModelFolderError` naming it. Outputs equal those of the run the
-        folder was exported from, bit for bit on the CPU."""
+        folder was exported from, bit for bit on the CPU. ``structure_passes``: the class's,
+        default model.json's."""
         from fsggan.export import load_model_folder
 
         device = resolve_device(device)
         vae, generator, meta = load_model_folder(folder)
-        model = cls(vae, generator, device=device, image_size=meta["image_size"], amp=amp)
+        if structure_passes is None:
+            structure_passes = meta.get("structure_passes", 1)
+        model = cls(vae, generator, device=device, image_size=meta["image_size"], amp=amp,
+                    structure_passes=structure_passes)
         model.checkpoints = {"model": str(Path(folder))}
         model.identity_net = meta.get("identity_net")
         model.data = dict(meta.get("data") or {})
@@ -161,7 +174,8 @@ class FSGGAN:
     def run(self, x: torch.Tensor, mask: torch.Tensor | None = None,
             mask_mode: str = "replace") -> tuple[torch.Tensor, torch.Tensor | None]:
         """One batch (B, 3, H, W) in [-1, 1] -> (y_hat, g) at ``image_size`` on ``self.device``
-        (g is None for a generator without structure input), float32 (also under ``amp``).
+        (g: the structure G filled from, None for a generator without structure input), float32
+        (also under ``amp``).
 
         ``mask`` (B, 1, H, W) in [0, 1], 1 = occluded: the region G fills
         (:meth:`fsggan.models.UNetGenerator.forward`, ``fill_mask``; ``mask_mode`` "replace"
@@ -172,9 +186,8 @@ class FSGGAN:
         cast = (torch.autocast(self.device.type, dtype=self.amp) if self.amp is not None
                 else contextlib.nullcontext())
         with cast:
-            g = self.vae(x) if self.vae is not None else None
-            extra = {} if fill is None else {"fill_mask": fill, "mask_mode": mask_mode}
-            y = self.generator(x, g, **extra) if self.uses_structure else self.generator(x, **extra)
+            y, g, _ = deocclude(self.vae, self.generator, x, structure_passes=self.structure_passes,
+                                fill_mask=fill, mask_mode=mask_mode)
         return y.float(), (None if g is None else g.float())
 
     def _apply(self, images, which: str, batch_size: int, mask=None, mask_mode: str = "replace"):
@@ -207,7 +220,8 @@ class FSGGAN:
         return self._apply(images, "output", batch_size, mask, mask_mode)
 
     def structure(self, images, batch_size: int = 32):
-        """Facial structure images ``g = V(x)``, in the input's kind."""
+        """Facial structure images ``g = V(x)``, in the input's kind (with ``structure_passes``
+        above 1, the structure of the last pass: V of the pass before's output)."""
         return self._apply(images, "structure", batch_size)
 
     def deocclude_photo(self, image, mask=None, mask_mode: str = "replace", **options):

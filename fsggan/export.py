@@ -170,6 +170,7 @@ def model_metadata(model, report: str | Path | None = None) -> dict:
     return {
         "format": FORMAT, "format_version": FORMAT_VERSION, "fsggan_version": fsggan_version(),
         "image_size": model.image_size,
+        "structure_passes": model.structure_passes,
         "input": {"layout": "NCHW", "channels": "RGB", "dtype": "float32", "range": [-1.0, 1.0],
                   "size": [model.image_size, model.image_size]},
         "networks": {"generator": model.kwargs["generator"], "vae": model.kwargs.get("vae")},

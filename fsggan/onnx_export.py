@@ -3,10 +3,11 @@
     input  "occluded"    (N, 3, S, S) float32 RGB in [-1, 1], N dynamic
     output "deoccluded"  (N, 3, S, S) float32 in [-1, 1]            y = G(x, V(x))
     with extras:
-    output "structure"   (N, 3, S, S)  g = V(x)          (models with a VAE)
+    output "structure"   (N, 3, S, S)  g = V(x), the last pass's  (models with a VAE)
     output "map"         (N, 1, S, S)  G's occlusion map (blend heads)
 
-S is the model's ``image_size``; the graph does not resize. Run with onnxruntime alone:
+S is the model's ``image_size``; the graph does not resize. A model with ``structure_passes``
+above 1 is traced with its passes unrolled (:mod:`fsggan.models.deoccluder`). Run with onnxruntime alone:
 
     import onnxruntime as ort
     ort_session = ort.InferenceSession("model.onnx", providers=["CPUExecutionProvider"])
@@ -24,17 +25,20 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fsggan.models.deoccluder import deocclude
+
 __all__ = ["OPSET", "Deoccluder", "export_onnx"]
 
 OPSET = 17
 
 
 class Deoccluder(nn.Module):
-    """x -> G(x, V(x)) [, V(x), G's map]: the inference graph of an FSGGAN."""
+    """x -> G(x, V(x)) [, V(x), G's map]: the inference graph of an FSGGAN
+    (:func:`fsggan.models.deoccluder.deocclude`)."""
 
-    def __init__(self, vae: nn.Module | None, generator: nn.Module, extras: bool = False):
+    def __init__(self, vae: nn.Module | None, generator: nn.Module, extras: bool = False, structure_passes: int = 1):
         super().__init__()
-        self.vae, self.generator, self.extras = vae, generator, extras
+        self.vae, self.generator, self.extras, self.structure_passes = vae, generator, extras, structure_passes
 
     def outputs(self) -> list[str]:
         names = ["deoccluded"]
@@ -44,9 +48,7 @@ class Deoccluder(nn.Module):
         return names
 
     def forward(self, x: torch.Tensor):
-        g = self.vae(x) if self.vae is not None else None
-        uses_structure = getattr(self.generator, "in_channels", 6) != 3
-        y, m = self.generator(x, g, return_mask=True) if uses_structure else self.generator(x, return_mask=True)
+        y, g, m = deocclude(self.vae, self.generator, x, structure_passes=self.structure_passes)
         if not self.extras:
             return y
         return tuple(t for t in (y, g, m) if t is not None)
@@ -59,7 +61,7 @@ def export_onnx(model, path: str | Path, *, extras: bool = False, batch: int = 1
 
     vae = None if model.vae is None else copy.deepcopy(model.vae).cpu().float().to(memory_format=torch.contiguous_format)
     gen = copy.deepcopy(model.generator).cpu().float().to(memory_format=torch.contiguous_format)
-    net = Deoccluder(vae, gen, extras).eval()
+    net = Deoccluder(vae, gen, extras, model.structure_passes).eval()
     names = net.outputs()
     size = model.image_size
     x = torch.zeros(batch, 3, size, size)

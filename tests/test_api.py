@@ -100,6 +100,42 @@ def test_eval_with_checkpoints_matches_saved_predictions(runs, tmp_path):
     assert a == b  # scoring in memory == scoring the saved files
 
 
+def test_structure_passes_come_from_the_training_config_unless_given(runs, tmp_path, capsys):
+    """gan.structure_passes of the Stage II config sets how the model runs; from_checkpoints,
+    fsggan-eval and fsggan-deocclude may override it; the report records the value used."""
+    from helpers.prepared import make_prepared_set
+
+    ckpt = torch.load(runs["gan_run"] / "checkpoints" / "last.pt", weights_only=True)
+    ckpt["config"]["gan"]["structure_passes"] = 2
+    path = tmp_path / "two.pt"
+    torch.save(ckpt, path)
+    def v_calls(model) -> int:  # how often V runs for one batch (the numbers: tests/test_models.py)
+        calls = []
+        hook = model.vae.register_forward_hook(lambda *_: calls.append(1))
+        model.deocclude(torch.rand(2, 3, 32, 32) * 2 - 1)
+        hook.remove()
+        return len(calls)
+
+    assert v_calls(FSGGAN.from_checkpoints(gan=runs["gan_run"], device="cpu")) == 1  # a config without it: 1
+    m = FSGGAN.from_checkpoints(gan=path, device="cpu")
+    assert m.structure_passes == 2 and v_calls(m) == 2
+    assert v_calls(FSGGAN.from_checkpoints(gan=path, device="cpu", structure_passes=1)) == 1
+    s = make_prepared_set(tmp_path / "set1-toy", n_ids=2, per_id=2, repeats=1)
+    res = tmp_path / "res"
+    assert eval_main([str(s), "--gan", str(path), "--structure-passes", "3", "--out", str(res), "--recognizer",
+                      "none", "--workers", "0", "--no-progress", "--device", "cpu"]) == 0
+    assert json.loads((res / "results.json").read_text())["source"]["structure_passes"] == 3
+    capsys.readouterr()
+    assert eval_main([str(s), "--gan", str(path), "--structure-passes", "0", "--out", str(tmp_path / "r0")]) == 2
+    assert eval_main([str(s), "--predictions", str(s), "--structure-passes", "2", "--out", str(tmp_path / "r1")]) == 2
+    assert deocclude_main([str(s), "--gan", str(path), "--structure-passes", "0", "--aligned",
+                           "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 3 and "--structure-passes 0: must be >= 1" in err[0] and "goes with --gan" in err[1]
+    assert "--structure-passes 0: must be >= 1" in err[2]
+    assert not (tmp_path / "r0").exists() and not (tmp_path / "d").exists()  # refused before anything is written
+
+
 def test_stored_vae_preferred_and_mismatch_warned(runs, tmp_path):
     """Stage II checkpoints of fsggan.train also hold V as G was trained with it."""
     torch.manual_seed(1)

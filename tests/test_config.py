@@ -103,6 +103,7 @@ def test_overrides_and_types(tmp_path):
     ("discriminator.trunk_mode=shared", "'frozen' | 'tied' | 'copy'"),
     ("optim.betas=[0.5]", "expected 2 items"),
     ("train.batch_size=0", "batch_size must be >= 1"),
+    ("gan.structure_passes=0", "gan.structure_passes=0: must be an integer >= 1"),
 ])
 def test_errors_name_the_key(override, message):
     with pytest.raises(ConfigError, match=None) as e:

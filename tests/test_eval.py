@@ -354,6 +354,32 @@ def test_residue_harm_and_per_occluder_table_on_a_tiny_set(prepared, tmp_path):
     assert rows[0]["occluder"] == "square" and float(rows[0]["residue_median"]) == pytest.approx(0.5, abs=0.01)
 
 
+def test_sets_sharing_clean_faces_run_the_harm_pass_once_with_the_same_figures(prepared, tmp_path):
+    """evaluate_sets: a second set with the same clean faces reuses the harm pass and the
+    clean features (the model sees each clean face once) and gets the figures it gets alone."""
+    import shutil
+
+    twin = tmp_path / "set2-toy"
+    shutil.copytree(prepared, twin)
+
+    class Counting(_Blend):
+        seen = 0
+
+        def run(self, x):
+            Counting.seen += len(x)
+            return super().run(x)
+
+    rec = {"pool": PoolEmbedder()}
+    model = Counting(prepared, 0.0, True)
+    both = evaluate.evaluate_sets([prepared, twin], method="patch", model=model, recognizers=rec, progress=False)
+    n = len(list((prepared / "clean").iterdir()))
+    assert Counting.seen == 3 * n  # the occluded faces of both sets, the clean faces once
+    alone = evaluate_set(twin, method="patch", model=model, recognizers=rec, progress=False)
+    assert Counting.seen == 5 * n
+    assert report.to_json(both["sets"]["set2-toy"]) == report.to_json(alone)
+    assert alone["harm"]["changed"]["mean"] > 0  # the shared part is real: the patch changes clean faces
+
+
 def test_results_files_are_written_whole_or_not_at_all(prepared, tmp_path, monkeypatch):
     res = evaluate_set(prepared, progress=False)
     results = {"method": None, "ks": [1, 5, 10], "recognizers": [], "sets": {"set1-toy": res}}

@@ -141,13 +141,22 @@ def test_deocclude_with_model_folder_writes_what_the_run_writes(run, exported, t
         assert np.array_equal(np.asarray(Image.open(a / f"f{k}.png")), np.asarray(Image.open(b / f"f{k}.png")))
 
 
-def test_onnx_graph_matches_pytorch_on_cpu(run, tmp_path):
+@pytest.mark.parametrize("passes", [1, 2])
+def test_onnx_graph_matches_pytorch_on_cpu(run, tmp_path, passes):
     ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install 'fsggan[onnx]')")
+    import onnx
+
     out = tmp_path / "model"
-    assert export_main([str(run), str(out), "--onnx", "--onnx-extras"]) == 0
+    assert export_main([str(run), str(out), "--onnx", "--onnx-extras", "--structure-passes", str(passes)]) == 0
     meta = json.loads((out / "model.json").read_text())
     assert meta["files"]["onnx"]["outputs"] == ["deoccluded", "structure", "map"]
+    assert meta["structure_passes"] == passes
+    convs = sum(n.op_type == "Conv" for n in onnx.load(str(out / "model.onnx")).graph.node)
+    n_v = sum(isinstance(m, torch.nn.Conv2d) for m in VAE(**VAE_KW).modules())
+    n_g = sum(isinstance(m, torch.nn.Conv2d) for m in UNetGenerator(**BLEND_KW).modules())
+    assert convs == passes * (n_v + n_g)  # V and G unrolled once per pass
     model = FSGGAN.from_pretrained(out, device="cpu")  # the ONNX file is checked too
+    assert model.structure_passes == passes
     sess = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
     x = torch.rand(3, 3, 32, 32) * 2 - 1  # batch 3: the graph was traced at 1 (dynamic batch)
     y, g, m = sess.run(None, {"occluded": x.numpy()})

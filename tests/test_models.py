@@ -10,7 +10,7 @@ import torch
 
 from fsggan.losses import discriminator_loss, vae_loss
 from fsggan.models import (TRUNK_MODES, VAE, DownSample, GlobalDiscriminator, HDCModule, MultiRFDiscriminator,
-                           PatchDiscriminator, UNetGenerator, UpSample, VAEOutput)
+                           PatchDiscriminator, UNetGenerator, UpSample, VAEOutput, deocclude)
 from fsggan.models.discriminator import combine_heads, patch_log_probs
 from fsggan.models.vae import LOG_SIGMA_RANGE
 
@@ -125,6 +125,33 @@ def test_generator_upsample_modes_share_weights():
     assert not torch.allclose(near(x, g), bil(x, g))
     with pytest.raises(ValueError, match="upsample"):
         UNetGenerator(base_channels=4, upsample="bicubic")
+
+
+def test_structure_passes_give_v_the_previous_output_and_g_the_original_face():
+    """deocclude: one pass is G(x, V(x)); two passes fill x again from V of the first output;
+    a user's map is used in every pass; a generator without structure input runs once."""
+    vae, x = _vae().eval(), _img(2, 32)
+    torch.manual_seed(1)
+    gen = UNetGenerator(base_channels=4, output="blend").eval()
+    with torch.no_grad():
+        y1, g1, m1 = deocclude(vae, gen, x)
+        assert torch.equal(y1, gen(x, vae(x))) and torch.equal(g1, vae(x))
+        y2, g2, m2 = deocclude(vae, gen, x, structure_passes=2)
+        assert torch.equal(g2, vae(y1)) and torch.equal(y2, gen(x, vae(y1)))
+        assert not torch.equal(g2, g1) and not torch.equal(y2, y1)  # a second pass, from another structure
+        assert m2.shape == (2, 1, 32, 32)
+        fill = torch.zeros(2, 1, 32, 32)
+        fill[..., 8:16, 8:16] = 1
+        y, _, m = deocclude(vae, gen, x, structure_passes=3, fill_mask=fill)
+        assert torch.equal(m, fill) and torch.equal(y[..., :8, :], x[..., :8, :])  # outside the map: x, bit for bit
+        plain = UNetGenerator(in_channels=3, base_channels=4).eval()
+        y, g, _ = deocclude(None, plain, x, structure_passes=2)
+        assert g is None and torch.equal(y, plain(x))
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(ValueError, match="structure_passes=.*integer >= 1"):
+            deocclude(vae, gen, x, structure_passes=bad)
+    with pytest.raises(ValueError, match="a VAE is needed"):
+        deocclude(None, gen, x)
 
 
 def test_generator_ablation_same_depth():

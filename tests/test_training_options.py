@@ -142,7 +142,8 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
 
     run = tmp_path / "run"
     cfg = gan_config(data_config, run, stage1, "generator.output=blend", "loss.map_bce=1.0", "loss.pixel_hole=10.0",
-                     "train.ema=0.9", "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.1")
+                     "train.ema=0.9", "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.1",
+                     "gan.structure_passes=2")
     result = gan.train_gan(**vars(cfg))
     assert result["step"] == 6
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -155,7 +156,7 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
     model = FSGGAN.from_checkpoints(gan=run / "checkpoints" / "last.pt", device="cpu")
     ema_w = ckpt["models"]["generator_ema"]["out.weight"]
     assert torch.equal(model.generator.out.weight, ema_w)
-    assert model.generator.output == "blend"
+    assert model.generator.output == "blend" and model.structure_passes == 2  # as trained and validated
     out = model.deocclude(torch.rand(2, 3, 32, 32) * 2 - 1)   # inference needs no mask
     assert out.shape == (2, 3, 32, 32)
 
@@ -165,6 +166,7 @@ def test_paper_configs_keep_the_options_off():
     assert cfg.generator.output == "direct"
     assert cfg.loss.pixel_hole == 0 and cfg.loss.map_bce == 0 and cfg.train.ema == 0
     assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none" and cfg.data.clean_share == 0
+    assert cfg.gan.structure_passes == 1
 
 
 def test_cpu_bf16_autocast_falls_back_to_fp32_where_bf16_crashes(monkeypatch):

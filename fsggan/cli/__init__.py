@@ -15,8 +15,9 @@ into a one-line message on stderr and an exit status. Nothing below this package
 imports it.
 
 What the commands share (docs/cli.md): ``--device`` and ``--no-progress``
-(:func:`add_common_options`), the help layout (:func:`new_parser`), the exit statuses of a
-command that writes one output per input (:func:`exit_epilog`), and the checks made before
+(:func:`add_common_options`), ``--structure-passes`` where a model is loaded
+(:func:`add_structure_passes_option`), the help layout (:func:`new_parser`), the exit statuses of
+a command that writes one output per input (:func:`exit_epilog`), and the checks made before
 anything is loaded: output folders (:func:`check_out_dir`), devices, and outputs that would
 land on an input (:mod:`fsggan.cli.safety`). A parser is built without importing torch, so
 ``--help`` answers at once: the library is imported after the arguments are parsed.
@@ -60,6 +61,19 @@ def add_common_options(parser, device_default: str | None = "auto") -> None:
                         help=DEVICE_HELP if device_default else DEVICE_HELP.replace("default: auto",
                                                                                     "default: train.device"))
     parser.add_argument("--no-progress", action="store_true", help=PROGRESS_HELP)
+
+
+def add_structure_passes_option(parser) -> None:
+    """``--structure-passes N``: how a loaded model runs (:mod:`fsggan.models.deoccluder`)."""
+    parser.add_argument("--structure-passes", type=int, default=None, metavar="N",
+                        help="1: G(x, V(x)) as the paper; 2: G fills again from V of its output (default: the model's)")
+
+
+def check_structure_passes_option(value) -> str | None:
+    """A one-line complaint about ``--structure-passes``, or None."""
+    if value is not None and value < 1:
+        return f"--structure-passes {value}: must be >= 1 (1: the paper's G(x, V(x)))"
+    return None
 
 
 def exit_epilog(what: str) -> str:

@@ -18,8 +18,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsggan.cli import EXIT_NONE, EXIT_SOME, EXIT_WRITTEN, add_common_options, check_device, check_out_dir, \
-    exit_epilog, fail, new_parser
+from fsggan.cli import EXIT_NONE, EXIT_SOME, EXIT_WRITTEN, add_common_options, add_structure_passes_option, \
+    check_device, check_out_dir, check_structure_passes_option, exit_epilog, fail, new_parser
 
 PROG = "fsggan-deocclude"
 # fsggan.detect's names, here so that --help needs no torch (tests/test_cli_options.py checks they agree)
@@ -56,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="replace: G fills just the mask; union: also what G finds (default: replace)")
     p.add_argument("--amp", default=None, choices=("bf16", "fp16"), metavar="DTYPE",
                    help="bf16 or fp16 autocast: faster, outputs differ slightly (default: float32)")
+    add_structure_passes_option(p)
     p.add_argument("--out", required=True, help="output folder, outside the inputs")
     p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops: only resized")
     p.add_argument("--crop", default=None, choices=("lfw", "celeba", "folder"), metavar="BOX",
@@ -89,7 +90,7 @@ def _check_model(args) -> str | None:
         return "give the model as --gan RUN (a training run) or --model FOLDER (fsggan-export's), one of them"
     if args.vae and not args.gan:
         return "--vae goes with --gan (a model folder holds its V)"
-    return check_device(args.device) or _check_amp(args)
+    return check_device(args.device) or _check_amp(args) or check_structure_passes_option(args.structure_passes)
 
 
 def _check_amp(args) -> str | None:
@@ -108,8 +109,10 @@ def _load(args):
     from fsggan.api import FSGGAN
 
     if args.model is not None:
-        return FSGGAN.from_pretrained(args.model, device=args.device, amp=args.amp)
-    return FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device, amp=args.amp)
+        return FSGGAN.from_pretrained(args.model, device=args.device, amp=args.amp,
+                                      structure_passes=args.structure_passes)
+    return FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=args.device, amp=args.amp,
+                                   structure_passes=args.structure_passes)
 
 
 def _collect(args, crops: bool):

@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from fsggan.cli import add_common_options, fail, new_parser
+from fsggan.cli import add_common_options, add_structure_passes_option, check_structure_passes_option, fail, new_parser
 from fsggan.cli.preflight import eval_preflight
 
 PROG = "fsggan-eval"
@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, default=2, metavar="N", help="image reading processes (default: 2)")
     run.add_argument("--amp", default=None, choices=("bf16", "fp16"), metavar="DTYPE",
                      help="with --gan: bf16 (CPU or GPU) or fp16 (GPU) autocast (default: float32)")
+    add_structure_passes_option(run)
     add_common_options(run)
     return p
 
@@ -100,7 +101,9 @@ def _check_values(args: argparse.Namespace) -> str | None:
             return f"--{name.replace('_', '-')} {value}: must be >= {least}"
     if args.amp is not None and not args.gan:
         return f"--amp {args.amp}: goes with --gan (it sets how the model runs)"
-    return None
+    if args.structure_passes is not None and not args.gan:
+        return f"--structure-passes {args.structure_passes}: goes with --gan (it sets how the model runs)"
+    return check_structure_passes_option(args.structure_passes)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -142,7 +145,8 @@ def _run(args: argparse.Namespace, parser: argparse.ArgumentParser, argv) -> int
             amp_dtype(args.amp, device)
         except ValueError as exc:
             return fail(PROG, f"--{exc}")
-        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=device, amp=args.amp)
+        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.gan, device=device, amp=args.amp,
+                                        structure_passes=args.structure_passes)
         method = method or "FSG-GAN"
     elif args.predictions:
         if not Path(args.predictions).is_dir():

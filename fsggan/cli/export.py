@@ -12,7 +12,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from fsggan.cli import fail, new_parser
+from fsggan.cli import add_structure_passes_option, check_structure_passes_option, fail, new_parser
 
 PROG = "fsggan-export"
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--onnx", action="store_true", help="also write model.onnx, V and G in one graph (needs onnx)")
     p.add_argument("--onnx-extras", action="store_true", help="with --onnx: also output V(x) and G's occlusion map")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier model folder at OUT")
+    add_structure_passes_option(p)
     return p
 
 
@@ -47,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)  # --help before torch is imported
     if args.onnx_extras and not args.onnx:
         return fail(PROG, "--onnx-extras needs --onnx")
+    if check_structure_passes_option(args.structure_passes):
+        return fail(PROG, check_structure_passes_option(args.structure_passes))
     read = [("the run", args.run), ("the --vae", args.vae), ("the --report", args.report)]
     problem = folder_overlap("OUT", args.out, read) or holds_input("OUT", args.out, read)
     if problem:
@@ -60,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ImportError:
             return fail(PROG, "--onnx needs the onnx package: pip install 'fsggan[onnx]'")
     try:
-        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.run, device="cpu")
+        model = FSGGAN.from_checkpoints(vae=args.vae, gan=args.run, device="cpu",
+                                        structure_passes=args.structure_passes)
         report = args.report or find_report(model.checkpoints["gan"])
         meta = write_model_folder(model, args.out, overwrite=args.overwrite, report=report, onnx=args.onnx,
                                   onnx_extras=args.onnx_extras)

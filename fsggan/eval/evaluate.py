@@ -40,10 +40,12 @@ the rank-k table, with the reasons it is smaller than the paper's protocol, if i
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
@@ -138,6 +140,7 @@ def evaluate_set(
     harm: bool = True,                    # with a model: also run it on the clean faces and score the change
     worst: int = 0,                       # keep the images of this many worst cases by residue, and of
                                           # the clean faces the model changed most (for two grids)
+    memo: CleanMemo | None = None,        # clean-face work shared between sets (evaluate_sets passes one)
 ) -> dict:
     """Score one prepared set; returns the set's entry of the results dict (JSON-ready
     apart from floats, see :func:`fsggan.eval.report.to_json`)."""
@@ -151,7 +154,8 @@ def evaluate_set(
                                                                        allow_missing)
     recognizers = dict(recognizers or {})
     protocol, gallery, queries = _protocol_of(set_dir, names) if recognizers else (None, set(), set())
-    tally = _Tally(row, recognizers, gallery, queries, [] if per_image else None, worst=worst)
+    tally = _Tally(row, recognizers, gallery, queries, [] if per_image else None, worst=worst,
+                   memo=memo if memo is not None else CleanMemo())
     loader = DataLoader(_ScoredItems(prepared, pred_files), batch_size=batch_size, num_workers=workers)
     save_dir = Path(save_predictions) if save_predictions is not None else None
     for batch in tqdm(loader, desc=f"{set_dir.name}", unit="batch", disable=not progress, leave=False):
@@ -159,7 +163,7 @@ def evaluate_set(
         pred, ok = _batch_predictions(batch, bnames, model, pred_files, save_dir, tally)
         clean8, occ8 = to_uint8(batch["clean"]), to_uint8(batch["occluded"])   # once per batch, for every score
         tally.add_quality(bnames, clean8, occ8, pred, ok)
-        tally.add_features(bnames, batch["clean"], batch["occluded"], pred, ok, device)
+        tally.add_features(bnames, batch["clean"], clean8, batch["occluded"], pred, ok, device)
         if pred is not None and "mask" in batch:
             tally.add_residue(bnames, batch, clean8, occ8, pred, ok)
         if model is not None and harm:
@@ -239,6 +243,35 @@ def _keep_worst(kept: list[tuple], cases: list[tuple], k: int, key) -> list[tupl
 
 
 @dataclass
+class CleanMemo:
+    """Work on clean faces that several sets share: the test sets hold the same faces under
+    different occluders, so the model's output on a clean face (the harm pass) and the
+    recognisers' features of a clean face and of that output are computed once, keyed by the
+    face's 8-bit pixels. One memo serves the sets of one :func:`evaluate_sets` call; a set
+    gets the figures it would get alone."""
+
+    outputs: dict = field(default_factory=dict)    # key -> the model's 8-bit output (H, W, 3) on that clean face
+    features: dict = field(default_factory=dict)   # (recogniser, "clean" | "harm", key) -> feature
+
+    @staticmethod
+    def keys(images_u8: np.ndarray) -> list[bytes]:
+        return [hashlib.sha1(a.tobytes()).digest() for a in images_u8]
+
+    def embed(self, recognizer, rec_name: str, kind: str, images: torch.Tensor, names: list[str], keys: list[bytes],
+              wanted: set[str], store: dict, device) -> None:
+        """``store[name]`` = the recogniser's feature of each wanted image, computed for the
+        images whose key it has not seen."""
+        todo = [i for i, n in enumerate(names) if n in wanted and (rec_name, kind, keys[i]) not in self.features]
+        fresh: dict = {}
+        _embed_subset(recognizer, images, names, {names[i] for i in todo}, fresh, device)
+        for i in todo:
+            self.features[(rec_name, kind, keys[i])] = fresh[names[i]]
+        for i, n in enumerate(names):
+            if n in wanted:
+                store[n] = self.features[(rec_name, kind, keys[i])]
+
+
+@dataclass
 class _Tally:
     """What the pass over a set's batches collects: per row, the metrics of each image; the
     per-image records (when kept); the predictions left out; and per recogniser, the
@@ -250,6 +283,7 @@ class _Tally:
     queries: set[str]                    # names whose images are queries
     per_image: list | None               # per-image records (None: not kept)
     worst: int = 0                       # how many worst cases (residue; harm) to keep the images of
+    memo: CleanMemo = field(default_factory=CleanMemo)  # clean-face work shared with other sets
     missing: list = field(default_factory=list)      # names without a prediction file
     unreadable: list = field(default_factory=list)   # {"name", "error"} of unusable prediction files
     scores: dict = field(init=False)     # row -> image name -> metrics
@@ -278,9 +312,15 @@ class _Tally:
 
     def add_harm(self, names: list[str], clean, clean_u8, model, device) -> None:
         """The model run on the clean faces (``clean_u8``: them at 8 bits): its change to each,
-        and the recognisers' features of the outputs of clean queries."""
-        out = quantize(model.run(clean)[0].float()).cpu()
-        out_u8 = to_uint8(out)
+        and the recognisers' features of the outputs of clean queries (each face once per memo)."""
+        keys = self.memo.keys(clean_u8)
+        todo = [i for i, k in enumerate(keys) if k not in self.memo.outputs]
+        if todo:
+            fresh = to_uint8(quantize(model.run(clean[todo])[0].float()).cpu())
+            for j, i in enumerate(todo):
+                self.memo.outputs[keys[i]] = fresh[j]
+        out_u8 = np.stack([self.memo.outputs[k] for k in keys])
+        out = torch.from_numpy(out_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # = quantize(output)
         changed = changed_share(out_u8, clean_u8)
         for i, (n, m) in enumerate(zip(names, image_metrics_batch(out_u8, clean_u8))):
             self.harm[n] = {**m, "changed": float(changed[i])}
@@ -288,7 +328,8 @@ class _Tally:
                  if self.harm[n]["psnr"] < float("inf")]   # an unchanged face is no case of harm
         self.worst_harm = _keep_worst(self.worst_harm, cases, self.worst, key=lambda c: c[0])
         for rec_name, recognizer in self.recognizers.items():
-            _embed_subset(recognizer, out, names, self.queries, self.feats[rec_name]["harm"], device)
+            self.memo.embed(recognizer, rec_name, "harm", out, names, keys, self.queries, self.feats[rec_name]["harm"],
+                            device)
 
     def add_quality(self, names: list[str], clean8, occ8, pred, ok: list[bool]) -> None:
         """Image quality of the occluded inputs and of the usable predictions, per image
@@ -306,12 +347,14 @@ class _Tally:
             if self.per_image is not None:
                 self.per_image.append(record)
 
-    def add_features(self, names: list[str], clean, occ, pred, ok: list[bool], device) -> None:
-        """Each recogniser's features of the batch's clean gallery and query images, occluded
-        queries and usable predicted queries."""
+    def add_features(self, names: list[str], clean, clean_u8, occ, pred, ok: list[bool], device) -> None:
+        """Each recogniser's features of the batch's clean gallery and query images (each face
+        once per memo), occluded queries and usable predicted queries."""
+        keys = self.memo.keys(clean_u8) if self.recognizers else []
         for rec_name, recognizer in self.recognizers.items():
             store = self.feats[rec_name]
-            _embed_subset(recognizer, clean, names, self.gallery | self.queries, store["clean"], device)
+            self.memo.embed(recognizer, rec_name, "clean", clean, names, keys, self.gallery | self.queries,
+                            store["clean"], device)
             _embed_subset(recognizer, occ, names, self.queries, store["occluded"], device)
             if pred is not None:
                 usable = {n for n, good in zip(names, ok) if good} & self.queries
@@ -427,17 +470,19 @@ def evaluate_sets(
                       "on [-1, 1] images = psnr - 20 log10(2) = psnr - 6.02 dB"),
         "sets": {},
     }
+    memo = CleanMemo()  # the sets share their clean faces: the harm pass and their features run once each
     for d in set_dirs:
         pred = prediction_folder(predictions, d, len(set_dirs)) if predictions is not None else None
         save = Path(save_predictions) / d.name if save_predictions is not None else None
         results["sets"][d.name] = evaluate_set(d, method=method, model=model, predictions=pred,
-                                               recognizers=recognizers, save_predictions=save, **options)
+                                               recognizers=recognizers, save_predictions=save, memo=memo, **options)
     return results
 
 
 def _source(model, predictions) -> dict:
     if model is not None:
-        return {"kind": "checkpoints", **getattr(model, "checkpoints", {})}
+        return {"kind": "checkpoints", **getattr(model, "checkpoints", {}),
+                "structure_passes": getattr(model, "structure_passes", 1)}
     if predictions is not None:
         return {"kind": "predictions", "folder": str(predictions)}
     return {"kind": "none"}

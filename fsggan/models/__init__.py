@@ -1,6 +1,7 @@
 """FSG-GAN networks (paper's method section): Stage I VAE, HDC U-Net generator, discriminators."""
 
 from .blocks import ConvUnit, DownSample, ResidualBlock, UpSample
+from .deoccluder import check_structure_passes, deocclude
 from .discriminator import TRUNK_MODES, DiscOutput, MultiRFDiscriminator
 from .generator import UNetGenerator
 from .global_discriminator import GlobalDiscriminator
@@ -12,4 +13,5 @@ __all__ = [
     "ConvUnit", "DownSample", "ResidualBlock", "UpSample", "HDCModule",
     "VAE", "VAEEncoder", "VAEDecoder", "VAEOutput", "UNetGenerator",
     "MultiRFDiscriminator", "GlobalDiscriminator", "PatchDiscriminator", "DiscOutput", "TRUNK_MODES",
+    "deocclude", "check_structure_passes",
 ]

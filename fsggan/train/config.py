@@ -39,6 +39,7 @@ from typing import Literal
 from fsggan.config import ConfigError, merge, read_layers
 from fsggan.data import PrepareConfig
 from fsggan.losses import LossWeights
+from fsggan.models.deoccluder import check_structure_passes
 
 __all__ = [
     "VAEKwargs", "GeneratorKwargs", "MultiRFKwargs", "GlobalKwargs", "PatchKwargs",
@@ -371,6 +372,12 @@ class GANSection:
     init_generator: str | None = None    # beyond the paper: start G from this Stage II checkpoint's G (its EMA
                                          # weights if any), e.g. a 64 px run fine-tuned at 128 px (G is fully
                                          # convolutional); read at a fresh start only
+    structure_passes: int = 1            # beyond the paper (1): at inference and validation, G fills x again from V's
+                                         # structure of its own output, this many passes in all
+                                         # (fsggan.models.deoccluder); training steps are unchanged
+
+    def __post_init__(self):
+        check_structure_passes(self.structure_passes)
 
 
 # Whole runs -------------------------------------------------------------------------

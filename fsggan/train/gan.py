@@ -47,7 +47,7 @@ from torch import nn
 from fsggan.checkpoint import CHECKPOINT_VERSION, CheckpointError, load_checkpoint, load_state
 from fsggan.config import ConfigError, from_dict, to_dict
 from fsggan.losses import GeneratorLoss, discriminator_loss
-from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator
+from fsggan.models import VAE, GlobalDiscriminator, MultiRFDiscriminator, PatchDiscriminator, UNetGenerator, deocclude
 
 from .config import (TrainDataSection, GANSection, GANLossSection, GeneratorKwargs, GlobalKwargs, MultiRFKwargs,
                      OptimSection, PatchKwargs, TrainSection, TrainGANConfig, VAEKwargs)
@@ -304,8 +304,7 @@ class _Nets:
         net = self.ema.module if self.ema else self.gen
         net.eval()
         with autocast(self.env, self.cfg.train.amp):
-            g = self.v_net(x)
-            out = net(x, g)
+            out, g, _ = deocclude(self.v_net, net, x, structure_passes=self.cfg.gan.structure_passes)
         self.gen.train()
         return {"structure": g.float().clamp(-1, 1), "output": out.float().clamp(-1, 1)}
 
