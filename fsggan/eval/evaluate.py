@@ -25,6 +25,10 @@ folders holding ``clean/ occluded/ mask/``, ``manifest.json`` and ``protocol.jso
   caller says which recogniser is which (``recognizer_info[i]["role"]``) and the report
   puts the independent ones first.
 
+The sets of one call share their clean faces (the same test faces under other occluders):
+the harm pass and the recognisers' features of clean faces run once per face
+(:class:`CleanMemo`), and each set gets the figures it would get alone.
+
 Our own outputs are rounded to 8 bits before scoring, so that scoring in memory gives
 the same figures as saving them (``--save-predictions``) and scoring the files.
 A prediction that is missing, unreadable or of another size than the clean image is

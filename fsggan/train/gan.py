@@ -300,7 +300,8 @@ class _Nets:
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """V's structure and G's output (the EMA G when there is one) in eval mode."""
+        """G's output (the EMA G when there is one) in eval mode, run as inference runs it
+        (``gan.structure_passes``), and the structure it filled from (the last pass's)."""
         net = self.ema.module if self.ema else self.gen
         net.eval()
         with autocast(self.env, self.cfg.train.amp):
