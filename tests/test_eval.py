@@ -16,7 +16,8 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from fsggan import metrics
 from fsggan.eval import evaluate, recognition, report
-from fsggan.eval.evaluate import CLEAN, OCCLUDED, MissingPredictionsError, evaluate_set
+from fsggan.eval.evaluate import MissingPredictionsError, evaluate_set
+from fsggan.eval.report import CLEAN, OCCLUDED
 from fsggan.cli.evaluate import main as eval_main
 from fsggan.models.identity import FaceEmbedder
 from helpers.prepared import SIZE, copy_as_predictions, make_prepared_set
