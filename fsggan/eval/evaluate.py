@@ -164,11 +164,12 @@ def evaluate_set(
         pred, ok = _batch_predictions(batch, bnames, model, pred_files, save_dir, tally)
         clean8, occ8 = to_uint8(batch["clean"]), to_uint8(batch["occluded"])   # once per batch, for every score
         tally.add_quality(bnames, clean8, occ8, pred, ok)
-        tally.add_features(bnames, batch["clean"], clean8, batch["occluded"], pred, ok, device)
+        keys = tally.memo.keys(clean8)   # each clean face's memo key, once per batch
+        tally.add_features(bnames, batch["clean"], keys, batch["occluded"], pred, ok, device)
         if pred is not None and "mask" in batch:
             tally.add_residue(bnames, batch, clean8, occ8, pred, ok)
         if model is not None and harm:
-            tally.add_harm(bnames, batch["clean"], clean8, model, device)
+            tally.add_harm(bnames, batch["clean"], clean8, keys, model, device)
     missing, unreadable = tally.missing, tally.unreadable
     if (missing or unreadable) and not allow_missing:
         raise MissingPredictionsError(_missing_message(set_dir, Path(predictions), missing, unreadable))

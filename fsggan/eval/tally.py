@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fsggan.images import quantize, to_uint8
+from fsggan.images import quantize, to_tensor, to_uint8
 from fsggan.metrics import changed_share, image_metrics_batch, occluder_residue
 
 from .recognition import evaluate_protocol
@@ -95,17 +95,17 @@ class Tally:
                  for j, i in enumerate(good) if r[j] == r[j]]
         self.worst_cases = _keep_worst(self.worst_cases, cases, self.worst, key=lambda c: -c[0])
 
-    def add_harm(self, names: list[str], clean, clean_u8, model, device) -> None:
-        """The model run on the clean faces (``clean_u8``: them at 8 bits): its change to each,
-        and the recognisers' features of the outputs of clean queries (each face once per memo)."""
-        keys = self.memo.keys(clean_u8)
+    def add_harm(self, names: list[str], clean, clean_u8, keys: list[bytes], model, device) -> None:
+        """The model run on the clean faces (``clean_u8``: them at 8 bits; ``keys``: their memo
+        keys): its change to each, and the recognisers' features of the outputs of clean queries
+        (each face once per memo)."""
         todo = [i for i, k in enumerate(keys) if k not in self.memo.outputs]
         if todo:
             fresh = to_uint8(quantize(model.run(clean[todo])[0].float()).cpu())
             for j, i in enumerate(todo):
                 self.memo.outputs[keys[i]] = fresh[j]
         out_u8 = np.stack([self.memo.outputs[k] for k in keys])
-        out = torch.from_numpy(out_u8).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)  # = quantize(output)
+        out = torch.stack([to_tensor(a) for a in out_u8])  # = quantize(output)
         changed = changed_share(out_u8, clean_u8)
         for i, (n, m) in enumerate(zip(names, image_metrics_batch(out_u8, clean_u8))):
             self.harm[n] = {**m, "changed": float(changed[i])}
@@ -132,10 +132,9 @@ class Tally:
             if self.per_image is not None:
                 self.per_image.append(record)
 
-    def add_features(self, names: list[str], clean, clean_u8, occ, pred, ok: list[bool], device) -> None:
+    def add_features(self, names: list[str], clean, keys: list[bytes], occ, pred, ok: list[bool], device) -> None:
         """Each recogniser's features of the batch's clean gallery and query images (each face
-        once per memo), occluded queries and usable predicted queries."""
-        keys = self.memo.keys(clean_u8) if self.recognizers else []
+        once per memo; ``keys``: their memo keys), occluded queries and usable predicted queries."""
         for rec_name, recognizer in self.recognizers.items():
             store = self.feats[rec_name]
             self.memo.embed(recognizer, rec_name, "clean", clean, names, keys, self.gallery | self.queries,
