@@ -55,12 +55,13 @@ _J_SERIES = "9d7745f5129f3136abfcbe48c30380082d973b2c"   # identity and framing 
 _O_SERIES = "56343622b9339a96fb24b5903aeb1e286d682f56"   # occluder-removal options (O-series, R128h)
 _V_SERIES = "033daf3e54cdd64441720dfd87d2140c8754b6ba"   # Stage I options (V-series)
 _V8 = "d85b4aa7a747c2f870143d3c1e95fc84ca718bab"   # Stage I's clean-latent term (V8)
+_SP2 = "9f53812cc19aeb54296eda80cc8bb4ddbddd1c3f"  # G trained on its second pass's structure (SP2)
 RETIRED_OPTIONS = {"generator": {"fill": ("free", _J_SERIES), "erase": (False, _O_SERIES)},
                    "loss": {"identity_blur": (0.0, _J_SERIES), "identity_views": (False, _J_SERIES),
                             "identity_layers": (0.0, _J_SERIES), "identity_every": (1, _J_SERIES),
                             "hole_weight": (0.0, _V_SERIES), "clean_latent": (0.0, _V8)},
                    "train": {"frame_jitter": (0.0, _J_SERIES), "frame_jitter_loss": ("framed", _J_SERIES)},
-                   "data.synthesis": {"retexture": (0.0, _O_SERIES)}}
+                   "data.synthesis": {"retexture": (0.0, _O_SERIES)}, "gan": {"refined_share": (0.0, _SP2)}}
 
 
 def drop_retired_options(config: dict, where: str) -> dict:

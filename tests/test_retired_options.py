@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 QUICKSTART = str(REPO / "configs" / "cpu" / "quickstart_gan.yaml")
 RETIRED = ["loss.identity_blur=1.0", "loss.identity_views=true", "loss.identity_layers=20",
            "loss.identity_every=2", "generator.fill=structure", "train.frame_jitter=0.05",
-           "train.frame_jitter_loss=canonical"]
+           "train.frame_jitter_loss=canonical", "gan.refined_share=0.5"]
 TINY_VAE = {"base_channels": 4, "latent_dim": 8, "image_size": 16}
 
 

@@ -143,7 +143,7 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
     run = tmp_path / "run"
     cfg = gan_config(data_config, run, stage1, "generator.output=blend", "loss.map_bce=1.0", "loss.pixel_hole=10.0",
                      "train.ema=0.9", "optim.warmup_steps=2", "optim.decay=cosine", "optim.min_lr_ratio=0.1",
-                     "gan.structure_passes=2", "gan.refined_share=0.5")
+                     "gan.structure_passes=2")
     result = gan.train_gan(**vars(cfg))
     assert result["step"] == 6
     ckpt = load_checkpoint(run / "checkpoints" / "last.pt")
@@ -161,38 +161,12 @@ def test_train_gan_with_every_option_saves_and_serves_the_ema_generator(data_con
     assert out.shape == (2, 3, 32, 32)
 
 
-@pytest.mark.parametrize("ema", [0.9, 0.0])
-def test_refined_share_trains_part_of_the_batch_on_the_second_pass_structure(data_config, stage1, tmp_path, ema):
-    from fsggan.train.runtime import Env
-
-    cfg = gan_config(data_config, tmp_path / "run", stage1, f"train.ema={ema}", "gan.refined_share=0.5")
-    env = Env(device=torch.device("cpu"), rank=0, local_rank=0, world_size=1)
-    v_net, cfg = gan._frozen_v(None, env, **vars(cfg))
-    nets = gan._Nets(cfg, v_net, env)
-    seen = []                                                      # what V is given, in order
-    nets.v_step = lambda t: (seen.append(t), v_net(t))[1]
-    nets.train()
-    x = fixed_batch(4)[0]
-    g = nets.structure(x)
-    first = (nets.ema.module if ema else nets.gen).eval()
-    with torch.no_grad():
-        y1 = first(x[:2], v_net(x[:2]))
-        expected = torch.cat([v_net(y1), v_net(x[2:])])
-    assert len(seen) == 2 and torch.equal(seen[0], x)
-    assert torch.allclose(seen[1], y1, atol=1e-6) and not torch.allclose(y1, x[:2], atol=1e-2)
-    assert torch.allclose(g, expected, atol=1e-6)
-    nets.train()
-    assert nets.gen.training and nets.cfg.gan.refined_share == 0.5
-    with pytest.raises(ValueError, match="refined_share must be in"):
-        gan_config(data_config, tmp_path / "run", stage1, "gan.refined_share=1.5")
-
-
 def test_paper_configs_keep_the_options_off():
     cfg = load_config(TrainGANConfig, "configs/gan.yaml", [])
     assert cfg.generator.output == "direct"
     assert cfg.loss.pixel_hole == 0 and cfg.loss.map_bce == 0 and cfg.train.ema == 0
     assert cfg.optim.warmup_steps == 0 and cfg.optim.decay == "none" and cfg.data.clean_share == 0
-    assert cfg.gan.structure_passes == 1 and cfg.gan.refined_share == 0
+    assert cfg.gan.structure_passes == 1
 
 
 def test_cpu_bf16_autocast_falls_back_to_fp32_where_bf16_crashes(monkeypatch):

@@ -374,15 +374,10 @@ class GANSection:
                                          # convolutional); read at a fresh start only
     structure_passes: int = 1            # beyond the paper (1): at inference and validation, G fills x again from V's
                                          # structure of its own output, this many passes in all
-                                         # (fsggan.models.deoccluder)
-    refined_share: float = 0.0           # beyond the paper (0): this share of each training batch gets its structure
-                                         # from G's first pass, V(G(x, V(x))) (EMA G, no gradient), instead of V(x):
-                                         # G also learns the pass that structure_passes > 1 runs
+                                         # (fsggan.models.deoccluder); training steps are unchanged
 
     def __post_init__(self):
         check_structure_passes(self.structure_passes)
-        if not 0.0 <= self.refined_share <= 1.0:
-            raise ValueError(f"refined_share must be in [0, 1] (0: off), got {self.refined_share}")
 
 
 # Whole runs -------------------------------------------------------------------------

@@ -119,7 +119,7 @@ def train_gan(
                 nets.set_lr(lr_factor(step, train.steps, optim.warmup_steps, optim.decay, optim.min_lr_ratio))
                 # One step: g = V(x) without gradient, G's update (Eq. 8), then D's (Eq. 11) on the same G(x, g)
                 with torch.no_grad(), cast:
-                    g = nets.structure(x)
+                    g = nets.v_step(x)
                 g_terms, fake = g_step(nets.gen_net, nets.disc_g, nets.opt_g, nets.scaler_g, x=x, g=g, y=y,
                                        loss=g_loss, occ_mask=b.get("mask"), step=step, cast=cast)
                 d_terms = d_step(nets.disc_net, nets.opt_d, nets.scaler_d, real=y, fake=fake, cast=cast)
@@ -279,19 +279,6 @@ class _Nets:
     def train(self) -> None:
         self.gen.train()
         self.disc.train()
-
-    @torch.no_grad()
-    def structure(self, x: torch.Tensor) -> torch.Tensor:
-        """The structure G is trained to fill from: V(x), and for the first ``gan.refined_share``
-        of the batch V(y1), y1 = G(x, V(x)) from the EMA G (G in eval mode without one)."""
-        g = self.v_step(x)
-        n = round(self.cfg.gan.refined_share * len(x))
-        if n == 0:
-            return g
-        net = self.ema.module if self.ema else self.gen.eval()
-        refined = self.v_step(net(x[:n], g[:n]))
-        self.gen.train()
-        return torch.cat([refined, g[n:]])
 
     def set_lr(self, factor: float) -> None:
         """Both learning rates times ``factor`` (the schedule's, :func:`.runtime.lr_factor`)."""
