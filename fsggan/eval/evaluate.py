@@ -159,16 +159,17 @@ def evaluate_set(
                    memo=memo if memo is not None else CleanMemo())
     loader = DataLoader(_ScoredItems(prepared, pred_files), batch_size=batch_size, num_workers=workers)
     save_dir = Path(save_predictions) if save_predictions is not None else None
+    harm_pass = model is not None and harm
     for batch in tqdm(loader, desc=f"{set_dir.name}", unit="batch", disable=not progress, leave=False):
         bnames = list(batch["name"])
         pred, ok = _batch_predictions(batch, bnames, model, pred_files, save_dir, tally)
         clean8, occ8 = to_uint8(batch["clean"]), to_uint8(batch["occluded"])   # once per batch, for every score
         tally.add_quality(bnames, clean8, occ8, pred, ok)
-        keys = tally.memo.keys(clean8)   # each clean face's memo key, once per batch
+        keys = tally.memo.keys(clean8) if recognizers or harm_pass else []   # the memo's keys, once per batch
         tally.add_features(bnames, batch["clean"], keys, batch["occluded"], pred, ok, device)
         if pred is not None and "mask" in batch:
             tally.add_residue(bnames, batch, clean8, occ8, pred, ok)
-        if model is not None and harm:
+        if harm_pass:
             tally.add_harm(bnames, batch["clean"], clean8, keys, model, device)
     missing, unreadable = tally.missing, tally.unreadable
     if (missing or unreadable) and not allow_missing:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from fsggan.images import quantize, to_tensor, to_uint8
+from fsggan.images import to_tensor, to_uint8
 from fsggan.metrics import changed_share, image_metrics_batch, occluder_residue
 
 from .recognition import evaluate_protocol
@@ -101,7 +101,7 @@ class Tally:
         (each face once per memo)."""
         todo = [i for i, k in enumerate(keys) if k not in self.memo.outputs]
         if todo:
-            fresh = to_uint8(quantize(model.run(clean[todo])[0].float()).cpu())
+            fresh = to_uint8(model.run(clean[todo])[0])   # rounded to 8 bits, as quantize() rounds
             for j, i in enumerate(todo):
                 self.memo.outputs[keys[i]] = fresh[j]
         out_u8 = np.stack([self.memo.outputs[k] for k in keys])
