@@ -229,3 +229,26 @@ def test_clean_share_is_checked_when_the_config_loads():
     with pytest.raises(ConfigError, match=r"clean_share=1.0: give a share in \[0, 1\)"):
         load_config(TrainGANConfig, "configs/cpu/gan128.yaml", ["data.clean_share=1.0"])
     assert load_config(TrainGANConfig, "configs/cpu/gan128.yaml", []).data.clean_share == 0.2   # the 128 px recipe
+
+
+def test_grey_share_turns_a_reproducible_share_of_faces_grey():
+    from fsggan.config import ConfigError
+    from fsggan.train.data import grey_batch
+
+    torch.manual_seed(0)
+    clean = torch.rand(64, 3, 8, 8) * 2 - 1
+    batch = {"clean": clean, "occluded": clean.flip(-1), "mask": torch.rand(64, 1, 8, 8)}
+    out = grey_batch(batch, torch.arange(64), seed=3, epoch=1, share=0.5)
+    grey = (out["clean"][:, 0] == out["clean"][:, 2]).flatten(1).all(1)
+    assert 16 < int(grey.sum()) < 48                                       # about half, drawn per item
+    assert torch.equal(grey, (out["occluded"][:, 0] == out["occluded"][:, 1]).flatten(1).all(1))
+    lum = (clean * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1)
+    assert torch.allclose(out["clean"][grey, 1], lum[grey], atol=1e-6)
+    assert torch.equal(out["clean"][~grey], clean[~grey]) and torch.equal(out["mask"], batch["mask"])
+    again = grey_batch(batch, torch.arange(64), seed=3, epoch=1, share=0.5)
+    assert torch.equal(again["clean"], out["clean"])                        # the same items every time
+    other = grey_batch(batch, torch.arange(64), seed=3, epoch=2, share=0.5)
+    assert not torch.equal(other["clean"], out["clean"])                    # new draws each epoch
+    assert grey_batch(batch, torch.arange(64), seed=3, epoch=1, share=0.0) is batch
+    with pytest.raises(ConfigError, match=r"grey_share=1.5: give a share in \[0, 1\]"):
+        load_config(TrainGANConfig, "configs/cpu/gan128.yaml", ["data.grey_share=1.5"])

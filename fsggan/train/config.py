@@ -111,6 +111,9 @@ def check_section(section) -> None:
         if not 0.0 <= section.clean_share < 1.0:
             raise ValueError(f"clean_share={section.clean_share}: give a share in [0, 1) of the training faces "
                              "to leave un-occluded (0: every face occluded, the paper)")
+        if not 0.0 <= section.grey_share <= 1.0:
+            raise ValueError(f"grey_share={section.grey_share}: give a share in [0, 1] of the training faces "
+                             "to make greyscale (0: colour faces only, the paper)")
     elif kind == "OptimSection":
         if not all(0.0 <= b < 1.0 for b in section.betas):
             raise ValueError(f"betas={list(section.betas)}: Adam's betas must be in [0, 1)")
@@ -236,6 +239,7 @@ class TrainDataSection(PrepareConfig):
     val_images: int = 256                # fixed validation set: images spread over the val identities
     val_seed: int = 12345                # its occlusions, drawn once
     clean_share: float = 0.0             # beyond the paper: share of training faces left un-occluded
+    grey_share: float = 0.0              # beyond the paper: share of training faces made greyscale
 
     def __post_init__(self):
         super().__post_init__()

@@ -5,7 +5,8 @@ validation sets of the data config, and occlusion of whole batches on the device
 * :class:`ShardedBatchSampler` (data order from (seed, epoch), resumable mid-epoch),
   :func:`epoch_batches` (an endless ``(epoch, batch_index, batch)`` stream) and
   :func:`device_batches` (the same on the device, occluded there if so configured);
-* :func:`occlude_batch` (``data.occlude_on: device``).
+* :func:`occlude_batch` (``data.occlude_on: device``);
+* :func:`grey_batch` (``data.grey_share``: a share of the faces made greyscale).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .runtime import Env, TrainingError, to_device
 from .state import located, relocated
 
 __all__ = ["ShardedBatchSampler", "EpochItems", "epoch_batches", "device_batches", "setup_data", "make_loader", "load_all",
-           "occlude_batch"]
+           "occlude_batch", "grey_batch"]
 
 
 class ShardedBatchSampler(torch.utils.data.Sampler):
@@ -108,7 +109,8 @@ def device_batches(loader, sampler: ShardedBatchSampler, dataset, pos: tuple[int
     so that drawing the occluders never waits for the GPU)."""
     for epoch, index, batch in epoch_batches(loader, sampler, dataset, *pos):
         b = to_device(batch, env, train.channels_last)
-        yield epoch, index, occlude_batch(dataset, b, epoch, host=batch) if data.occlude_on == "device" else b
+        b = occlude_batch(dataset, b, epoch, host=batch) if data.occlude_on == "device" else b
+        yield epoch, index, grey_batch(b, batch["index"], dataset.seed, epoch, data.grey_share)
 
 
 def setup_data(data, train, *, env: Env, ckpt: dict | None):
@@ -176,6 +178,25 @@ def occlude_batch(dataset, batch: dict, epoch: int, host: dict | None = None) ->
         keep = keep.view(-1, 1, 1, 1).to(occluded.device, non_blocking=True)  # no index tensor: no sync
         occluded, mask = torch.where(keep, batch["clean"], occluded), torch.where(keep, 0.0, mask)
     return {**batch, "occluded": occluded, "mask": mask}
+
+
+def grey_batch(batch: dict, indices: torch.Tensor, seed: int, epoch: int, share: float) -> dict:
+    """``data.grey_share`` (beyond the paper): item ``i`` of ``epoch``, drawn from (seed, epoch,
+    i) apart from its occlusion, has its clean and occluded faces turned to greyscale
+    (luminance in all three channels, the occluder too, as in a black-and-white photo), so
+    that G learns a grey face is a face, not an occluder. The mask is unchanged."""
+    if share <= 0:
+        return batch
+    grey = [np.random.default_rng([seed, int(epoch), int(i), 0x6E7]).random() < share for i in indices.tolist()]
+    if not any(grey):
+        return batch
+    keep = torch.tensor(grey).view(-1, 1, 1, 1).to(batch["clean"].device, non_blocking=True)
+    weights = torch.tensor([0.299, 0.587, 0.114], device=batch["clean"].device).view(1, 3, 1, 1)
+    out = dict(batch)
+    for key in ("clean", "occluded"):
+        x = batch[key]
+        out[key] = torch.where(keep, (x * weights).sum(1, keepdim=True).expand_as(x), x)
+    return out
 
 
 def make_loader(dataset, sampler: ShardedBatchSampler, data, env: Env) -> torch.utils.data.DataLoader:
