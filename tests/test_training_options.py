@@ -252,3 +252,5 @@ def test_grey_share_turns_a_reproducible_share_of_faces_grey():
     assert grey_batch(batch, torch.arange(64), seed=3, epoch=1, share=0.0) is batch
     with pytest.raises(ConfigError, match=r"grey_share=1.5: give a share in \[0, 1\]"):
         load_config(TrainGANConfig, "configs/cpu/gan128.yaml", ["data.grey_share=1.5"])
+    assert load_config(TrainGANConfig, "configs/cpu/gan128.yaml", []).data.grey_share == 0.1   # the 128 px recipe
+    assert load_config(TrainGANConfig, "configs/cpu/gan128_stage64.yaml", []).data.grey_share == 0.0
