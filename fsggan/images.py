@@ -73,12 +73,15 @@ __all__ = [
     "to_batch",
     "from_batch",
     "resize_batch",
+    "LUMA",
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 # The smallest source image (shorter side, px) a face is cropped from: fsggan-prepare-data's
 # default dataset.min_source_size and fsggan-deocclude's limit.
 MIN_FACE_SIZE = 32
+# ITU-R BT.601 luma weights of R, G, B (PIL's convert("L")): every grey made from a colour image.
+LUMA = (0.299, 0.587, 0.114)
 
 # Never decode a truncated file silently into a half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False

@@ -25,6 +25,7 @@ from fsggan.images import crop_resize
 from fsggan.models import VAE, UNetGenerator
 from fsggan.photos import deocclude_photo, deocclude_photos, estimate_similarity, feather_mask, paste_back, warp_to_crop
 from fsggan.photos.align import apply, invert
+from fsggan.photos.tone import is_grey_face, to_grey
 from fsggan.api import FSGGAN
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -169,6 +170,62 @@ def test_two_photos_side_by_side_and_one_without_a_face(model):
     assert out.shape == pair.shape and len(faces) == 2
     assert faces[0].box[0] < TILE <= faces[1].box[0]
     assert none == [] and np.array_equal(same, blank)
+
+
+class _PatchPainter:
+    """A stand-in model that keeps the face and paints a skin-coloured patch over its middle,
+    as G does on a grey face it takes for an occluder."""
+    image_size, data = 32, DATA
+
+    def run(self, x, fill=None, mode=None):
+        y = x.clone()
+        y[:, 0, 12:20, 8:24], y[:, 1, 12:20, 8:24], y[:, 2, 12:20, 8:24] = 0.5, 0.0, -0.3
+        return y, None
+
+
+def _skimage_photo(name: str) -> np.ndarray:
+    """A public-domain / CC0 photograph bundled with scikit-image, as a 250x250 RGB tile."""
+    import skimage.data
+
+    im = Image.fromarray(getattr(skimage.data, name)()).convert("RGB")
+    return np.array(im.resize((TILE, TILE), Image.Resampling.BICUBIC))
+
+
+def test_a_black_and_white_photo_comes_back_grey_and_a_colour_one_untouched_by_it():
+    """``keep_grey``: the patch painted on a grey face is made grey (the photo stays black and
+    white), with a coloured occluder over the face that the model replaced; on a colour face,
+    and with ``keep_grey=False``, the model's colours are pasted as they are."""
+    grey, painter = _skimage_photo("camera"), _PatchPainter()
+    _, (face,) = deocclude_photo(painter, grey, detect=stub_detect)
+    (x0, y0), (x1, y1) = apply(invert(face.matrix), np.array([[10.0, 13.0], [22.0, 19.0]])).astype(int)
+    grey[y0:y1, x0:x1] = (30, 160, 220)  # a coloured occluder inside the painted patch
+    kept, (face,) = deocclude_photo(painter, grey, detect=stub_detect)
+    spread = kept.max(-1).astype(int) - kept.min(-1)
+    region = (slice(face.region[1], face.region[3]), slice(face.region[0], face.region[2]))
+    assert face.output.std(-1).max() == 0  # the output crop is grey
+    assert np.percentile(spread[region], 99) <= 3 and spread[region].max() < 40  # the occluder's colour gone (its
+    # outline blurred by the paste-back's detail keeping leaves a few levels)
+    assert np.abs(kept[y0:y1, x0:x1].astype(int) - grey[y0:y1, x0:x1]).mean() > 50
+    coloured, _ = deocclude_photo(painter, grey, detect=stub_detect, keep_grey=False)
+    assert np.percentile((coloured.max(-1).astype(int) - coloured.min(-1))[region], 90) > 20
+    colour = _skimage_photo("astronaut")
+    a, _ = deocclude_photo(painter, colour, detect=stub_detect)
+    b, _ = deocclude_photo(painter, colour, detect=stub_detect, keep_grey=False)
+    assert np.array_equal(a, b) and not np.array_equal(a, colour)
+
+
+def test_grey_face_test_sees_jpeg_noise_as_grey_and_a_pale_colour_face_as_colour():
+    rng = np.random.default_rng(0)
+    grey = np.repeat(rng.integers(40, 200, (32, 32, 1)), 3, axis=2)
+    noisy = np.clip(grey + rng.integers(-3, 4, grey.shape), 0, 255).astype(np.uint8)
+    assert is_grey_face(noisy, noisy)
+    pale = noisy.copy()
+    pale[..., 0] = np.clip(pale[..., 0].astype(int) + 12, 0, 255)  # a faint warm cast: still colour
+    assert not is_grey_face(pale, pale)
+    repainted = noisy.copy()
+    repainted[:26] = (200, 60, 40)  # the model replaced most of the crop: too little kept to tell
+    assert not is_grey_face(noisy, repainted)
+    assert to_grey(np.array([[[255, 0, 0], [0, 0, 255]]], np.uint8)).tolist() == [[[76] * 3, [29] * 3]]
 
 
 @pytest.mark.parametrize("name", ["mtcnn", "dlib_hog"])   # the default, and the dlib alternative

@@ -6,6 +6,7 @@ One job per module:
     align.py       similarity transform from five landmarks (least squares), warp to the crop
     template.py    where the model's training crops put the five landmarks
     paste.py       feathered paste-back at the photo's own resolution
+    tone.py        a black-and-white photo's faces come back grey
     deocclude.py   photos in memory -> (photo, faces): deocclude_photo, deocclude_photos
     files.py       photo files -> photo files, JSON sidecars, face crops (fsggan-deocclude)
 

@@ -10,7 +10,8 @@ paths, RGB arrays (H, W, 3) - uint8, or float in [0, 1] - or PIL images (EXIF or
 applied, read as :func:`fsggan.images.read_rgb` reads files: :func:`photo_array`); the
 photo comes back as a uint8 array of the same size, never rescaled; pixels outside the
 pasted faces are unchanged. Where the model changed little, the photo keeps its own detail
-(``keep_detail``, :mod:`fsggan.photos.paste`).
+(``keep_detail``, :mod:`fsggan.photos.paste`); a black-and-white photo's faces come back grey
+(``keep_grey``, :mod:`fsggan.photos.tone`).
 
 Faces come from :func:`find_faces`, which calls ``fsggan.detect.detect_faces`` (the
 detector, its landmarks and its ``min_face`` / ``max_side`` handling live there); ``detect=``
@@ -38,14 +39,17 @@ from fsggan.images import pil_to_rgb, read_rgb, to_tensor, to_uint8
 from .align import estimate_similarity, warp_to_crop
 from .paste import feather_mask, paste_back
 from .template import crop_template
+from .tone import is_grey_face, to_grey
 
-__all__ = ["FILL_TO_EDGE", "PhotoFace", "find_faces", "face_finder", "default_detector", "photo_array", "model_template",
+__all__ = ["FILL_TO_EDGE", "KEEP_GREY", "PhotoFace", "find_faces", "face_finder", "default_detector", "photo_array", "model_template",
            "align_faces", "warp_mask", "read_photo_mask", "photo_masks", "run_faces", "paste_faces", "deocclude_photos", "deocclude_photo"]
 
 # Pixels the model replaced reach the crop's edge instead of fading out with the feather
 # (fsggan.photos.paste; benchmarks/photo_roundtrip.py, docs/experiments.md "`fill_to_edge`, ...": the fixed
 # crop's round trip -0.18 -> -0.01 dB, detected faces' -0.69 -> -0.63 dB at 128 px).
 FILL_TO_EDGE = True
+# A grey face comes back grey (fsggan.photos.tone): G learned its colours from colour photos.
+KEEP_GREY = True
 
 
 @dataclass
@@ -133,9 +137,11 @@ def align_faces(photo: np.ndarray, detect: Callable, template: np.ndarray, size:
     return faces
 
 
-def run_faces(model, faces: Sequence[PhotoFace], batch_size: int, mask_mode: str = "replace") -> None:
+def run_faces(model, faces: Sequence[PhotoFace], batch_size: int, mask_mode: str = "replace",
+              keep_grey: bool = KEEP_GREY) -> None:
     """Fill ``output`` and ``structure`` of ``faces``, ``batch_size`` crops at a time (with
-    their ``mask``, where they have one: a face without one gets an empty mask)."""
+    their ``mask``, where they have one: a face without one gets an empty mask).
+    ``keep_grey``: a face grey where the model kept it gets a grey output (:mod:`fsggan.photos.tone`)."""
     for start in range(0, len(faces), batch_size):
         chunk = faces[start:start + batch_size]
         x = torch.stack([to_tensor(f.input) for f in chunk])
@@ -148,7 +154,7 @@ def run_faces(model, faces: Sequence[PhotoFace], batch_size: int, mask_mode: str
         ys = to_uint8(y)
         gs = to_uint8(g) if g is not None else [None] * len(chunk)
         for f, yo, go in zip(chunk, ys, gs):
-            f.output, f.structure = yo, go
+            f.output, f.structure = (to_grey(yo) if keep_grey and is_grey_face(f.input, yo) else yo), go
 
 
 def paste_faces(photo: np.ndarray, faces: Sequence[PhotoFace], mask: np.ndarray,
@@ -224,13 +230,14 @@ def photo_masks(masks, photos: Sequence[np.ndarray]) -> list[np.ndarray | None]:
 def deocclude_photos(model, images: Sequence, *, detector: str | None = None, min_face: int = 20,
                      batch_size: int = 32, detect: Callable | None = None, keep_detail: bool = True,
                      fill_to_edge: bool = FILL_TO_EDGE, masks: Sequence | None = None,
-                     mask_mode: str = "replace") -> list[tuple[np.ndarray, list[PhotoFace]]]:
+                     mask_mode: str = "replace", keep_grey: bool = KEEP_GREY) -> list[tuple[np.ndarray, list[PhotoFace]]]:
     """De-occlude every face of every photo; returns ``(photo, faces)`` per input, the photo
     a new uint8 array of the input's size (a photo without faces comes back unchanged, with
     an empty list). All faces of all photos go through the model in batches of ``batch_size``.
     ``keep_detail=False`` pastes the warped output crop as it is; ``fill_to_edge``: see
     :func:`paste_faces`. ``masks``: one mask per photo (or None), white = occluded, the
-    region G fills (``mask_mode``; module docstring)."""
+    region G fills (``mask_mode``; module docstring). ``keep_grey``: a black-and-white photo's
+    faces come back grey (:func:`run_faces`)."""
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     photos = [photo_array(im) for im in images]
@@ -238,7 +245,7 @@ def deocclude_photos(model, images: Sequence, *, detector: str | None = None, mi
     detect = detect or face_finder(detector, min_face)
     template = model_template(model, detector)
     per_photo = [align_faces(p, detect, template, model.image_size, m) for p, m in zip(photos, fills)]
-    run_faces(model, [f for faces in per_photo for f in faces], batch_size, mask_mode)
+    run_faces(model, [f for faces in per_photo for f in faces], batch_size, mask_mode, keep_grey)
     mask = feather_mask(model.image_size)
     return [(paste_faces(p, faces, mask, keep_detail, fill_to_edge), faces) for p, faces in zip(photos, per_photo)]
 

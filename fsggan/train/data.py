@@ -22,6 +22,7 @@ import torch
 
 from fsggan.config import ConfigError, from_dict, read_layers
 from fsggan.data import PrepareConfig, item_rng, make_occluded_dataset
+from fsggan.images import LUMA
 
 from .runtime import Env, TrainingError, to_device
 from .state import located, relocated
@@ -191,7 +192,7 @@ def grey_batch(batch: dict, indices: torch.Tensor, seed: int, epoch: int, share:
     if not any(grey):
         return batch
     keep = torch.tensor(grey).view(-1, 1, 1, 1).to(batch["clean"].device, non_blocking=True)
-    weights = torch.tensor([0.299, 0.587, 0.114], device=batch["clean"].device).view(1, 3, 1, 1)
+    weights = torch.tensor(LUMA, device=batch["clean"].device).view(1, 3, 1, 1)
     out = dict(batch)
     for key in ("clean", "occluded"):
         x = batch[key]

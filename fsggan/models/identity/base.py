@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fsggan.images import LUMA
+
 
 class WeightsError(RuntimeError):
     """A weights file is missing, unreadable or does not fit the network.
@@ -82,7 +84,7 @@ class FaceEmbedder(nn.Module):
 def rgb_to_gray01(x: torch.Tensor) -> torch.Tensor:
     """[-1, 1] RGB (B, 3, H, W) -> gray (B, 1, H, W) in [0, 1], ITU-R BT.601 luma
     (0.299 R + 0.587 G + 0.114 B, as PIL's ``convert('L')``)."""
-    w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    w = x.new_tensor(LUMA).view(1, 3, 1, 1)
     return ((x + 1.0) * 0.5 * w).sum(dim=1, keepdim=True)
 
 
