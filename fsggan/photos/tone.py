@@ -1,9 +1,9 @@
 """A black-and-white photo's faces come back black and white.
 
 G learned its colours from colour photos: on a grey face it may fill an occluder, or paint a
-patch, in skin tones (docs/results.md, "A grey face"). Where the face the model was given is
-grey in every pixel the model kept, its output is made grey as well (ITU-R BT.601 luma in all
-three channels), so the photo stays black and white. Only the pixels the model kept decide: a
+patch, in skin tones (docs/experiments.md, "A grey face's output made grey"). Where the face the
+model was given is grey in every pixel the model kept, its output is made grey as well (ITU-R
+BT.601 luma in all three channels), so the photo stays black and white. Only the pixels the model kept decide: a
 coloured occluder it replaced does not count, one it left in place does (and keeps its
 colour). A colour face is never changed here; tinted monochrome (sepia) is left as the model
 gives it.
